@@ -1,0 +1,65 @@
+"""noisefs: bounded /dev/shm snapshot arena and streaming aggregator for noisy Aer trajectories.
+
+Public surface (everything else is private)::
+
+    noisefs.Arena        the quota- and inode-bounded snapshot store
+    noisefs.run          simulate a circuit file, aggregate, return a Result
+    noisefs.Result       the data of a result file
+    noisefs.managed      decorator that routes AerSimulator.run through the arena
+    noisefs.NoiseFSError and its subclasses
+"""
+
+from __future__ import annotations
+
+from noisefs.errors import (
+    ArenaBusy,
+    ArenaError,
+    ArenaFull,
+    CircuitError,
+    CorruptSnapshot,
+    InputError,
+    NoiseFSError,
+    NoiseParameterError,
+    TooLargeError,
+    UnsafePathError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Arena",
+    "ArenaBusy",
+    "ArenaError",
+    "ArenaFull",
+    "CircuitError",
+    "CorruptSnapshot",
+    "InputError",
+    "NoiseFSError",
+    "NoiseParameterError",
+    "Result",
+    "TooLargeError",
+    "UnsafePathError",
+    "__version__",
+    "managed",
+    "run",
+]
+
+# Heavy modules (qiskit, qiskit-aer) load on first use, so `import noisefs` and
+# `noisefs status` stay fast.
+_LAZY = {
+    "Arena": ("noisefs.arena", "Arena"),
+    "run": ("noisefs.api", "run"),
+    "Result": ("noisefs.result", "Result"),
+    "managed": ("noisefs.decorator", "managed"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module_name, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module_name), attribute)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'noisefs' has no attribute {name!r}")

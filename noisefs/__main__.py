@@ -1,0 +1,5 @@
+import sys
+
+from noisefs.cli import main
+
+sys.exit(main())
