@@ -1,0 +1,367 @@
+"""One trajectory run from circuit file to :class:`~noisefs.result.Result`.
+
+Prepare the circuit and noise model, simulate batches (threads, processes or Dask), fold
+each batch's snapshots from the arena as soon as they land and release them, checkpoint
+the sums atomically, and write the result file atomically at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from concurrent.futures import FIRST_COMPLETED, wait
+
+import numpy as np
+
+from noisefs import __version__
+from noisefs.aggregate import Aggregator
+from noisefs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from noisefs.errors import InputError, TooLargeError
+from noisefs.options import RunOptions, default_batch
+from noisefs.progress import Progress
+from noisefs.result import Result
+from noisefs.sim.runner import BatchDone, SimulationJob, plan_batches
+
+log = logging.getLogger("noisefs")
+
+SEED_LIMIT = 2**63  # Aer takes seed_simulator as a signed 64-bit integer
+MIN_TRAJECTORIES_FOR_TOL = 32
+
+
+def _available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class TrajectoryRun:
+    """A configured run; :meth:`execute` does the work and returns the result."""
+
+    def __init__(self, options: RunOptions, noise, show_progress: bool | None = False) -> None:
+        self.options = options
+        self.noise = noise
+        self.show_progress = show_progress
+        self.timing: dict[str, float] = {}
+        self.arena_peaks = {"peak_bytes": 0, "peak_files": 0, "spilled_bytes": 0, "spilled_files": 0}
+
+    # -- preparation ---------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        from noisefs.sim.circuit import executed_qasm, insert_saves, prepare, snapshot_points
+        from noisefs.sim.noise import build_noise_model
+
+        opts = self.options
+        started = time.perf_counter()
+        self.prepared = prepare(opts.circuit, optimization_level=opts.optimize, seed_transpiler=opts.seed_transpiler)
+        circuit = self.prepared.circuit
+        n = self.num_qubits = self.prepared.num_qubits
+        self.noise.validate(n)
+        self.noise_model = build_noise_model(self.noise, n)
+        self.steps = snapshot_points(circuit, opts.snapshots)
+        self.circuit_with_saves, labels = insert_saves(circuit, self.steps)
+        self.labels = tuple(labels)
+        self.executed_qasm = executed_qasm(circuit)
+        if opts.keep_qubits is not None:
+            if opts.keep_qubits[-1] >= n:
+                raise InputError(f"--keep-qubits names qubit {opts.keep_qubits[-1]} but {opts.circuit} has {n} qubits")
+            self.density = "reduced"
+        elif n <= opts.max_dm_qubits:
+            self.density = "full"
+        else:
+            self.density = "none"
+        self.batch_size = opts.batch or default_batch(n, len(self.steps), opts.store)
+        self._check_fits()
+        self.timing["prepare_s"] = time.perf_counter() - started
+
+    def _check_fits(self) -> None:
+        """Refuse, with an estimate, a job that cannot fit in this machine's memory."""
+        opts, n, s = self.options, self.num_qubits, len(self.steps)
+        dim = 2**n
+        kept_dim = {"full": dim, "reduced": 2 ** len(opts.keep_qubits or ()), "none": 0}[self.density]
+        per_snapshot = 16 * dim * (dim if opts.store == "dense" else 1)
+        in_flight = 2 * max(1, opts.workers) * self.batch_size * s * per_snapshot * 2
+        needed = (
+            in_flight  # Aer's results and our stacked copies of batches in flight
+            + 2 * s * 16 * kept_dim**2  # running sums and the finished average
+            + 3 * s * 8 * dim  # probabilities
+            + max(1, opts.workers) * 16 * dim * 2  # Aer's own state vectors
+        )
+        available = _available_memory_bytes()
+        if needed > 0.8 * available:
+            hint = []
+            if self.density == "full":
+                hint.append("--max-dm-qubits below the qubit count or --keep-qubits")
+            if opts.store == "dense":
+                hint.append("--store factored")
+            if self.batch_size > 1:
+                hint.append("a smaller --batch")
+            if s > 1:
+                hint.append("--snapshots final")
+            raise TooLargeError(
+                f"{opts.circuit}: {n} qubits with {s} snapshot(s) need about {needed / 2**30:.1f} GiB of memory, "
+                f"but {available / 2**30:.1f} GiB is available; try {', '.join(hint) or 'a machine with more memory'}"
+            )
+
+    def _fingerprint(self) -> dict:
+        opts = self.options
+        return {
+            "circuit_sha256": self.prepared.source_sha256,
+            "executed_sha256": hashlib.sha256(self.executed_qasm.encode()).hexdigest(),
+            "steps": list(map(int, self.steps)),
+            "trajectories": opts.trajectories,
+            "noise": self.noise.to_meta(),
+            "density": self.density,
+            "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
+        }
+
+    # -- the run -------------------------------------------------------------------------
+
+    def execute(self) -> Result:
+        started = time.perf_counter()
+        self._prepare()
+        opts = self.options
+        aggregator = Aggregator(self.num_qubits, len(self.steps), self.density, opts.keep_qubits)
+        seed, done, elapsed_before = self._start_state(aggregator)
+        if seed + opts.trajectories - 1 >= SEED_LIMIT:
+            raise InputError(f"--seed {seed} + --trajectories {opts.trajectories} exceeds Aer's seed range (2**63)")
+        batches = plan_batches(opts.trajectories, self.batch_size, seed)
+        if len(done) != len(batches):
+            done = np.zeros(len(batches), dtype=bool)
+        self.seed, self.done = seed, done
+        run_name = f"{_safe_name(opts.circuit.stem)}-{secrets.token_hex(4)}"
+        job = SimulationJob(self.circuit_with_saves, self.labels, self.noise_model, opts.store, run_name)
+        fold_started = time.perf_counter()
+        try:
+            self._simulate_and_fold(job, [b for b in batches if not done[b.index]], aggregator)
+        except BaseException:
+            self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+            raise
+        self.timing["run_s"] = time.perf_counter() - fold_started
+        result = self._result(aggregator)
+        if opts.output is not None:
+            write_started = time.perf_counter()
+            self.timing["total_s"] = elapsed_before + time.perf_counter() - started
+            result.meta["timing"] = dict(self.timing)
+            result.save(opts.output)
+            self.timing["write_s"] = time.perf_counter() - write_started
+            checkpoint_path(opts.output).unlink(missing_ok=True)
+        self.timing["total_s"] = elapsed_before + time.perf_counter() - started
+        result.meta["timing"] = dict(self.timing)
+        return result
+
+    def _start_state(self, aggregator: Aggregator) -> tuple[int, np.ndarray, float]:
+        opts = self.options
+        fingerprint = self._fingerprint()
+        if opts.resume and opts.output is not None:
+            checkpoint = load_checkpoint(checkpoint_path(opts.output))
+            if checkpoint is not None:
+                if checkpoint.fingerprint != fingerprint:
+                    raise InputError(
+                        f"{checkpoint_path(opts.output)} was written by a run with another circuit or options; "
+                        "rerun with the same ones, or without --resume to start afresh"
+                    )
+                if opts.seed is not None and opts.seed != checkpoint.seed:
+                    raise InputError(f"--seed {opts.seed} differs from the interrupted run's seed {checkpoint.seed}")
+                if opts.batch is not None and opts.batch != checkpoint.batch:
+                    raise InputError(f"--batch {opts.batch} differs from the interrupted run's batch {checkpoint.batch}")
+                self.batch_size = checkpoint.batch
+                aggregator.load_state(checkpoint.state)
+                log.info("resuming: %d of %d batches already folded", checkpoint.done.sum(), checkpoint.done.size)
+                return checkpoint.seed, checkpoint.done, checkpoint.elapsed_s
+            log.warning("--resume: no checkpoint beside %s, starting from the beginning", opts.output)
+        seed = opts.seed if opts.seed is not None else secrets.randbelow(SEED_LIMIT - 2**40)
+        return seed, np.zeros(0, dtype=bool), 0.0
+
+    def _simulate_and_fold(self, job: SimulationJob, pending: list, aggregator: Aggregator) -> None:
+        from noisefs.arena import Arena
+
+        opts = self.options
+        folded = int(aggregator.count[-1]) if aggregator.count.size else 0
+        progress = Progress(total=opts.trajectories, initial=folded, enabled=self.show_progress)
+        fold_s = 0.0
+        last_checkpoint = time.monotonic()
+        checkpoint_interval = opts.checkpoint_interval_s
+        with Arena(
+            root=opts.arena_root,
+            quota=opts.quota_bytes,
+            max_files=opts.max_files,
+            spill_dir=opts.spill_dir,
+            timeout_s=opts.put_timeout_s,
+        ) as arena:
+            self.arena_settings = arena.stats()
+            executor = self._executor(arena, job)
+            queue = list(reversed(pending))
+            in_flight: set = set()
+            stop = False
+            try:
+                while queue or in_flight:
+                    while queue and not stop and len(in_flight) < executor.slots:
+                        in_flight.add(executor.submit(queue.pop()))
+                    finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        batch_done: BatchDone = future.result()
+                        fold_started = time.perf_counter()
+                        self._fold(arena, executor, batch_done, aggregator)
+                        fold_s += time.perf_counter() - fold_started
+                        self.timing["simulate_s"] = self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
+                        self.timing["store_s"] = self.timing.get("store_s", 0.0) + batch_done.store_s
+                        self.done[batch_done.index] = True
+                        progress.advance(batch_done.size, self._sample(arena))
+                    if opts.target_tol is not None and not stop and self._tolerance_reached(aggregator):
+                        stop = True
+                        queue.clear()
+                    if opts.output is not None and time.monotonic() - last_checkpoint > checkpoint_interval:
+                        write_started = time.perf_counter()
+                        self._checkpoint(aggregator, self.timing.get("simulate_s", 0.0))
+                        # never spend more than ~10 % of the run writing checkpoints
+                        checkpoint_interval = max(opts.checkpoint_interval_s, 10 * (time.perf_counter() - write_started))
+                        last_checkpoint = time.monotonic()
+            except BaseException:
+                for future in in_flight:
+                    future.cancel()
+                self._drain(arena, executor, in_flight)
+                raise
+            finally:
+                executor.shutdown()
+                progress.close()
+                self._sample(arena)
+        self.timing["fold_s"] = fold_s
+
+    def _executor(self, arena, job: SimulationJob):
+        from noisefs.sim.runner import LocalExecutor, ProcessExecutor
+
+        opts = self.options
+        if opts.scheduler:
+            from noisefs.distributed import DaskExecutor
+
+            return DaskExecutor(arena, job, opts.scheduler)
+        if opts.workers > 1:
+            return ProcessExecutor(arena, job, opts.workers)
+        return LocalExecutor(arena, job)
+
+    def _fold(self, arena, executor, batch_done: BatchDone, aggregator: Aggregator) -> None:
+        if executor.needs_adopt:
+            arena.adopt(list(batch_done.keys))
+        fold = aggregator.fold_densities if self.options.store == "dense" else aggregator.fold_states
+        for step, key in enumerate(batch_done.keys):
+            view = arena.get(key)
+            fold(step, view)
+            del view  # drop the mapping before the snapshot's pages are recycled
+            arena.release(key)
+
+    def _drain(self, arena, executor, in_flight: set) -> None:
+        """After an error or interrupt: release the snapshots of batches that finished anyway."""
+        for future in in_flight:
+            if future.cancelled() or not future.done() or future.exception() is not None:
+                continue
+            try:
+                keys = list(future.result().keys)
+                if executor.needs_adopt:
+                    arena.adopt(keys)
+                for key in keys:
+                    arena.release(key)
+            except Exception:  # noqa: BLE001 - best effort; gc reclaims the rest
+                log.debug("could not release a finished batch", exc_info=True)
+
+    def _sample(self, arena) -> dict:
+        stats = arena.stats()
+        peaks = self.arena_peaks
+        peaks["peak_bytes"] = max(peaks["peak_bytes"], int(stats.get("bytes_used", 0)))
+        peaks["peak_files"] = max(peaks["peak_files"], int(stats.get("files_used", 0)))
+        peaks["spilled_bytes"] = max(peaks["spilled_bytes"], int(stats.get("spilled_bytes", 0)))
+        peaks["spilled_files"] = max(peaks["spilled_files"], int(stats.get("spilled_files", 0)))
+        return stats
+
+    def _tolerance_reached(self, aggregator: Aggregator) -> bool:
+        if aggregator.count[-1] < MIN_TRAJECTORIES_FOR_TOL:
+            return False
+        return bool(np.all(aggregator.z_stderr() <= self.options.target_tol))
+
+    def _checkpoint(self, aggregator: Aggregator, elapsed_s: float) -> None:
+        if self.options.output is None or not hasattr(self, "done") or not self.done.any():
+            return
+        save_checkpoint(
+            checkpoint_path(self.options.output),
+            Checkpoint(self._fingerprint(), self.seed, self.batch_size, self.done.copy(), aggregator.state(), elapsed_s),
+        )
+
+    # -- the result ----------------------------------------------------------------------
+
+    def _result(self, aggregator: Aggregator) -> Result:
+        import qiskit
+        import qiskit_aer
+
+        opts = self.options
+        trajectories = int(aggregator.count[-1])
+        stats = self.arena_settings
+        meta = {
+            "versions": {"noisefs": __version__, "qiskit": qiskit.__version__, "qiskit-aer": qiskit_aer.__version__},
+            "circuit": str(opts.circuit),
+            "circuit_sha256": self.prepared.source_sha256,
+            "executed_qasm": self.executed_qasm,
+            "num_qubits": self.num_qubits,
+            "noise": self.noise.to_meta(),
+            "seed": self.seed,
+            "seed_transpiler": opts.seed_transpiler,
+            "optimize": opts.optimize,
+            "trajectories": trajectories,
+            "trajectories_requested": opts.trajectories,
+            "target_tol": opts.target_tol,
+            "batch": self.batch_size,
+            "snapshots": opts.snapshots,
+            "store": opts.store,
+            "workers": opts.workers,
+            "density": self.density,
+            "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
+            "arena": {
+                "root": str(stats.get("root", opts.arena_root or "")),
+                "quota_bytes": int(stats.get("quota_bytes", 0)),
+                "max_files": int(stats.get("max_files", 0)),
+                **self.arena_peaks,
+            },
+        }
+        return Result(
+            rho=aggregator.rho(),
+            probabilities=aggregator.probabilities(),
+            steps=np.asarray(self.steps, dtype=np.int64),
+            trajectories=trajectories,
+            z_mean=aggregator.z_mean(),
+            z_stderr=aggregator.z_stderr(),
+            meta=meta,
+        )
+
+
+def _safe_name(stem: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem).lstrip(".")
+    return (cleaned or "run")[:64]
+
+
+def describe(result: Result) -> dict:
+    """The one-object JSON summary that ``noisefs run --json`` prints."""
+    meta = result.meta
+    return {
+        "output": str(result.path) if result.path else None,
+        "circuit": meta["circuit"],
+        "num_qubits": meta["num_qubits"],
+        "trajectories": result.trajectories,
+        "seed": meta["seed"],
+        "snapshots": len(result.steps),
+        "steps": [int(s) for s in result.steps],
+        "z_mean_final": [float(z) for z in result.z_mean[-1]],
+        "z_stderr_max": float(np.max(result.z_stderr)) if result.z_stderr.size else 0.0,
+        "purity_final": float(result.purity()[-1]) if result.rho is not None else None,
+        "arena": meta["arena"],
+        "timing": meta.get("timing", {}),
+    }
+
+
+__all__ = ["TrajectoryRun", "describe"]

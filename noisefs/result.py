@@ -1,0 +1,73 @@
+"""The result of a run: the arrays and metadata of SPEC.md's ``.npz`` file."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from noisefs.atomic import atomic_write
+
+
+@dataclass
+class Result:
+    """Averaged states at each snapshot step, with ⟨Z_q⟩ and its Monte Carlo standard error.
+
+    ``rho`` is None when the run kept no density matrix (more qubits than
+    ``max_dm_qubits``); with ``keep_qubits`` it is the reduced state of those qubits.
+    """
+
+    probabilities: np.ndarray
+    steps: np.ndarray
+    trajectories: int
+    z_mean: np.ndarray
+    z_stderr: np.ndarray
+    meta: dict
+    rho: np.ndarray | None = None
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def num_qubits(self) -> int:
+        return int(self.z_mean.shape[1])
+
+    def purity(self) -> np.ndarray | None:
+        """Tr ρ² at each step, or None without ρ."""
+        if self.rho is None:
+            return None
+        return np.einsum("sij,sji->s", self.rho, self.rho).real
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ``.npz`` atomically (a failure leaves no file at ``path``)."""
+        arrays = {
+            "probabilities": np.asarray(self.probabilities, dtype=np.float64),
+            "steps": np.asarray(self.steps, dtype=np.int64),
+            "trajectories": np.int64(self.trajectories),
+            "z_mean": np.asarray(self.z_mean, dtype=np.float64),
+            "z_stderr": np.asarray(self.z_stderr, dtype=np.float64),
+            "meta": np.str_(json.dumps(self.meta, sort_keys=True)),
+        }
+        if self.rho is not None:
+            arrays["rho"] = np.asarray(self.rho, dtype=np.complex128)
+        target = Path(path)
+        with atomic_write(target) as handle:
+            np.savez(handle, **arrays)
+        self.path = target
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Result:
+        """Read a result file without pickle."""
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                rho=np.array(data["rho"]) if "rho" in data.files else None,
+                probabilities=np.array(data["probabilities"]),
+                steps=np.array(data["steps"]),
+                trajectories=int(data["trajectories"]),
+                z_mean=np.array(data["z_mean"]),
+                z_stderr=np.array(data["z_stderr"]),
+                meta=json.loads(str(data["meta"])),
+                path=Path(path),
+            )
