@@ -1,0 +1,130 @@
+"""``noisefs inspect RESULT``: summarise or plot a result file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zipfile
+
+MAX_QUBITS_SHOWN = 8
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "inspect",
+        help="summarise or plot a result file",
+        description="Print a summary of a noisefs result file, or plot purity and <Z_q> per snapshot step.",
+    )
+    p.add_argument("result", help="a .noisefs.npz file written by noisefs run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="PNG", default=None, help="write a plot of purity and <Z_q> ± stderr")
+    return p
+
+
+def load_result(path: str):
+    from noisefs.errors import InputError
+    from noisefs.result import Result
+
+    try:
+        return Result.load(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not a noisefs result file ({exc})") from None
+
+
+def summary(result) -> dict:
+    meta = result.meta
+    purity = result.purity()
+    rows = []
+    for i, step in enumerate(result.steps):
+        rows.append(
+            {
+                "step": int(step),
+                "purity": None if purity is None else float(purity[i]),
+                "z_mean": [float(z) for z in result.z_mean[i]],
+                "z_stderr": [float(z) for z in result.z_stderr[i]],
+            }
+        )
+    return {
+        "file": str(result.path),
+        "circuit": meta.get("circuit"),
+        "num_qubits": result.num_qubits,
+        "trajectories": result.trajectories,
+        "seed": meta.get("seed"),
+        "noise": meta.get("noise"),
+        "density": meta.get("density", "full" if result.rho is not None else "none"),
+        "versions": meta.get("versions"),
+        "arena": meta.get("arena"),
+        "timing": meta.get("timing"),
+        "snapshots": rows,
+    }
+
+
+def print_table(info: dict) -> None:
+    noise = info["noise"] or {}
+    print(f"{info['file']}")
+    print(f"  circuit       {info['circuit']} ({info['num_qubits']} qubits)")
+    print(f"  trajectories  {info['trajectories']}  seed {info['seed']}")
+    if noise:
+        print(
+            f"  noise         T1 {noise['t1_s'] * 1e6:g} us  T2 {noise['t2_s'] * 1e6:g} us  "
+            f"1q {noise['time_1q_s'] * 1e9:g} ns  2q {noise['time_2q_s'] * 1e9:g} ns  "
+            f"p1 {noise['p1']:g}  p2 {noise['p2']:g}  readout {noise['readout']:g}"
+            + ("  (per-qubit calibration)" if noise.get("per_qubit") else "")
+        )
+    shown = min(info["num_qubits"], MAX_QUBITS_SHOWN)
+    header = f"  {'step':>6} {'purity':>8} " + " ".join(f"{'<Z' + str(q) + '>':>15}" for q in range(shown))
+    print(header)
+    for row in info["snapshots"]:
+        purity = "-" if row["purity"] is None else f"{row['purity']:.4f}"
+        cells = " ".join(f"{row['z_mean'][q]:+.4f}±{row['z_stderr'][q]:.4f}" for q in range(shown))
+        print(f"  {row['step']:>6} {purity:>8} {cells}")
+    if info["num_qubits"] > shown:
+        print(f"  ({info['num_qubits'] - shown} more qubits in --json)")
+
+
+def plot(result, path: str) -> None:
+    from noisefs.errors import InputError
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install 'noisefs[plot]'") from None
+    steps = result.steps
+    purity = result.purity()
+    fig, axes = plt.subplots(2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    for q in range(result.num_qubits):
+        ax.errorbar(steps, result.z_mean[:, q], yerr=result.z_stderr[:, q], marker="o", capsize=3, label=f"Z{q}")
+    ax.set_ylabel("<Z_q> ± stderr")
+    ax.set_ylim(-1.05, 1.05)
+    ax.legend(ncol=min(result.num_qubits, 6), fontsize="small")
+    ax.set_title(f"{result.meta.get('circuit', '')}: {result.trajectories} trajectories")
+    if purity is not None:
+        axes[1, 0].plot(steps, purity, marker="s", color="black")
+        axes[1, 0].set_ylabel("purity Tr ρ²")
+        axes[1, 0].set_ylim(0, 1.05)
+    axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    result = load_result(args.result)
+    info = summary(result)
+    if args.plot:
+        plot(result, args.plot)
+    if args.json:
+        json.dump(info, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print_table(info)
+        if args.plot:
+            print(f"  plot written to {args.plot}")
+    return 0

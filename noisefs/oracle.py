@@ -1,0 +1,40 @@
+"""SPEC.md's reproducibility oracle: Aer's own average for a recorded run.
+
+``aer_reference(meta)`` rebuilds the executed circuit and the noise model that a result
+file records and lets Aer average ``trajectories`` shots with ``seed_simulator = seed``
+(``save_density_matrix`` appended). A noisefs result must equal it to 1e-8; a lost,
+duplicated or corrupted batch shows up as a difference of order 1/K.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def executed_circuit(meta: dict):
+    """The executed circuit (without saves) that ``meta['executed_qasm']`` records."""
+    from noisefs.sim.circuit import load_circuit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "executed.qasm"
+        path.write_text(meta["executed_qasm"], encoding="utf-8")
+        return load_circuit(path)
+
+
+def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
+    """Aer's averaged final density matrix for the run that ``meta`` describes."""
+    from qiskit_aer import AerSimulator
+
+    from noisefs.sim.noise import NoiseParams, build_noise_model
+
+    circuit = executed_circuit(meta)
+    circuit.save_density_matrix(label="rho")
+    noise = NoiseParams(**meta["noise"])
+    model = build_noise_model(noise, int(meta["num_qubits"]))
+    shots = int(meta["trajectories"] if trajectories is None else trajectories)
+    simulator = AerSimulator(method="statevector", noise_model=model)
+    result = simulator.run(circuit, shots=shots, seed_simulator=int(meta["seed"])).result()
+    return np.asarray(result.data(0)["rho"])
