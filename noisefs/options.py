@@ -125,6 +125,8 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
         if not tol > 0:
             raise InputError(f"--target-tol must be positive, not {tol}")
         out["target_tol"] = tol
+    if "checkpoint_interval_s" in values:
+        out["checkpoint_interval_s"] = parse_duration(values.pop("checkpoint_interval_s"))
     if "put_timeout_s" in values:
         out["put_timeout_s"] = parse_duration(values.pop("put_timeout_s"))
     for name in ("output", "arena_root", "spill_dir"):

@@ -38,3 +38,27 @@ def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
     simulator = AerSimulator(method="statevector", noise_model=model)
     result = simulator.run(circuit, shots=shots, seed_simulator=int(meta["seed"])).result()
     return np.asarray(result.data(0)["rho"])
+
+
+def aer_reference_steps(meta: dict, steps) -> np.ndarray:
+    """Aer's averaged density matrix after each of ``steps`` instructions of the executed
+    circuit (saves consume no randomness, so every trajectory is the same as in the run)."""
+    from qiskit_aer import AerSimulator
+
+    from noisefs.sim.noise import NoiseParams, build_noise_model
+
+    circuit = executed_circuit(meta)
+    with_saves = circuit.copy_empty_like()
+    wanted = sorted(set(int(s) for s in steps))
+    for index, instruction in enumerate(circuit.data):
+        for step in wanted:
+            if step == index:
+                with_saves.save_density_matrix(label=f"rho{step}")
+        with_saves.append(instruction)
+    if len(circuit.data) in wanted:
+        with_saves.save_density_matrix(label=f"rho{len(circuit.data)}")
+    model = build_noise_model(NoiseParams(**meta["noise"]), int(meta["num_qubits"]))
+    simulator = AerSimulator(method="statevector", noise_model=model)
+    result = simulator.run(with_saves, shots=int(meta["trajectories"]), seed_simulator=int(meta["seed"])).result()
+    data = result.data(0)
+    return np.stack([np.asarray(data[f"rho{int(step)}"]) for step in steps])

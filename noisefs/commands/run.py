@@ -36,6 +36,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--max-dm-qubits", default=None, metavar="N", help="keep full density matrices up to N qubits (default 12)")
     g.add_argument("--keep-qubits", default=None, metavar="LIST", help="keep the reduced density matrix of these qubits, e.g. 0,1,2")
     g.add_argument("--resume", action="store_true", help="continue the interrupted run that writes the same --output")
+    g.add_argument(
+        "--checkpoint-interval", default=None, metavar="SECONDS",
+        help="seconds between checkpoints beside --output (default 5; stretched if writing them is slow)",
+    )  # fmt: skip
     g.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
     g = p.add_argument_group("arena and execution")
@@ -71,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
         arena_root=args.arena, quota_bytes=args.quota, max_files=args.max_files, spill_dir=args.spill,
         batch=args.batch, workers=args.workers, store=args.store, scheduler=args.scheduler,
         resume=args.resume, optimize=args.optimize, max_dm_qubits=args.max_dm_qubits,
-        keep_qubits=args.keep_qubits, target_tol=args.target_tol,
+        keep_qubits=args.keep_qubits, target_tol=args.target_tol, checkpoint_interval_s=args.checkpoint_interval,
     )  # fmt: skip
     if options.output is None:
         options = options.replace(output=default_output(options.circuit))

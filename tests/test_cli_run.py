@@ -1,0 +1,139 @@
+"""`noisefs run` and `noisefs inspect` as a user runs them: real processes, exit codes, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from noisefs.oracle import aer_reference
+from noisefs.result import Result
+from tests import circuits
+
+
+def noisefs_cli(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "noisefs", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+
+
+@pytest.fixture
+def arena_args(arena_root, tmp_path):
+    return ["--arena", arena_root, "--spill", tmp_path / "spill", "--quota", "64MiB"]
+
+
+def test_run_writes_result_and_json_summary(tmp_path, arena_args):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    proc = noisefs_cli("run", path, "--trajectories", 32, "--seed", 5, "--json", *arena_args)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    out = tmp_path / "ghz.noisefs.npz"
+    assert summary["output"] == str(out) and out.exists()
+    assert summary["trajectories"] == 32 and summary["seed"] == 5
+    result = Result.load(out)
+    assert np.max(np.abs(result.rho[-1] - aer_reference(result.meta))) <= 1e-8
+    assert proc.stderr == ""
+
+
+def test_inspect_table_json_and_plot(tmp_path, arena_args):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    out = tmp_path / "r.npz"
+    assert noisefs_cli("run", path, "-k", 16, "--seed", 1, "-o", out, "--quiet", *arena_args).returncode == 0
+    table = noisefs_cli("inspect", out)
+    assert table.returncode == 0 and "purity" in table.stdout and "16" in table.stdout
+    info = json.loads(noisefs_cli("inspect", out, "--json").stdout)
+    assert info["trajectories"] == 16 and len(info["snapshots"]) == 3
+    png = tmp_path / "plot.png"
+    assert noisefs_cli("inspect", out, "--plot", png).returncode == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = noisefs_cli("inspect", tmp_path / "ghz.qasm")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+BAD_INPUTS = {
+    "unparsable": ("bad.qasm", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nfoo q[0];\n', []),
+    "empty": ("empty.qasm", "", []),
+    "binary": ("bin.qasm", "\x00\x01\x02\xff" * 64, []),
+    "too_many_qubits": ("big.qasm", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[40];\nh q[0];\n', []),
+    "t2_above_2t1": ("ok.qasm", circuits.GHZ4, ["--t1", "10us", "--t2", "30us"]),
+    "p_above_1": ("ok.qasm", circuits.GHZ4, ["--p1", "1.5"]),
+    "negative_count": ("ok.qasm", circuits.GHZ4, ["--trajectories", "-5"]),
+    "bad_unit": ("ok.qasm", circuits.GHZ4, ["--t1", "50 parsecs"]),
+    "bad_quota": ("ok.qasm", circuits.GHZ4, ["--quota", "lots"]),
+    "bad_snapshots": ("ok.qasm", circuits.GHZ4, ["--snapshots", "sometimes"]),
+    "missing_file": (None, None, []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, arena_args, case):
+    name, text, extra = BAD_INPUTS[case]
+    if name is None:
+        path = tmp_path / "missing.qasm"
+    elif text and "\x00" in text:
+        path = tmp_path / name
+        path.write_bytes(text.encode("latin-1"))
+    else:
+        path = circuits.write(tmp_path, name, text)
+    proc = noisefs_cli("run", path, "-k", 4, *extra, *arena_args)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("noisefs: error")
+    assert not list(tmp_path.glob("*.npz"))
+    if case in ("unparsable", "empty", "binary", "too_many_qubits", "missing_file"):
+        assert path.name in lines[0]
+
+
+def _wait_for(predicate, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _start_long_run(tmp_path, arena_args, out):
+    path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
+    args = ["run", path, "-k", 6000, "--seed", 77, "--batch", 16, "-o", out, "--quiet", "--checkpoint-interval", "0.2"]
+    return path, args, subprocess.Popen(
+        [sys.executable, "-m", "noisefs", *map(str, args + arena_args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_interrupted_run_resumes_exactly(tmp_path, arena_args, how):
+    out = tmp_path / "qft.noisefs.npz"
+    checkpoint = tmp_path / "qft.noisefs.npz.ckpt.npz"
+    path, args, proc = _start_long_run(tmp_path, arena_args, out)
+    try:
+        assert _wait_for(checkpoint.exists), "no checkpoint appeared"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if how == "SIGINT":
+        assert proc.returncode == 130, stderr
+        assert "Traceback" not in stderr
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    assert not out.exists(), "a failed run must not leave a result file"
+    assert checkpoint.exists()
+    resumed = noisefs_cli(*args, "--resume", *arena_args, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = Result.load(out)
+    assert result.trajectories == 6000
+    assert np.max(np.abs(result.rho[-1] - aer_reference(result.meta))) <= 1e-8
+    assert not checkpoint.exists()
+    assert os.path.exists(out)
