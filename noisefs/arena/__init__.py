@@ -1,0 +1,15 @@
+"""The snapshot arena: a quota- and inode-bounded store on tmpfs with a spill tier.
+
+Public: :class:`Arena`, :func:`default_root`, :func:`default_spill_dir`. The modules
+behind it have one job each: ``paths`` (safe directories), ``ledger`` (SQLite accounting),
+``owners`` (per-process lock files), ``snapfile`` (file format and checksum), ``maps``
+(cached memory maps), ``admission`` (placement), ``store`` (the ``Arena``), ``audit``
+(figures, gc, check) and ``inspect`` (read-only status of an arena).
+"""
+
+from __future__ import annotations
+
+from noisefs.arena.paths import default_root, default_spill_dir
+from noisefs.arena.store import Arena
+
+__all__ = ["Arena", "default_root", "default_spill_dir"]

@@ -1,0 +1,212 @@
+"""Figures, garbage collection and the ledger-versus-files audit of an arena.
+
+``gc`` reclaims what dead owners left (their partial files, their snapshots, their lock
+files), files with no row (older than ``ORPHAN_AGE_S``) and rows whose file vanished. It
+never touches rows of a live owner, nor ready snapshots of owners that closed cleanly.
+``check`` compares the ledger with the files, in the spirit of diskcache's
+``Cache.check``: it reports, and with ``fix=True`` repairs (corrupt snapshots are reported,
+never deleted: nothing unconsumed is dropped).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from noisefs.arena import ledger, owners
+from noisefs.arena.admission import META_INODES, meta_bytes
+from noisefs.arena.paths import unlink_quiet
+from noisefs.errors import CorruptSnapshot
+
+ORPHAN_AGE_S = 5.0
+
+
+def drop_rows(arena, conn, rows, unlink: bool = True) -> None:
+    """Delete rows ``(id, tier, slot, alloc)``; each file is unlinked before its row goes."""
+    for row_id, tier, slot, alloc in rows:
+        found = conn.execute("SELECT state FROM snapshots WHERE id = ?", (row_id,)).fetchone()
+        if found is None:
+            continue
+        if unlink:
+            fd = arena._tier_fd(tier)
+            if fd is not None:
+                unlink_quiet(slot, fd)
+            arena._forget_slots([slot])
+        conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
+        if tier == "tmpfs":
+            ledger.bump(conn, tmpfs_bytes=-alloc, tmpfs_files=-1)
+            if found[0] == "free":
+                ledger.bump(conn, free_bytes=-alloc, free_files=-1)
+        else:
+            ledger.bump(conn, spill_bytes=-alloc, spill_files=-1)
+
+
+def figures(arena, conn) -> dict:
+    c = ledger.counters(conn)
+    meta = meta_bytes(arena._root_fd)
+    bytes_used = c["tmpfs_bytes"] + meta
+    files_used = c["tmpfs_files"] + c["owner_files"] + META_INODES
+    runs = dict(conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run"))
+    unowned = conn.execute("SELECT COUNT(*) FROM snapshots WHERE state = 'ready' AND owner IS NULL").fetchone()[0]
+    return {
+        "root": str(arena.root),
+        "spill_dir": str(arena.spill_dir),
+        "bytes_used": bytes_used,
+        "files_used": files_used,
+        "peak_bytes": max(c["peak_bytes"], bytes_used),
+        "peak_files": max(c["peak_files"], files_used),
+        "spilled_bytes": c["spill_bytes"],
+        "spilled_files": c["spill_files"],
+        "spilled_total_bytes": c["spilled_total_bytes"],
+        "spilled_total_files": c["spilled_total_files"],
+        "quota_bytes": arena.quota_bytes,
+        "max_files": arena.max_files,
+        "spill_quota_bytes": arena.spill_quota_bytes,
+        "data_bytes": c["tmpfs_bytes"],
+        "data_files": c["tmpfs_files"],
+        "free_bytes": c["free_bytes"],
+        "free_files": c["free_files"],
+        "metadata_bytes": meta,
+        "metadata_files": META_INODES + c["owner_files"],
+        "owners": c["owner_files"],
+        "unowned_snapshots": unowned,
+        "runs": runs,
+    }
+
+
+def _listing(fd: int | None) -> dict[str, os.stat_result]:
+    if fd is None:
+        return {}
+    out = {}
+    for name in os.listdir(fd):
+        try:
+            out[name] = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def gc(arena, dry_run: bool = False) -> dict:
+    report = {
+        "dry_run": dry_run, "dead_owners": 0, "partial_files": 0, "snapshots": 0,
+        "orphan_files": 0, "missing_files": 0, "lock_files": 0, "bytes": 0, "files": 0,
+    }
+    now = time.time()
+    held: list[int] = []
+    try:
+        with arena._ledger.transaction() as conn:
+            for owner_id, pid, lock_name, started in conn.execute(
+                "SELECT id, pid, lock_name, started FROM owners"
+            ).fetchall():
+                if owner_id == arena._owner_id:
+                    continue
+                state, fd = owners.try_take(arena._owners_fd, lock_name, pid, started)
+                if state != "dead":
+                    continue
+                if fd is not None:
+                    held.append(fd)
+                rows = conn.execute(
+                    "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE owner = ? AND state != 'free'",
+                    (owner_id,),
+                ).fetchall()
+                report["dead_owners"] += 1
+                report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
+                report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
+                report["bytes"] += sum(r[3] for r in rows if r[1] == "tmpfs")
+                report["files"] += sum(1 for r in rows if r[1] == "tmpfs") + 1
+                if not dry_run:
+                    drop_rows(arena, conn, [r[:4] for r in rows])
+                    unlink_quiet(lock_name, arena._owners_fd)
+                    conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+                    ledger.bump(conn, owner_files=-1)
+            # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
+            stray = conn.execute(
+                "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'writing' AND "
+                "(owner IS NULL OR owner NOT IN (SELECT id FROM owners)) AND created < ?",
+                (now - ORPHAN_AGE_S,),
+            ).fetchall()
+            report["partial_files"] += len(stray)
+            if not dry_run:
+                drop_rows(arena, conn, stray)
+            _files_vs_rows(arena, conn, report, dry_run, now)
+    finally:
+        for fd in held:
+            os.close(fd)
+    return report
+
+
+def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
+    rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state FROM snapshots").fetchall()
+    known = {(r[1], r[2]) for r in rows}
+    tiers = {"tmpfs": arena._data_fd, "spill": arena._spill_fd(create=False)}
+    listings = {tier: _listing(fd) for tier, fd in tiers.items()}
+    for tier, listing in listings.items():
+        for name, st in listing.items():
+            if (tier, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
+                continue
+            report["orphan_files"] += 1
+            if tier == "tmpfs":
+                report["bytes"] += st.st_blocks * 512
+                report["files"] += 1
+            if not dry_run:
+                if stat.S_ISDIR(st.st_mode):
+                    continue  # never recurse into something we did not make
+                unlink_quiet(name, tiers[tier])
+    missing = [r[:4] for r in rows if r[4] != "writing" and r[2] not in listings[r[1]]]
+    report["missing_files"] += len(missing)
+    if not dry_run:
+        drop_rows(arena, conn, missing, unlink=False)
+    lock_names = {r[0] for r in conn.execute("SELECT lock_name FROM owners")}
+    for name, st in _listing(arena._owners_fd).items():
+        if name in lock_names or now - st.st_mtime < ORPHAN_AGE_S:
+            continue
+        state, fd = owners.try_take(arena._owners_fd, name, 0, 0.0)
+        if state == "dead":
+            report["lock_files"] += 1
+            report["files"] += 1
+            if not dry_run:
+                unlink_quiet(name, arena._owners_fd)
+        if fd is not None:
+            os.close(fd)
+
+
+def check(arena, fix: bool = False) -> list[str]:
+    messages: list[str] = []
+    with arena._ledger.transaction() as conn:
+        stored = ledger.counters(conn)
+        actual = ledger.recompute_counters(conn)
+        for name, value in actual.items():
+            if stored[name] != value:
+                messages.append(f"counter {name} is {stored[name]}, rows say {value}")
+                if fix:
+                    conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+        report = {k: 0 for k in ("orphan_files", "missing_files", "lock_files", "bytes", "files")}
+        rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots").fetchall()
+        for row_id, tier, slot, alloc, state, _ in rows:
+            fd = arena._tier_fd(tier)
+            try:
+                st = os.stat(slot, dir_fd=fd, follow_symlinks=False) if fd is not None else None
+            except FileNotFoundError:
+                st = None
+            if st is None:
+                if state != "writing":
+                    messages.append(f"{tier} file {slot} of a {state} row is missing")
+            elif tier == "tmpfs" and st.st_blocks * 512 > alloc:
+                messages.append(f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}")
+        _files_vs_rows(arena, conn, report, not fix, time.time() + ORPHAN_AGE_S)
+        if report["orphan_files"]:
+            messages.append(f"{report['orphan_files']} file(s) with no ledger row" + (" removed" if fix else ""))
+        if report["lock_files"]:
+            messages.append(f"{report['lock_files']} stale lock file(s)" + (" removed" if fix else ""))
+        if fix and report["missing_files"]:
+            messages.append(f"{report['missing_files']} row(s) without a file removed")
+        ready = [r[5] for r in rows if r[4] == "ready"]
+    for key in ready:
+        try:
+            arena.get(key)
+        except CorruptSnapshot as exc:
+            messages.append(f"corrupt: {exc}")
+        except KeyError:
+            pass
+    return messages

@@ -1,0 +1,169 @@
+"""The SQLite ledger: which files exist, who owns them, what they cost.
+
+SQLite in WAL mode gives transactional, crash-safe accounting shared by any number of
+processes (a hand-written fcntl-locked file would be a reinvention). Every state change is
+one ``BEGIN IMMEDIATE`` transaction; size and count totals are kept in ``counters`` by the
+same transaction that changes rows (diskcache style), so admission is O(log n).
+``synchronous=OFF``: the ledger lives on tmpfs, where power-loss durability means nothing;
+a crashed process still leaves a consistent database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS owners(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pid INTEGER NOT NULL,
+    lock_name TEXT UNIQUE NOT NULL,
+    started REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS snapshots(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT UNIQUE,
+    run TEXT, step INTEGER, batch INTEGER,
+    tier TEXT NOT NULL,            -- 'tmpfs' | 'spill'
+    slot TEXT NOT NULL,            -- file name in data/ (tmpfs) or in the spill dir
+    alloc_bytes INTEGER NOT NULL,  -- what du charges for the file
+    nbytes INTEGER, dtype TEXT, shape TEXT, checksum INTEGER,
+    state TEXT NOT NULL,           -- 'writing' | 'ready' | 'free'
+    owner INTEGER,                 -- owners.id, NULL once the owner closed cleanly
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_free ON snapshots(state, tier, alloc_bytes);
+CREATE INDEX IF NOT EXISTS snapshots_owner ON snapshots(owner);
+CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots(run, state);
+CREATE INDEX IF NOT EXISTS snapshots_slot ON snapshots(slot);
+"""
+
+# Totals kept current by every transaction. tmpfs_* count every data file under data/
+# (writing, ready and free), free_* the free-list part of them, spill_* the spill tier.
+COUNTERS = (
+    "tmpfs_bytes",
+    "tmpfs_files",
+    "free_bytes",
+    "free_files",
+    "spill_bytes",
+    "spill_files",
+    "owner_files",
+    "peak_bytes",
+    "peak_files",
+    "spilled_total_bytes",
+    "spilled_total_files",
+)
+
+DB_NAME = "ledger.db"
+DB_FILES = (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm")
+
+
+class Ledger:
+    """One SQLite connection per thread per process, reopened when the pid changes."""
+
+    def __init__(self, db_path: str, create: bool = True) -> None:
+        self.db_path = db_path
+        self._local = threading.local()
+        self._create = create
+        conn = self.conn()
+        if create:
+            with self.transaction() as c:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        c.execute(statement)
+                c.executemany(
+                    "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)",
+                    [(name,) for name in COUNTERS],
+                )
+        del conn
+
+    def conn(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            uri = f"file:{self.db_path}?mode={'rwc' if self._create else 'rw'}"
+            conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 60000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = OFF")
+            conn.execute("PRAGMA wal_autocheckpoint = 32")
+            conn.execute("PRAGMA journal_size_limit = 262144")
+            local.conn = conn
+            local.pid = os.getpid()
+        return local.conn
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; any exception rolls back."""
+        conn = self.conn()
+        for attempt in range(200):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:  # busy beyond busy_timeout is rare
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        else:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local = threading.local()
+
+
+def counters(conn: sqlite3.Connection) -> dict[str, int]:
+    values = dict.fromkeys(COUNTERS, 0)
+    values.update(dict(conn.execute("SELECT name, value FROM counters")))
+    return values
+
+
+def bump(conn: sqlite3.Connection, **deltas: int) -> None:
+    for name, delta in deltas.items():
+        if delta:
+            conn.execute("UPDATE counters SET value = value + ? WHERE name = ?", (delta, name))
+
+
+def raise_peaks(conn: sqlite3.Connection, total_bytes: int, total_files: int) -> None:
+    conn.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_bytes'", (total_bytes,))
+    conn.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_files'", (total_files,))
+
+
+def get_settings(conn: sqlite3.Connection) -> dict:
+    return dict(conn.execute("SELECT name, value FROM settings"))
+
+
+def put_settings(conn: sqlite3.Connection, values: dict) -> None:
+    conn.executemany(
+        "INSERT INTO settings(name, value) VALUES (?, ?) "
+        "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+        list(values.items()),
+    )
+
+
+def recompute_counters(conn: sqlite3.Connection) -> dict[str, int]:
+    """Totals from the rows themselves (used by ``check``)."""
+    out = dict.fromkeys(("tmpfs_bytes", "tmpfs_files", "free_bytes", "free_files", "spill_bytes", "spill_files"), 0)
+    for tier, state, count, total in conn.execute(
+        "SELECT tier, state, COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots GROUP BY tier, state"
+    ):
+        out[f"{tier}_bytes"] += total
+        out[f"{tier}_files"] += count
+        if tier == "tmpfs" and state == "free":
+            out["free_bytes"] += total
+            out["free_files"] += count
+    out["owner_files"] = conn.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
+    return out

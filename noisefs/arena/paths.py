@@ -1,0 +1,175 @@
+"""Where arenas live and how their directories are opened safely.
+
+Every directory is opened once with ``O_DIRECTORY | O_NOFOLLOW`` and checked (a real
+directory, owned by us); every file operation afterwards is relative to such a directory
+fd, so a symlink swapped in later is never followed. A private directory whose mode is
+looser than 0700 but which we own is tightened with ``fchmod`` (it is ours; refusing would
+only make the user type ``chmod``) -- a foreign-owned one or a symlink is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import stat
+import tempfile
+import warnings
+from pathlib import Path
+
+from noisefs.errors import InputError, UnsafePathError
+
+log = logging.getLogger("noisefs.arena")
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _writable_dir(path: str) -> bool:
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
+
+
+def default_root() -> Path:
+    """``/dev/shm/noisefs-<uid>``; else ``$XDG_RUNTIME_DIR/noisefs`` or the temp dir (warned)."""
+    uid = os.geteuid()
+    if _writable_dir("/dev/shm"):
+        return Path(f"/dev/shm/noisefs-{uid}")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and _writable_dir(runtime):
+        fallback = Path(runtime) / "noisefs"
+    else:
+        fallback = Path(tempfile.gettempdir()) / f"noisefs-{uid}"
+    warnings.warn(
+        f"/dev/shm is missing or not writable; the noisefs arena lives in {fallback} "
+        "(not necessarily memory-backed)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return fallback
+
+
+def default_spill_dir(root: str | os.PathLike | None = None) -> Path:
+    """``$XDG_CACHE_HOME/noisefs/spill/<root name>-<8 hex of sha256(root)>`` (``~/.cache``)."""
+    root_path = Path(root) if root is not None else default_root()
+    root_path = Path(os.path.abspath(root_path))
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(str(root_path).encode()).hexdigest()[:8]
+    return Path(cache) / "noisefs" / "spill" / f"{root_path.name or 'root'}-{digest}"
+
+
+def validate_run(run: object) -> str:
+    if not isinstance(run, str) or not RUN_NAME.fullmatch(run):
+        raise InputError(
+            f"bad run name {run!r}: use 1-128 characters from A-Z a-z 0-9 _ . -, not starting with '.' or '-'"
+        )
+    return run
+
+
+def validate_index(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
+        raise InputError(f"{name} must be a non-negative integer, not {value!r}")
+    number = int(value.__index__())  # type: ignore[union-attr]
+    if number < 0 or number >= 2**63:
+        raise InputError(f"{name} must be a non-negative integer, not {value!r}")
+    return number
+
+
+def _refuse(path: Path, why: str, todo: str) -> UnsafePathError:
+    return UnsafePathError(f"unsafe arena path {path}: {why}; {todo}")
+
+
+def check_dir_fd(fd: int, path: Path) -> None:
+    """Refuse a directory fd that is foreign-owned; tighten a loose mode on our own one."""
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, "not a directory", "remove it or choose another --arena")
+    if st.st_uid != os.geteuid():
+        raise _refuse(
+            path,
+            f"owned by uid {st.st_uid}, not by you (uid {os.geteuid()})",
+            "choose a directory of your own with --arena",
+        )
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.fchmod(fd, 0o700)
+        log.info("tightened mode of %s to 0700", path)
+
+
+def open_private_dir(path: str | os.PathLike, create: bool = True) -> int:
+    """Open (creating 0700 when asked) a private directory; return its fd.
+
+    Raises :class:`UnsafePathError` for a symlink, a non-directory or a foreign owner and
+    ``FileNotFoundError`` when it is missing and ``create`` is false.
+    """
+    path = Path(os.path.abspath(path))
+    if create:
+        if not path.parent.exists():
+            os.makedirs(path.parent, mode=0o700, exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise
+    if stat.S_ISLNK(st.st_mode):
+        raise _refuse(path, "it is a symbolic link", "point --arena at a real directory")
+    if not stat.S_ISDIR(st.st_mode):
+        raise _refuse(path, "not a directory", "remove it or choose another --arena")
+    try:
+        fd = os.open(path, DIR_FLAGS)
+    except OSError as exc:
+        raise _refuse(path, f"cannot open it ({exc.strerror})", "check the path") from exc
+    try:
+        check_dir_fd(fd, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_subdir(parent_fd: int, name: str, path: Path, create: bool = True) -> int:
+    """Open ``name`` under ``parent_fd`` as a private directory (no symlinks followed)."""
+    if create:
+        try:
+            os.mkdir(name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent_fd)
+    except OSError as exc:
+        if exc.errno in (40, 20):  # ELOOP, ENOTDIR
+            raise _refuse(path / name, "a symbolic link or not a directory", "remove it") from exc
+        raise
+    try:
+        check_dir_fd(fd, path / name)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def fd_path(fd: int, name: str, fallback: Path) -> str:
+    """A path to ``name`` inside the directory ``fd`` that does not re-walk the user's path."""
+    proc = f"/proc/self/fd/{fd}"
+    if os.path.isdir(proc):
+        return f"{proc}/{name}"
+    return str(fallback / name)
+
+
+def unlink_quiet(name: str, dir_fd: int) -> bool:
+    """Unlink ``name`` in ``dir_fd``; False when it was already gone."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def allocated_bytes(name: str, dir_fd: int) -> int:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
+    except FileNotFoundError:
+        return 0

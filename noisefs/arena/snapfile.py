@@ -1,0 +1,137 @@
+"""The on-disk snapshot format and its checksum.
+
+A snapshot file is one 4096-byte header page followed by the raw C-order array bytes, so
+the data is page-aligned and can be mapped straight into a numpy array (no pickle)::
+
+    b"NOISEFS1" | u32 little-endian length | JSON {version, key, dtype, shape, nbytes,
+    checksum, block} | zero padding to 4096
+
+The checksum is xxh3-64 over the list of xxh3-64 digests of 1 MiB blocks (and the byte
+count). Blocks make it cheap to compute while each block is still in cache right after it
+was copied, and let large arrays be copied and hashed by several threads at once (numpy's
+copy and xxhash both release the GIL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import xxhash
+
+from noisefs.errors import CorruptSnapshot
+
+HEADER_BYTES = 4096
+PAGE = 4096
+MAGIC = b"NOISEFS1"
+VERSION = 1
+BLOCK = 1 << 20
+PARALLEL_MIN = 4 << 20
+
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def alloc_for(nbytes: int) -> int:
+    """Bytes a snapshot of ``nbytes`` occupies (what ``du`` reports on tmpfs)."""
+    return HEADER_BYTES + -(-nbytes // PAGE) * PAGE
+
+
+def _executor() -> ThreadPoolExecutor | None:
+    global _pool, _pool_pid
+    workers = min(4, os.cpu_count() or 1)
+    if workers < 2:
+        return None
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="noisefs-copy")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _blocks_copy(dst: np.ndarray, src: np.ndarray | None, lo: int, hi: int) -> list[int]:
+    digests = []
+    for start in range(lo, hi, BLOCK):
+        stop = min(start + BLOCK, hi)
+        if src is not None:
+            np.copyto(dst[start:stop], src[start:stop])
+        digests.append(xxhash.xxh3_64_intdigest(dst[start:stop]))
+    return digests
+
+
+def _run_blocks(dst: np.ndarray, src: np.ndarray | None) -> int:
+    """Copy ``src`` into ``dst`` (both flat uint8) block by block, hashing each block."""
+    total = dst.shape[0]
+    pool = _executor() if total >= PARALLEL_MIN else None
+    if pool is None:
+        digests = _blocks_copy(dst, src, 0, total)
+    else:
+        parts = pool._max_workers + 1  # type: ignore[attr-defined]
+        nblocks = -(-total // BLOCK)
+        bounds = [min(total, (nblocks * i // parts) * BLOCK) for i in range(parts + 1)]
+        futures = [pool.submit(_blocks_copy, dst, src, bounds[i], bounds[i + 1]) for i in range(1, parts)]
+        digests = _blocks_copy(dst, src, bounds[0], bounds[1])
+        for future in futures:
+            digests.extend(future.result())
+    packed = struct.pack(f"<Q{len(digests)}Q", total, *digests)
+    return xxhash.xxh3_64_intdigest(packed)
+
+
+def copy_and_hash(dst: np.ndarray, src: np.ndarray) -> int:
+    """Copy flat uint8 ``src`` into flat uint8 ``dst``; return the checksum of the bytes."""
+    return _run_blocks(dst, src)
+
+
+def checksum(data: np.ndarray) -> int:
+    """The checksum of flat uint8 ``data``."""
+    return _run_blocks(data, None)
+
+
+def encode_header(key: str, dtype: np.dtype, shape: tuple, nbytes: int, check: int) -> bytes:
+    body = json.dumps(
+        {
+            "version": VERSION,
+            "key": key,
+            "dtype": dtype.str,
+            "shape": list(shape),
+            "nbytes": nbytes,
+            "checksum": check,
+            "block": BLOCK,
+        },
+        separators=(",", ":"),
+    ).encode()
+    header = MAGIC + struct.pack("<I", len(body)) + body
+    if len(header) > HEADER_BYTES:
+        raise ValueError("snapshot header too long")
+    return header + bytes(HEADER_BYTES - len(header))
+
+
+def decode_header(raw: bytes | memoryview, where: str) -> dict:
+    raw = bytes(raw[:HEADER_BYTES])
+    if len(raw) < 12 or raw[:8] != MAGIC:
+        raise CorruptSnapshot(f"snapshot {where}: bad header (not a noisefs snapshot file)")
+    (length,) = struct.unpack("<I", raw[8:12])
+    try:
+        header = json.loads(raw[12 : 12 + length])
+    except ValueError as exc:
+        raise CorruptSnapshot(f"snapshot {where}: unreadable header") from exc
+    if not isinstance(header, dict) or header.get("version") != VERSION:
+        raise CorruptSnapshot(f"snapshot {where}: unknown format version")
+    return header
+
+
+def array_view(buffer, header: dict) -> np.ndarray:
+    """The array stored after the header of a mapped snapshot (no copy)."""
+    dtype = np.dtype(header["dtype"])
+    shape = tuple(header["shape"])
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=HEADER_BYTES).reshape(shape)
+
+
+def data_bytes(buffer, nbytes: int) -> np.ndarray:
+    return np.frombuffer(buffer, dtype=np.uint8, count=nbytes, offset=HEADER_BYTES)

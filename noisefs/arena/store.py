@@ -1,0 +1,509 @@
+"""``Arena``: the quota- and inode-bounded snapshot store on tmpfs with a spill tier.
+
+Accounting model: what ``du -s --block-size=1 ROOT`` and ``find ROOT | wc -l`` - 1 report
+is bounded by ``quota_bytes`` and ``max_files`` at every instant, whatever the number of
+processes: every data file is reserved in the ledger before it is created or grown and
+unlinked before its row goes. Charged bytes = allocated size of every data file (writing,
+ready, free-list) + the measured ledger files + a fixed slack; charged inodes = data files
++ owner lock files + 5 fixed metadata inodes.
+
+Process model: a handle belongs to the process that opened it. After ``fork()`` the child
+must open its own ``Arena(root=...)``; any call on the inherited handle raises
+``ArenaError``. A handle may be shared by the threads of its process.
+
+Consumers release what they consume. Releasing a key invalidates views of it held by
+*other* processes (its file may be recycled); views held by this process stay valid
+(their file is unlinked rather than recycled).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from noisefs.arena import audit, ledger, owners, snapfile
+from noisefs.arena.admission import META_INODES, Admission, FREE_FRACTION, meta_bytes
+from noisefs.arena.maps import MapCache, map_file
+from noisefs.arena.paths import (
+    FILE_FLAGS,
+    default_root,
+    default_spill_dir,
+    fd_path,
+    open_private_dir,
+    open_subdir,
+    unlink_quiet,
+    validate_index,
+    validate_run,
+)
+from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot, InputError
+from noisefs.units import format_bytes, parse_size
+
+DEFAULT_SETTINGS = {"quota_bytes": 1 << 30, "max_files": 10_000, "spill_dir": None, "spill_quota_bytes": None}
+NUMERIC_KINDS = "biufc"
+
+
+class Arena:
+    """A bounded snapshot arena; see the module docstring and SPEC.md "Arena guarantees".
+
+    ``quota``, ``max_files``, ``spill_dir`` and ``spill_quota`` default to the values stored
+    in the arena (1 GiB, 10 000, ``default_spill_dir(root)``, 5 % of the spill filesystem
+    kept free for a new one); values given explicitly are stored for every process.
+    """
+
+    def __init__(
+        self,
+        root=None,
+        quota=None,
+        max_files=None,
+        spill_dir=None,
+        spill_quota=None,
+        timeout_s: float = 60.0,
+        *,
+        _register: bool = True,
+        _auto_gc: bool = True,
+    ) -> None:
+        self._pid = os.getpid()
+        self._closed = True
+        self.timeout_s = float(timeout_s)
+        if self.timeout_s < 0:
+            raise InputError(f"timeout_s must be >= 0, not {timeout_s!r}")
+        self.root = Path(os.path.abspath(root if root is not None else default_root()))
+        explicit = {}
+        if quota is not None:
+            explicit["quota_bytes"] = parse_size(quota)
+        if max_files is not None:
+            explicit["max_files"] = validate_index("max_files", max_files)
+        if spill_dir is not None:
+            explicit["spill_dir"] = os.path.abspath(spill_dir)
+        if spill_quota is not None:
+            explicit["spill_quota_bytes"] = parse_size(spill_quota)
+        self._root_fd = open_private_dir(self.root, create=_register)
+        self._fds = [self._root_fd]
+        self._lock_fd: int | None = None
+        self._owner_id: int | None = None
+        self._spill_dir_fd: int | None = None
+        self._spill_blocked_until = 0.0
+        self._maps = MapCache()
+        self._views: dict[str, list[weakref.ref]] = {}
+        self._views_lock = threading.Lock()
+        try:
+            self._data_fd = open_subdir(self._root_fd, "data", self.root, create=True)
+            self._fds.append(self._data_fd)
+            self._owners_fd = open_subdir(self._root_fd, "owners", self.root, create=True)
+            self._fds.append(self._owners_fd)
+            self._ledger = ledger.Ledger(fd_path(self._root_fd, ledger.DB_NAME, self.root))
+            with self._ledger.transaction() as conn:
+                stored = {**DEFAULT_SETTINGS, **ledger.get_settings(conn)}
+                stored.update(explicit)
+                ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
+            self.quota_bytes = int(stored["quota_bytes"])
+            self.max_files = int(stored["max_files"])
+            sq = stored["spill_quota_bytes"]
+            self.spill_quota_bytes = None if sq is None else int(sq)
+            self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+            self._admission = Admission(self)
+            self._closed = False
+            self._check_minimum()
+            if _auto_gc:
+                audit.gc(self)
+            if _register:
+                self._register_owner()
+        except BaseException:
+            self._close_fds()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _check_minimum(self) -> None:
+        meta = meta_bytes(self._root_fd)
+        if self.quota_bytes < meta + snapfile.HEADER_BYTES:
+            raise ArenaError(
+                f"arena {self.root}: quota {format_bytes(self.quota_bytes)} is smaller than its metadata "
+                f"({format_bytes(meta)} for the ledger and slack); use a quota of at least "
+                f"{format_bytes(meta + (1 << 20))}"
+            )
+        if self.max_files < META_INODES + 2:
+            raise ArenaError(
+                f"arena {self.root}: max_files {self.max_files} leaves no room for snapshots "
+                f"({META_INODES} inodes of metadata + 1 lock file per process); use at least {META_INODES + 8}"
+            )
+
+    def _register_owner(self) -> None:
+        name = owners.new_lock_name()
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            with self._ledger.transaction() as conn:
+                c = ledger.counters(conn)
+                _, used_files = self._admission.charged(c, 0)
+                short = used_files + 1 - self.max_files
+                if short > 0 and c["free_files"] >= short:
+                    from noisefs.arena.admission import evict_free
+
+                    self._forget_slots(evict_free(conn, self._data_fd, 0, short))
+                    short = 0
+                if short <= 0:
+                    cur = conn.execute(
+                        "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
+                        (os.getpid(), name, time.time()),
+                    )
+                    ledger.bump(conn, owner_files=1)
+                    self._owner_id = cur.lastrowid
+                    break
+            if time.monotonic() > deadline:
+                raise ArenaFull(f"arena {self.root}: no inode left for this process's lock file (max_files {self.max_files})")
+            time.sleep(0.05)
+        self._lock_name = name
+        self._lock_fd = owners.create_lock(self._owners_fd, name)
+
+    def _close_fds(self) -> None:
+        for fd in [*self._fds, self._lock_fd, self._spill_dir_fd]:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._fds = []
+        self._lock_fd = self._spill_dir_fd = None
+
+    def close(self) -> None:
+        """Unlink the free list, hand this handle's snapshots to nobody, drop the lock file.
+
+        Ready snapshots stay until released or adopted (a clean close means they were left
+        for a consumer); a handle that dies without closing has them reclaimed by ``gc``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if os.getpid() != self._pid:
+            return
+        self._maps.clear()
+        try:
+            with self._ledger.transaction() as conn:
+                from noisefs.arena.admission import evict_free
+
+                evict_free(conn, self._data_fd, 1 << 62, 1 << 62)
+                if self._owner_id is not None:
+                    rows = conn.execute(
+                        "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
+                        (self._owner_id,),
+                    ).fetchall()
+                    audit.drop_rows(self, conn, rows)
+                    conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (self._owner_id,))
+                    unlink_quiet(self._lock_name, self._owners_fd)
+                    conn.execute("DELETE FROM owners WHERE id = ?", (self._owner_id,))
+                    ledger.bump(conn, owner_files=-1)
+        finally:
+            self._ledger.close()
+            self._close_fds()
+
+    def __enter__(self) -> Arena:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Arena(root={str(self.root)!r}, quota={self.quota_bytes}, max_files={self.max_files})"
+
+    def _check(self) -> None:
+        if os.getpid() != self._pid:
+            raise ArenaError(
+                f"this Arena handle belongs to process {self._pid}; open a new Arena(root={str(self.root)!r}) "
+                "in this process"
+            )
+        if self._closed:
+            raise ArenaError(f"arena {self.root}: handle is closed")
+
+    def _spill_fd(self, create: bool) -> int | None:
+        if self._spill_dir_fd is None:
+            try:
+                self._spill_dir_fd = open_private_dir(self.spill_dir, create=create)
+            except FileNotFoundError:
+                return None
+        return self._spill_dir_fd
+
+    def _tier_fd(self, tier: str) -> int | None:
+        return self._data_fd if tier == "tmpfs" else self._spill_fd(create=False)
+
+    def _forget_slots(self, slots) -> None:
+        self._maps.forget(slots)
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, array, run: str = "r1", step: int = 0, batch: int = 0) -> str:
+        """Store a copy of ``array``; return its key. Blocks (backpressure) up to ``timeout_s``."""
+        self._check()
+        if self._owner_id is None:
+            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        validate_run(run)
+        step = validate_index("step", step)
+        batch = validate_index("batch", batch)
+        arr = np.asarray(array)
+        if arr.dtype.kind not in NUMERIC_KINDS or arr.dtype.fields is not None:
+            raise InputError(f"arena stores numeric arrays only, not dtype {arr.dtype}")
+        arr = np.ascontiguousarray(arr) if arr.ndim else arr.reshape(())
+        src = arr.reshape(-1).view(np.uint8) if arr.nbytes else np.empty(0, np.uint8)
+        nbytes = int(arr.nbytes)
+        alloc = snapfile.alloc_for(nbytes)
+        meta_row = (run, step, batch, nbytes, arr.dtype.str, json.dumps(list(arr.shape)))
+        prefix = f"{run}:{step}:{batch}"
+        deadline = time.monotonic() + self.timeout_s
+        allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
+        while True:
+            with self._ledger.transaction() as conn:
+                placement = self._admission.place(conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots())
+            if placement is not None:
+                try:
+                    check = self._write(placement, arr, src)
+                except _NoRoom as exc:
+                    self._rollback(placement)
+                    if placement.tier == "tmpfs":
+                        allow_tmpfs = False  # the tmpfs itself is full: roll over to spill
+                    else:
+                        self._spill_blocked_until = time.monotonic() + 0.25
+                    last_error = exc
+                    continue
+                except BaseException:
+                    self._rollback(placement)
+                    raise
+                self._publish(placement, check)
+                return placement.key
+            now = time.monotonic()
+            if now >= deadline:
+                raise ArenaFull(self._full_message(alloc))
+            if now >= next_gc:
+                audit.gc(self)
+                next_gc = now + 1.0
+                allow_tmpfs = True
+            time.sleep(min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 0.05)
+        del last_error
+
+    def _full_message(self, alloc: int) -> str:
+        s = self.stats()
+        bound = "unbounded" if self.spill_quota_bytes is None else format_bytes(self.spill_quota_bytes)
+        return (
+            f"arena {self.root} is full: no room for a {format_bytes(alloc)} snapshot within {self.timeout_s:g} s "
+            f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self.quota_bytes)}, "
+            f"{s['files_used']} of {self.max_files} files; spill {self.spill_dir} holds "
+            f"{format_bytes(s['spilled_bytes'])}, bound {bound}); release snapshots, raise --quota or "
+            "--max-files, or free space for the spill directory"
+        )
+
+    def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
+        if p.tier == "tmpfs":
+            return self._write_tmpfs(p, arr, src)
+        return self._write_spill(p, arr, src)
+
+    def _write_tmpfs(self, p, arr, src) -> int:
+        mm = self._maps.get(p.slot, True) if p.recycled else None
+        if mm is None:
+            if p.recycled:
+                fd = os.open(p.slot, os.O_RDWR | FILE_FLAGS, dir_fd=self._data_fd)
+            else:
+                fd = os.open(p.slot, os.O_RDWR | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=self._data_fd)
+            try:
+                if not p.recycled:
+                    try:  # allocate every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
+                        os.posix_fallocate(fd, 0, p.alloc)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise _NoRoom(str(exc)) from exc
+                        raise
+                elif os.fstat(fd).st_size != p.alloc:
+                    raise ArenaError(f"arena {self.root}: free-list file {p.slot} has the wrong size")
+                mm = map_file(fd, p.alloc, writable=True)
+            finally:
+                os.close(fd)
+            self._maps.put(p.slot, True, mm)
+        check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
+        mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
+        return check
+
+    def _write_spill(self, p, arr, src) -> int:
+        check = snapfile.checksum(src)
+        header = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
+        fd = os.open(p.slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=self._spill_fd(True))
+        try:
+            _pwrite_all(fd, memoryview(header), 0)
+            _pwrite_all(fd, memoryview(src), snapfile.HEADER_BYTES)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _NoRoom(str(exc)) from exc
+            raise
+        finally:
+            os.close(fd)
+        return check
+
+    def _rollback(self, p) -> None:
+        """Undo a reservation: the file goes first, then its row."""
+        fd = self._data_fd if p.tier == "tmpfs" else self._spill_fd(False)
+        if fd is not None:
+            unlink_quiet(p.slot, fd)
+        self._maps.forget([p.slot])
+        with self._ledger.transaction() as conn:
+            audit.drop_rows(self, conn, [(p.row_id, p.tier, p.slot, p.alloc)], unlink=False)
+
+    def _publish(self, p, check: int) -> None:
+        with self._ledger.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
+                (check - (1 << 64) if check >= 1 << 63 else check, p.row_id),
+            )
+            if cur.rowcount != 1:
+                raise ArenaError(f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)")
+
+    # ------------------------------------------------------------------ get / release / adopt
+
+    def _row(self, key: str, conn=None):
+        conn = conn or self._ledger.conn()
+        return conn.execute(
+            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, owner "
+            "FROM snapshots WHERE key = ?",
+            (key,),
+        ).fetchone()
+
+    def get(self, key: str) -> np.ndarray:
+        """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified."""
+        self._check()
+        row = self._row(key)
+        if row is None or row[8] != "ready":
+            raise KeyError(key)
+        _, tier, slot, alloc, nbytes, dtype, shape, check, *_ = row
+        mm = self._maps.get(slot, False) if tier == "tmpfs" else None
+        if mm is None:
+            dir_fd = self._tier_fd(tier)
+            try:
+                fd = os.open(slot, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                raise CorruptSnapshot(f"snapshot {key}: its file {slot} is missing") from None
+            try:
+                size = os.fstat(fd).st_size
+                if size < snapfile.HEADER_BYTES + nbytes:
+                    raise CorruptSnapshot(f"snapshot {key}: file {slot} is truncated ({size} bytes)")
+                mm = map_file(fd, size, writable=False, populate=tier == "tmpfs")
+            finally:
+                os.close(fd)
+            if tier == "tmpfs":
+                self._maps.put(slot, False, mm)
+        header = snapfile.decode_header(mm, key)
+        expected = (check + (1 << 64)) if check < 0 else check
+        if (
+            header.get("key") != key
+            or header.get("nbytes") != nbytes
+            or header.get("dtype") != dtype
+            or header.get("shape") != json.loads(shape)
+            or header.get("checksum") != expected
+        ):
+            raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
+        if snapfile.checksum(snapfile.data_bytes(mm, nbytes)) != expected:
+            raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {slot}; the data is damaged")
+        view = snapfile.array_view(mm, header)
+        with self._views_lock:
+            refs = [r for r in self._views.get(key, []) if r() is not None]
+            refs.append(weakref.ref(view))
+            self._views[key] = refs
+        return view
+
+    def _live_view(self, key: str) -> bool:
+        with self._views_lock:
+            refs = [r for r in self._views.pop(key, []) if r() is not None]
+        return bool(refs)
+
+    def release(self, key: str) -> None:
+        """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
+        self._check()
+        live = self._live_view(key)
+        with self._ledger.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None or row[4] != "ready":
+                raise KeyError(key)
+            row_id, tier, slot, alloc, _ = row
+            c = ledger.counters(conn)
+            if tier == "tmpfs" and not live and c["free_bytes"] + alloc <= self.quota_bytes * FREE_FRACTION:
+                conn.execute(
+                    "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
+                    (row_id,),
+                )
+                ledger.bump(conn, free_bytes=alloc, free_files=1)
+                return
+            audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+
+    def adopt(self, keys) -> None:
+        """Make this handle the owner of ready snapshots (e.g. put by a worker process).
+
+        All or nothing: raises ``KeyError`` naming the keys that do not exist (or are not
+        ready), and then adopts none.
+        """
+        self._check()
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        missing = []
+        with self._ledger.transaction() as conn:
+            for key in keys:
+                cur = conn.execute(
+                    "UPDATE snapshots SET owner = ? WHERE key = ? AND state = 'ready'", (self._owner_id, key)
+                )
+                if cur.rowcount != 1:
+                    missing.append(key)
+            if missing:
+                raise KeyError(missing[0] if len(missing) == 1 else missing)
+
+    # ------------------------------------------------------------------ queries
+
+    def keys(self, run: str | None = None) -> list[str]:
+        self._check()
+        conn = self._ledger.conn()
+        if run is None:
+            rows = conn.execute("SELECT key FROM snapshots WHERE state = 'ready' ORDER BY id")
+        else:
+            rows = conn.execute("SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY id", (run,))
+        return [r[0] for r in rows]
+
+    def info(self, key: str) -> dict:
+        self._check()
+        row = self._row(key)
+        if row is None or row[8] != "ready":
+            raise KeyError(key)
+        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner = row
+        return {
+            "key": key, "run": run, "step": step, "batch": batch, "dtype": np.dtype(dtype),
+            "shape": tuple(json.loads(shape)), "tier": tier, "nbytes": nbytes, "alloc_bytes": alloc,
+            "owner": owner,
+        }
+
+    def stats(self) -> dict:
+        self._check()
+        return audit.figures(self, self._ledger.conn())
+
+    def check(self, fix: bool = False) -> list[str]:
+        """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
+        self._check()
+        return audit.check(self, fix=fix)
+
+    def gc(self, dry_run: bool = False) -> dict:
+        """Reclaim what dead processes left; never a live owner's data."""
+        self._check()
+        return audit.gc(self, dry_run=dry_run)
+
+
+class _NoRoom(Exception):
+    """A filesystem said ENOSPC while a reserved file was written."""
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    chunk = 64 << 20
+    done = 0
+    while done < len(data):
+        written = os.pwrite(fd, data[done : done + chunk], offset + done)
+        if written <= 0:
+            raise OSError(errno.EIO, "short write")
+        done += written
