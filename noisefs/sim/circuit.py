@@ -7,7 +7,8 @@ The pipeline the runner uses is :func:`prepare` (load + strip + translate). Conv
   and ``len(qc.data)`` the end; the end is always the last step. A step after which only
   barriers follow collapses with the end.
 * **Final measurements.** A measurement is final when nothing after it acts on its qubit and
-  nothing after it reads the value it wrote. Barriers do not act. A later measurement into the
+  nothing after it reads the value it wrote. Barriers do not act; a later measurement of the
+  same qubit does (of ``measure q->c0; measure q->c1`` only the second is final). A later measurement into the
   same bit overwrites the value (it is not a read), so it does not keep an earlier one alive;
   a later condition (``if``/``while``/``switch``) on the bit or on its register is a read.
   Measurements inside ``if``/``switch`` blocks are stripped by the same rule; those inside
@@ -296,6 +297,7 @@ def _strip_data(
             qubit, clbit = inst.qubits[0], inst.clbits[0]
             if qubit not in touched and clbit not in live:
                 removed += 1
+                touched.add(qubit)  # it still acts on its qubit: an earlier one is not final
                 continue
             touched.add(qubit)
             live.discard(clbit)  # the value before this measurement is overwritten here
