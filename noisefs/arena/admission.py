@@ -114,8 +114,6 @@ class Admission:
 
     def place(self, conn, alloc: int, meta_row: tuple, key_prefix: str, allow_tmpfs: bool, preferred: set) -> Placement | None:
         a = self.arena
-        c = ledger.counters(conn)
-        meta = meta_bytes(a._root_fd)
         if allow_tmpfs:
             rows = conn.execute(
                 "SELECT id, slot FROM snapshots WHERE state = 'free' AND tier = 'tmpfs' AND alloc_bytes = ? LIMIT 16",
@@ -127,10 +125,11 @@ class Admission:
                 ledger.bump(conn, free_bytes=-alloc, free_files=-1)
                 new_id, key, slot = _insert(conn, key_prefix, meta_row, "tmpfs", slot, alloc, a._owner_id)
                 return Placement(new_id, key, "tmpfs", slot, alloc, True)
-            placement = self._new_tmpfs(conn, c, meta, alloc, meta_row, key_prefix)
+            c = ledger.counters(conn)
+            placement = self._new_tmpfs(conn, c, meta_bytes(a._root_fd), alloc, meta_row, key_prefix)
             if placement is not None:
                 return placement
-        return self._spill(conn, c, alloc, meta_row, key_prefix)
+        return self._spill(conn, ledger.counters(conn), alloc, meta_row, key_prefix)
 
     def _new_tmpfs(self, conn, c, meta, alloc, meta_row, key_prefix) -> Placement | None:
         a = self.arena

@@ -132,9 +132,17 @@ def counters(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def bump(conn: sqlite3.Connection, **deltas: int) -> None:
-    for name, delta in deltas.items():
-        if delta:
-            conn.execute("UPDATE counters SET value = value + ? WHERE name = ?", (delta, name))
+    """Add ``deltas`` to the named counters in one statement."""
+    items = [(name, delta) for name, delta in deltas.items() if delta]
+    if not items:
+        return
+    cases = " ".join("WHEN ? THEN ?" for _ in items)
+    params = [x for item in items for x in item] + [name for name, _ in items]
+    conn.execute(
+        f"UPDATE counters SET value = value + CASE name {cases} END "
+        f"WHERE name IN ({','.join('?' for _ in items)})",
+        params,
+    )
 
 
 def raise_peaks(conn: sqlite3.Connection, total_bytes: int, total_files: int) -> None:

@@ -6,7 +6,7 @@ the data is page-aligned and can be mapped straight into a numpy array (no pickl
     b"NOISEFS1" | u32 little-endian length | JSON {version, key, dtype, shape, nbytes,
     checksum, block} | zero padding to 4096
 
-The checksum is xxh3-64 over the list of xxh3-64 digests of 1 MiB blocks (and the byte
+The checksum is xxh3-64 over the list of xxh3-64 digests of 4 MiB blocks (the block size is recorded in the header) (and the byte
 count). Blocks make it cheap to compute while each block is still in cache right after it
 was copied, and let large arrays be copied and hashed by several threads at once (numpy's
 copy and xxhash both release the GIL).
@@ -29,7 +29,7 @@ HEADER_BYTES = 4096
 PAGE = 4096
 MAGIC = b"NOISEFS1"
 VERSION = 1
-BLOCK = 1 << 20
+BLOCK = 4 << 20
 PARALLEL_MIN = 4 << 20
 
 _pool: ThreadPoolExecutor | None = None
@@ -54,28 +54,28 @@ def _executor() -> ThreadPoolExecutor | None:
         return _pool
 
 
-def _blocks_copy(dst: np.ndarray, src: np.ndarray | None, lo: int, hi: int) -> list[int]:
+def _blocks_copy(dst: np.ndarray, src: np.ndarray | None, lo: int, hi: int, block: int) -> list[int]:
     digests = []
-    for start in range(lo, hi, BLOCK):
-        stop = min(start + BLOCK, hi)
+    for start in range(lo, hi, block):
+        stop = min(start + block, hi)
         if src is not None:
             np.copyto(dst[start:stop], src[start:stop])
         digests.append(xxhash.xxh3_64_intdigest(dst[start:stop]))
     return digests
 
 
-def _run_blocks(dst: np.ndarray, src: np.ndarray | None) -> int:
+def _run_blocks(dst: np.ndarray, src: np.ndarray | None, block: int = BLOCK) -> int:
     """Copy ``src`` into ``dst`` (both flat uint8) block by block, hashing each block."""
     total = dst.shape[0]
     pool = _executor() if total >= PARALLEL_MIN else None
     if pool is None:
-        digests = _blocks_copy(dst, src, 0, total)
+        digests = _blocks_copy(dst, src, 0, total, block)
     else:
         parts = pool._max_workers + 1  # type: ignore[attr-defined]
-        nblocks = -(-total // BLOCK)
-        bounds = [min(total, (nblocks * i // parts) * BLOCK) for i in range(parts + 1)]
-        futures = [pool.submit(_blocks_copy, dst, src, bounds[i], bounds[i + 1]) for i in range(1, parts)]
-        digests = _blocks_copy(dst, src, bounds[0], bounds[1])
+        nblocks = -(-total // block)
+        bounds = [min(total, (nblocks * i // parts) * block) for i in range(parts + 1)]
+        futures = [pool.submit(_blocks_copy, dst, src, bounds[i], bounds[i + 1], block) for i in range(1, parts)]
+        digests = _blocks_copy(dst, src, bounds[0], bounds[1], block)
         for future in futures:
             digests.extend(future.result())
     packed = struct.pack(f"<Q{len(digests)}Q", total, *digests)
@@ -87,9 +87,11 @@ def copy_and_hash(dst: np.ndarray, src: np.ndarray) -> int:
     return _run_blocks(dst, src)
 
 
-def checksum(data: np.ndarray) -> int:
-    """The checksum of flat uint8 ``data``."""
-    return _run_blocks(data, None)
+def checksum(data: np.ndarray, block: int = BLOCK) -> int:
+    """The checksum of flat uint8 ``data`` hashed in blocks of ``block`` bytes."""
+    if not isinstance(block, int) or block < 4096:
+        raise CorruptSnapshot(f"bad checksum block size {block!r}")
+    return _run_blocks(data, None, block)
 
 
 def encode_header(key: str, dtype: np.dtype, shape: tuple, nbytes: int, check: int) -> bytes:

@@ -403,7 +403,7 @@ class Arena:
             or header.get("checksum") != expected
         ):
             raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
-        if snapfile.checksum(snapfile.data_bytes(mm, nbytes)) != expected:
+        if snapfile.checksum(snapfile.data_bytes(mm, nbytes), header.get("block")) != expected:
             raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {slot}; the data is damaged")
         view = snapfile.array_view(mm, header)
         with self._views_lock:
