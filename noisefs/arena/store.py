@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sqlite3
 import threading
 import time
 import weakref
@@ -47,6 +48,9 @@ from noisefs.units import format_bytes, parse_size
 
 DEFAULT_SETTINGS = {"quota_bytes": 1 << 30, "max_files": 10_000, "spill_dir": None, "spill_quota_bytes": None}
 NUMERIC_KINDS = "biufc"
+# Test-only fault injection: when set to a path, put() writes that file once the snapshot's
+# data file is written but not yet published, then hangs (to be SIGKILLed by the test).
+FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
 
 
 class Arena:
@@ -94,11 +98,15 @@ class Arena:
         self._views: dict[str, list[weakref.ref]] = {}
         self._views_lock = threading.Lock()
         try:
-            self._data_fd = open_subdir(self._root_fd, "data", self.root, create=True)
+            self._data_fd = open_subdir(self._root_fd, "data", self.root, create=_register)
             self._fds.append(self._data_fd)
-            self._owners_fd = open_subdir(self._root_fd, "owners", self.root, create=True)
+            self._owners_fd = open_subdir(self._root_fd, "owners", self.root, create=_register)
             self._fds.append(self._owners_fd)
-            self._ledger = ledger.Ledger(fd_path(self._root_fd, ledger.DB_NAME, self.root))
+            db = fd_path(self._root_fd, ledger.DB_NAME, self.root)
+            try:
+                self._ledger = ledger.Ledger(db, create=_register)
+            except sqlite3.OperationalError as exc:
+                raise ArenaError(f"{self.root} is not a noisefs arena (no readable ledger: {exc})") from exc
             with self._ledger.transaction() as conn:
                 stored = {**DEFAULT_SETTINGS, **ledger.get_settings(conn)}
                 stored.update(explicit)
@@ -118,6 +126,23 @@ class Arena:
         except BaseException:
             self._close_fds()
             raise
+
+    @classmethod
+    def open_existing(cls, root=None) -> Arena:
+        """A maintenance handle on an existing arena: creates nothing, registers no owner,
+        runs no gc on open, cannot ``put``. Raises ``FileNotFoundError`` for a missing root."""
+        return cls(root, _register=False, _auto_gc=False)
+
+    def live_owners(self) -> list[dict]:
+        """Owners whose process holds its lock (or is starting); read-only probe."""
+        self._check()
+        out = []
+        for owner_id, pid, lock_name, started in self._ledger.conn().execute(
+            "SELECT id, pid, lock_name, started FROM owners"
+        ):
+            if owner_id == self._owner_id or owners.is_live(self._owners_fd, lock_name, pid, started):
+                out.append({"id": owner_id, "pid": pid, "started": started})
+        return out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -185,20 +210,21 @@ class Arena:
             return
         self._maps.clear()
         try:
+            if self._owner_id is None:
+                return  # maintenance handle: owns nothing
             with self._ledger.transaction() as conn:
                 from noisefs.arena.admission import evict_free
 
                 evict_free(conn, self._data_fd, 1 << 62, 1 << 62)
-                if self._owner_id is not None:
-                    rows = conn.execute(
-                        "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
-                        (self._owner_id,),
-                    ).fetchall()
-                    audit.drop_rows(self, conn, rows)
-                    conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (self._owner_id,))
-                    unlink_quiet(self._lock_name, self._owners_fd)
-                    conn.execute("DELETE FROM owners WHERE id = ?", (self._owner_id,))
-                    ledger.bump(conn, owner_files=-1)
+                rows = conn.execute(
+                    "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
+                    (self._owner_id,),
+                ).fetchall()
+                audit.drop_rows(self, conn, rows)
+                conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (self._owner_id,))
+                unlink_quiet(self._lock_name, self._owners_fd)
+                conn.execute("DELETE FROM owners WHERE id = ?", (self._owner_id,))
+                ledger.bump(conn, owner_files=-1)
         finally:
             self._ledger.close()
             self._close_fds()
@@ -298,9 +324,14 @@ class Arena:
         )
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
-        if p.tier == "tmpfs":
-            return self._write_tmpfs(p, arr, src)
-        return self._write_spill(p, arr, src)
+        check = self._write_tmpfs(p, arr, src) if p.tier == "tmpfs" else self._write_spill(p, arr, src)
+        pause = os.environ.get(FAULT_PAUSE_ENV)
+        if pause:  # fault injection for tests: announce, then hang between write and publish
+            with open(pause, "w") as marker:
+                marker.write(f"{os.getpid()} {p.key} {p.tier} {p.slot}\n")
+            while True:
+                time.sleep(3600)
+        return check
 
     def _write_tmpfs(self, p, arr, src) -> int:
         mm = self._maps.get(p.slot, True) if p.recycled else None
