@@ -10,7 +10,7 @@ import pytest
 
 from noisefs.arena import Arena
 from noisefs.errors import ArenaError, CorruptSnapshot, InputError
-from tests.test_arena_fixtures import data_files, du_bytes, inode_count, make_arena, shm_root, spill  # noqa: F401
+from tests.test_arena_fixtures import data_files, du_bytes, listing, inode_count, make_arena, shm_root, spill  # noqa: F401
 
 DTYPES = [np.float32, np.float64, np.complex64, np.complex128, np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_]
 SHAPES = [(), (0,), (0, 3), (1,), (7,), (3, 4), (2, 3, 5), (1000, 3)]
@@ -141,7 +141,7 @@ def test_full_release_and_close_leave_nothing(make_arena, shm_root, spill):
     arena.close()
     assert data_files(shm_root) == []
     assert os.listdir(shm_root / "owners") == []
-    assert os.listdir(spill) == []
+    assert listing(spill) == []
 
 
 def test_flipped_byte_detected_and_reported(make_arena, shm_root):

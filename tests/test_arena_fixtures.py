@@ -31,6 +31,14 @@ def data_files(root) -> list[str]:
     return sorted(os.listdir(Path(root) / "data"))
 
 
+def listing(path) -> list[str]:
+    """Entries of ``path``; [] when it does not exist (the spill dir is made on first use)."""
+    try:
+        return sorted(os.listdir(path))
+    except FileNotFoundError:
+        return []
+
+
 @pytest.fixture
 def shm_root():
     """A fresh arena root under /dev/shm (not created); removed afterwards."""

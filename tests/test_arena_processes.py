@@ -1,0 +1,209 @@
+"""Real processes on one arena: bounds under load, backpressure, SIGKILL in the middle of a put."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import random
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from noisefs.arena import Arena
+from noisefs.errors import ArenaFull
+from tests.test_arena_fixtures import data_files, du_bytes, listing, inode_count, make_arena, shm_root, spill  # noqa: F401
+
+CTX = mp.get_context("spawn")
+SIZES = [1, 300, 5_000, 40_000, 90_000]  # float64 elements: 8 B .. 720 KB
+
+
+def _hammer(root: str, seed: int, rounds: int, errors) -> None:
+    rng = random.Random(seed)
+    try:
+        with Arena(root, timeout_s=30) as arena:
+            held = []
+            for i in range(rounds):
+                n = rng.choice(SIZES)
+                x = np.full(n, seed * 1_000_000 + i, dtype=np.float64)
+                held.append((arena.put(x, run=f"w{seed}", step=i), x))
+                if len(held) > 6 or rng.random() < 0.4:
+                    key, ref = held.pop(rng.randrange(len(held)))
+                    view = arena.get(key)
+                    if not np.array_equal(view, ref):
+                        errors.put(f"worker {seed}: wrong data for {key}")
+                    del view
+                    arena.release(key)
+            for key, _ in held:
+                arena.release(key)
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        errors.put(f"worker {seed}: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+def test_bounds_hold_with_four_processes(make_arena, shm_root, spill):
+    quota, max_files = 3 << 20, 24
+    parent = make_arena(quota=quota, max_files=max_files)
+    errors = CTX.Queue()
+    workers = [CTX.Process(target=_hammer, args=(str(shm_root), s, 300, errors)) for s in range(4)]
+    samples: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            samples.append((du_bytes(shm_root), inode_count(shm_root)))
+
+    thread = threading.Thread(target=sampler)
+    thread.start()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+    stop.set()
+    thread.join()
+    problems = []
+    while not errors.empty():
+        problems.append(errors.get())
+    assert problems == []
+    assert all(w.exitcode == 0 for w in workers)
+    assert len(samples) > 20
+    assert max(b for b, _ in samples) <= quota, max(samples)
+    assert max(f for _, f in samples) <= max_files, max(samples)
+    s = parent.stats()
+    assert s["spilled_total_files"] > 0  # the tiny quota sent some snapshots to spill
+    assert s["peak_bytes"] <= quota and s["peak_files"] <= max_files
+    assert parent.keys() == [] and parent.check() == []
+    parent.close()
+    assert data_files(shm_root) == [] and listing(spill) == []
+    assert os.listdir(shm_root / "owners") == []
+
+
+def _blocked_put(root: str, timeout: float, out) -> None:
+    with Arena(root, timeout_s=timeout) as arena:
+        start = time.monotonic()
+        try:
+            key = arena.put(np.ones(200_000), run="late")
+            out.put(("ok", time.monotonic() - start, key))
+        except ArenaFull as exc:
+            out.put(("full", time.monotonic() - start, exc.errno))
+
+
+def _fill(arena) -> list[str]:
+    keys = []
+    while True:
+        before = arena.stats()["bytes_used"]
+        key = arena.put(np.ones(200_000))  # 1.6 MB
+        if arena.info(key)["tier"] != "tmpfs" or arena.stats()["bytes_used"] == before:
+            arena.release(key)
+            return keys
+        keys.append(key)
+
+
+@pytest.mark.slow
+def test_backpressure_waits_for_a_release(make_arena, shm_root):
+    arena = make_arena(quota="4MiB", spill_quota=0, timeout_s=0.2)
+    keys = [arena.put(np.ones(200_000)), arena.put(np.ones(200_000))]
+    with pytest.raises(ArenaFull):
+        arena.put(np.ones(200_000))
+    out = CTX.Queue()
+    child = CTX.Process(target=_blocked_put, args=(str(shm_root), 20.0, out))
+    child.start()
+    time.sleep(1.5)  # the child is blocked all this time
+    assert out.empty()
+    arena.release(keys[0])
+    status, waited, key = out.get(timeout=20)
+    child.join(10)
+    assert status == "ok" and waited >= 1.0
+    np.testing.assert_array_equal(arena.get(key), np.ones(200_000))
+
+
+def test_arena_full_after_timeout(make_arena, shm_root):
+    arena = make_arena(quota="4MiB", spill_quota=0, timeout_s=0.3)
+    arena.put(np.ones(200_000))
+    arena.put(np.ones(200_000))
+    start = time.monotonic()
+    with pytest.raises(ArenaFull) as info:
+        arena.put(np.ones(200_000))
+    assert 0.25 <= time.monotonic() - start < 5
+    assert info.value.errno == 28 and "full" in str(info.value)
+    assert arena.check() == []
+
+
+def _put_then_hang(root: str, marker: str, big: int) -> None:
+    with Arena(root, timeout_s=10) as arena:
+        arena.put(np.full(big, 1.0), run="victim", step=0)
+        arena.put(np.full(big, 2.0), run="victim", step=1)
+        os.environ["NOISEFS_FAULT_PAUSE"] = marker
+        arena.put(np.full(big, 3.0), run="victim", step=2)  # hangs before publishing
+
+
+@pytest.mark.parametrize("big", [100_000, 3_000_000])  # tmpfs, and (24 MB > quota) spill
+def test_sigkill_mid_put_is_reclaimed(make_arena, shm_root, spill, tmp_path, big):
+    arena = make_arena(quota="16MiB")
+    mine = [arena.put(np.arange(1000.0) + i, run="live") for i in range(3)]
+    marker = tmp_path / "paused"
+    child = CTX.Process(target=_put_then_hang, args=(str(shm_root), str(marker), big))
+    child.start()
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.exists(), "the child never reached the pause point"
+    pid, _, tier, slot = marker.read_text().split()
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    assert len(arena.keys(run="victim")) == 2
+    held = data_files(shm_root) + listing(spill)
+    assert slot in held  # the partial file is there
+    later = Arena(shm_root)  # opening reclaims what the dead process left
+    try:
+        assert later.keys(run="victim") == []
+        assert slot not in data_files(shm_root) + listing(spill)
+        assert later.keys(run="live") == mine
+        for i, key in enumerate(mine):
+            np.testing.assert_array_equal(later.get(key), np.arange(1000.0) + i)
+        assert later.check() == []
+    finally:
+        later.close()
+    s = arena.stats()
+    assert s["owners"] == 1 and s["spilled_files"] == 0
+    assert du_bytes(shm_root) <= s["bytes_used"]
+
+
+def _put_forever(root: str) -> None:
+    with Arena(root, timeout_s=30) as arena:
+        rng = np.random.default_rng(os.getpid())
+        i = 0
+        while True:
+            key = arena.put(rng.standard_normal(rng.integers(1, 400_000)), run="doomed", step=i)
+            if i % 3 == 0:
+                arena.release(key)
+            i += 1
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_times(make_arena, shm_root, spill):
+    arena = make_arena(quota="8MiB", max_files=40, timeout_s=10)
+    keep = arena.put(np.arange(5000.0), run="live")
+    rng = random.Random(7)
+    for _ in range(4):
+        child = CTX.Process(target=_put_forever, args=(str(shm_root),))
+        child.start()
+        time.sleep(1.0 + rng.random())  # spawn start-up plus a random point in the put loop
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+        report = arena.gc()
+        assert report["dead_owners"] == 1
+        assert arena.keys(run="doomed") == []
+        assert arena.check() == []
+        s = arena.stats()
+        assert s["owners"] == 1 and s["spilled_files"] == 0
+        assert set(data_files(shm_root)) == {arena._ledger.conn().execute(
+            "SELECT slot FROM snapshots WHERE key = ?", (keep,)).fetchone()[0]} | _free_slots(arena)
+        np.testing.assert_array_equal(arena.get(keep), np.arange(5000.0))
+    assert listing(spill) == []
+
+
+def _free_slots(arena) -> set[str]:
+    return {r[0] for r in arena._ledger.conn().execute("SELECT slot FROM snapshots WHERE state = 'free'")}
