@@ -62,6 +62,7 @@ def fs_room(fd: int, conn: sqlite3.Connection, tier: str) -> tuple[float, float,
     total = st.f_blocks * st.f_frsize
     if tier == "tmpfs":
         byte_room, inode_room = tmpfs_headroom(st)
+        byte_room += META_SLACK  # the ledger's own growth lands on this filesystem too
     else:
         byte_room, inode_room = int(total * SPILL_KEEP_FREE), 1
     room_bytes = float("inf") if st.f_blocks == 0 else st.f_bavail * st.f_frsize - byte_room - pending_bytes

@@ -16,6 +16,8 @@ import sqlite3
 import threading
 import time
 
+from noisefs.errors import ArenaFull
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings(name TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL DEFAULT 0);
@@ -112,11 +114,16 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
             conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                raise ArenaFull(
+                    f"the filesystem holding the arena ledger {self.db_path} is full (another program "
+                    "filled it); free some space there"
+                ) from exc
+            raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

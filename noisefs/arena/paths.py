@@ -76,27 +76,29 @@ def validate_index(name: str, value: object) -> int:
     return number
 
 
-def _refuse(path: Path, why: str, todo: str) -> UnsafePathError:
-    return UnsafePathError(f"unsafe arena path {path}: {why}; {todo}")
+def _refuse(path: Path, why: str, todo: str, what: str = "arena") -> UnsafePathError:
+    option = "--spill" if what == "spill" else "--arena"
+    return UnsafePathError(f"unsafe {what} path {path}: {why}; {todo.replace('--arena', option)}")
 
 
-def check_dir_fd(fd: int, path: Path) -> None:
+def check_dir_fd(fd: int, path: Path, what: str = "arena") -> None:
     """Refuse a directory fd that is foreign-owned; tighten a loose mode on our own one."""
     st = os.fstat(fd)
     if not stat.S_ISDIR(st.st_mode):
-        raise _refuse(path, "not a directory", "remove it or choose another --arena")
+        raise _refuse(path, "not a directory", "remove it or choose another --arena", what)
     if st.st_uid != os.geteuid():
         raise _refuse(
             path,
             f"owned by uid {st.st_uid}, not by you (uid {os.geteuid()})",
             "choose a directory of your own with --arena",
+            what,
         )
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.fchmod(fd, 0o700)
         log.info("tightened mode of %s to 0700", path)
 
 
-def open_private_dir(path: str | os.PathLike, create: bool = True) -> int:
+def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "arena") -> int:
     """Open (creating 0700 when asked) a private directory; return its fd.
 
     Raises :class:`UnsafePathError` for a symlink, a non-directory or a foreign owner and
@@ -115,15 +117,15 @@ def open_private_dir(path: str | os.PathLike, create: bool = True) -> int:
     except FileNotFoundError:
         raise
     if stat.S_ISLNK(st.st_mode):
-        raise _refuse(path, "it is a symbolic link", "point --arena at a real directory")
+        raise _refuse(path, "it is a symbolic link", "point --arena at a real directory", what)
     if not stat.S_ISDIR(st.st_mode):
-        raise _refuse(path, "not a directory", "remove it or choose another --arena")
+        raise _refuse(path, "not a directory", "remove it or choose another --arena", what)
     try:
         fd = os.open(path, DIR_FLAGS)
     except OSError as exc:
-        raise _refuse(path, f"cannot open it ({exc.strerror})", "check the path") from exc
+        raise _refuse(path, f"cannot open it ({exc.strerror})", "check the path", what) from exc
     try:
-        check_dir_fd(fd, path)
+        check_dir_fd(fd, path, what)
     except BaseException:
         os.close(fd)
         raise

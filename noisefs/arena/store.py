@@ -250,7 +250,7 @@ class Arena:
     def _spill_fd(self, create: bool) -> int | None:
         if self._spill_dir_fd is None:
             try:
-                self._spill_dir_fd = open_private_dir(self.spill_dir, create=create)
+                self._spill_dir_fd = open_private_dir(self.spill_dir, create=create, what="spill")
             except FileNotFoundError:
                 return None
         return self._spill_dir_fd
