@@ -159,6 +159,10 @@ def test_qasm3_and_headerless(tmp_path):
         ('OPENQASM 2.0;\ninclude "nothere.inc";\n', r"c\.qasm:2: .*nothere\.inc"),
         ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nfoo q[0];\n', r"c\.qasm:4: .*foo"),
         ("OPENQASM 3.0;\nqubit[2] q;\n\nh q[0]\nx q[1];\n", r"c\.qasm:5: syntax error"),
+        (
+            'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg s[1];\n',
+            r"c\.qasm:4: 's' is already defined .*rename s",
+        ),
         ("OPENQASM 4.0;\nqreg q[1];\n", r"c\.qasm:1: OPENQASM 4\.0 is not supported"),
         (
             'OPENQASM 2.0;\ninclude "qelib1.inc";\ncreg c[2];\n',

@@ -378,3 +378,16 @@ def test_calibration_file_errors(tmp_path):
     path.write_text('{"qubits": {"1": {"t1": "10us", "t2": "30us"}}}')
     with pytest.raises(NoiseParameterError, match=r"t2\.json: qubit 1: T2 .* exceeds 2\*T1"):
         noise_params(calibration=path)
+
+
+def test_documented_examples_parse_and_agree(tmp_path):
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "calibration.md").read_text(
+        encoding="utf-8"
+    )
+    (tmp_path / "a.json").write_text(re.search(r"```json\n(.*?)```", doc, re.S).group(1))
+    (tmp_path / "a.toml").write_text(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))
+    assert load_calibration(tmp_path / "a.json") == load_calibration(tmp_path / "a.toml")
+    build_noise_model(noise_params(calibration=tmp_path / "a.toml"), 4)

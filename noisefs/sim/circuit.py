@@ -147,6 +147,11 @@ def _qasm2_error(name: str, exc: Exception) -> CircuitError:
         hint = f'; add include "qelib1.inc"; after the OPENQASM line, or define gate {word}'
     elif "is not defined in this scope" in msg:
         hint = f"; declare {word} (qreg/creg or a gate definition) before its first use"
+    elif "is already defined" in msg:
+        hint = (
+            f"; OpenQASM 2 has one namespace for gates and registers (qelib1.inc defines gates"
+            f" such as s, t, h, u), so rename {word}"
+        )
     elif "unable to find" in msg:
         hint = "; put the include file beside the circuit"
     return CircuitError(f"{src}:{match.group('line')}: {msg} (column {match.group('col')}){hint}")
