@@ -62,7 +62,7 @@ h q[0];
 cx q[0], q[1];
 c[0] = measure q[0];
 reset q[0];
-if (c[0] == 1) {
+if (c[0]) {
   x q[2];
 }
 barrier q;
@@ -77,7 +77,7 @@ REPETITION = """OPENQASM 2.0;
 include "qelib1.inc";
 qreg d[3];
 qreg a[2];
-creg s[2];
+creg syn[2];
 x d[0];
 cx d[0],d[1];
 cx d[0],d[2];
@@ -88,11 +88,11 @@ cx d[0],a[0];
 cx d[1],a[0];
 cx d[1],a[1];
 cx d[2],a[1];
-measure a[0] -> s[0];
-measure a[1] -> s[1];
-if(s==1) x d[0];
-if(s==3) x d[1];
-if(s==2) x d[2];
+measure a[0] -> syn[0];
+measure a[1] -> syn[1];
+if(syn==1) x d[0];
+if(syn==3) x d[1];
+if(syn==2) x d[2];
 """
 
 

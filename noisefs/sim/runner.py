@@ -76,7 +76,16 @@ def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
     if not result.success:
         raise SimulationError(f"Aer failed on batch {batch.index}: {result.status}")
     data = result.data(0)
-    return [np.stack([np.asarray(state) for state in data[label]]) for label in job.labels]
+    stacks = []
+    for label in job.labels:
+        states = np.stack([np.asarray(state) for state in data[label]])
+        if states.shape[0] == 1 and batch.size > 1:
+            # Aer runs a deterministic circuit (no noise, no measurement) once
+            states = np.repeat(states, batch.size, axis=0)
+        elif states.shape[0] != batch.size:
+            raise SimulationError(f"Aer returned {states.shape[0]} states for {batch.size} shots")
+        stacks.append(states)
+    return stacks
 
 
 def to_snapshot(states: np.ndarray, store: str) -> np.ndarray:
