@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from noisefs.arena import ledger
 from noisefs.arena.paths import allocated_bytes, unlink_quiet
 
-META_INODES = 5  # data/, owners/, ledger.db, ledger.db-wal, ledger.db-shm
-META_SLACK = 512 * 1024  # WAL growth between two measurements, directory blocks
+META_INODES = 4  # data/, owners/, ledger.db, ledger.db-journal (counted even while absent)
+META_SLACK = 512 * 1024  # ledger growth between two measurements (journal, new pages), dir blocks
 FREE_FRACTION = 0.25  # the free list keeps at most this share of the quota
 SPILL_KEEP_FREE = 0.05  # default spill bound: keep 5 % of that filesystem free
 

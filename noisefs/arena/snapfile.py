@@ -42,9 +42,12 @@ def alloc_for(nbytes: int) -> int:
     return HEADER_BYTES + -(-nbytes // PAGE) * PAGE
 
 
+_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def _executor() -> ThreadPoolExecutor | None:
     global _pool, _pool_pid
-    workers = min(4, os.cpu_count() or 1)
+    workers = _WORKERS
     if workers < 2:
         return None
     with _pool_lock:

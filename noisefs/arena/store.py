@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -45,6 +46,8 @@ from noisefs.arena.paths import (
 )
 from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot, InputError
 from noisefs.units import format_bytes, parse_size
+
+log = logging.getLogger("noisefs.arena")
 
 DEFAULT_SETTINGS = {"quota_bytes": 1 << 30, "max_files": 10_000, "spill_dir": None, "spill_quota_bytes": None}
 NUMERIC_KINDS = "biufc"
@@ -179,6 +182,7 @@ class Arena:
                         (os.getpid(), name, time.time()),
                     )
                     ledger.bump(conn, owner_files=1)
+                    ledger.raise_peaks(conn, *self._admission.charged(ledger.counters(conn), meta_bytes(self._root_fd)))
                     self._owner_id = cur.lastrowid
                     break
             if time.monotonic() > deadline:
@@ -248,12 +252,14 @@ class Arena:
             raise ArenaError(f"arena {self.root}: handle is closed")
 
     def _spill_fd(self, create: bool) -> int | None:
-        if self._spill_dir_fd is None:
-            try:
-                self._spill_dir_fd = open_private_dir(self.spill_dir, create=create, what="spill")
-            except FileNotFoundError:
-                return None
-        return self._spill_dir_fd
+        """The spill directory's fd, opened (and created when asked) on first need."""
+        with self._views_lock:
+            if self._spill_dir_fd is None:
+                try:
+                    self._spill_dir_fd = open_private_dir(self.spill_dir, create=create, what="spill")
+                except FileNotFoundError:
+                    return None
+            return self._spill_dir_fd
 
     def _tier_fd(self, tier: str) -> int | None:
         return self._data_fd if tier == "tmpfs" else self._spill_fd(create=False)
@@ -280,6 +286,12 @@ class Arena:
         alloc = snapfile.alloc_for(nbytes)
         meta_row = (run, step, batch, nbytes, arr.dtype.str, json.dumps(list(arr.shape)))
         prefix = f"{run}:{step}:{batch}"
+        if alloc > self.quota_bytes and self.spill_quota_bytes is not None and alloc > self.spill_quota_bytes:
+            raise ArenaFull(
+                f"a {format_bytes(alloc)} snapshot can never fit arena {self.root}: its quota is "
+                f"{format_bytes(self.quota_bytes)} and its spill bound {format_bytes(self.spill_quota_bytes)}; "
+                "raise --quota or the spill bound"
+            )
         deadline = time.monotonic() + self.timeout_s
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
         while True:
@@ -292,9 +304,9 @@ class Arena:
                     self._rollback(placement)
                     if placement.tier == "tmpfs":
                         allow_tmpfs = False  # the tmpfs itself is full: roll over to spill
-                    else:
+                    else:  # the spill filesystem is full: wait like for any other lack of room
                         self._spill_blocked_until = time.monotonic() + 0.25
-                    last_error = exc
+                        log.info("spill tier full (%s); waiting for room", exc)
                     continue
                 except BaseException:
                     self._rollback(placement)
@@ -310,7 +322,6 @@ class Arena:
                 allow_tmpfs = True
             time.sleep(min(delay, max(0.0, deadline - now)))
             delay = min(delay * 2, 0.05)
-        del last_error
 
     def _full_message(self, alloc: int) -> str:
         s = self.stats()
@@ -402,8 +413,21 @@ class Arena:
         ).fetchone()
 
     def get(self, key: str) -> np.ndarray:
-        """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified."""
+        """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified.
+
+        Raises ``KeyError`` for a key that does not exist (or was released meanwhile) and
+        ``CorruptSnapshot`` when the stored bytes do not verify.
+        """
         self._check()
+        try:
+            return self._get(key)
+        except CorruptSnapshot:
+            row = self._row(key)
+            if row is None or row[8] != "ready":  # released (and perhaps recycled) meanwhile
+                raise KeyError(key) from None
+            raise
+
+    def _get(self, key: str) -> np.ndarray:
         row = self._row(key)
         if row is None or row[8] != "ready":
             raise KeyError(key)
