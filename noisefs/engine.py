@@ -195,9 +195,10 @@ class TrajectoryRun:
             quota=opts.quota_bytes,
             max_files=opts.max_files,
             spill_dir=opts.spill_dir,
+            spill_quota=opts.spill_quota_bytes,
             timeout_s=opts.put_timeout_s,
         ) as arena:
-            self.arena_settings = arena.stats()
+            self.arena_settings = self.arena_start = arena.stats()
             executor = self._executor(arena, job)
             queue = list(reversed(pending))
             in_flight: set = set()
@@ -273,12 +274,17 @@ class TrajectoryRun:
                 log.debug("could not release a finished batch", exc_info=True)
 
     def _sample(self, arena) -> dict:
+        """Track this run's arena figures: peaks (exact when the arena's own peak moved during
+        the run, else the largest sample) and what the run spilled (cumulative counters)."""
         stats = arena.stats()
+        start = self.arena_start
         peaks = self.arena_peaks
-        peaks["peak_bytes"] = max(peaks["peak_bytes"], int(stats.get("bytes_used", 0)))
-        peaks["peak_files"] = max(peaks["peak_files"], int(stats.get("files_used", 0)))
-        peaks["spilled_bytes"] = max(peaks["spilled_bytes"], int(stats.get("spilled_bytes", 0)))
-        peaks["spilled_files"] = max(peaks["spilled_files"], int(stats.get("spilled_files", 0)))
+        for name, used in (("peak_bytes", "bytes_used"), ("peak_files", "files_used")):
+            peaks[name] = max(peaks[name], int(stats[used]))
+            if stats[name] > start[name]:
+                peaks[name] = max(peaks[name], int(stats[name]))
+        peaks["spilled_bytes"] = int(stats["spilled_total_bytes"] - start["spilled_total_bytes"])
+        peaks["spilled_files"] = int(stats["spilled_total_files"] - start["spilled_total_files"])
         return stats
 
     def _tolerance_reached(self, aggregator: Aggregator) -> bool:

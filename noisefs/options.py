@@ -32,6 +32,7 @@ class RunOptions:
     quota_bytes: int | None = None
     max_files: int | None = None
     spill_dir: Path | None = None
+    spill_quota_bytes: int | None = None
     batch: int | None = None
     workers: int = 1
     store: str = "factored"
@@ -82,7 +83,7 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
     Unknown names are rejected by name.
     """
     fields = {f.name for f in dataclasses.fields(RunOptions)}
-    aliases = {"quota": "quota_bytes", "arena": "arena_root", "spill": "spill_dir"}
+    aliases = {"quota": "quota_bytes", "arena": "arena_root", "spill": "spill_dir", "spill_quota": "spill_quota_bytes"}
     values: dict = {}
     for name, value in kwargs.items():
         name = aliases.get(name, name)
@@ -108,8 +109,9 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
         out["optimize"] = level
     if "max_dm_qubits" in values:
         out["max_dm_qubits"] = _positive_int("max-dm-qubits", values.pop("max_dm_qubits"), minimum=0)
-    if "quota_bytes" in values:
-        out["quota_bytes"] = parse_size(values.pop("quota_bytes"))
+    for name in ("quota_bytes", "spill_quota_bytes"):
+        if name in values:
+            out[name] = parse_size(values.pop(name))
     if "store" in values:
         store = str(values.pop("store"))
         if store not in STORES:

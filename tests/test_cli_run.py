@@ -83,7 +83,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, arena_args, cas
         path.write_bytes(text.encode("latin-1"))
     else:
         path = circuits.write(tmp_path, name, text)
-    proc = noisefs_cli("run", path, "-k", 4, *extra, *arena_args)
+    proc = noisefs_cli("run", path, "-k", 4, *arena_args, *extra)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr

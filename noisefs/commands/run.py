@@ -47,6 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--quota", default=None, metavar="SIZE", help="arena quota, e.g. 512MiB (default 1GiB)")
     g.add_argument("--max-files", default=None, metavar="N", help="arena inode bound (default 10000)")
     g.add_argument("--spill", default=None, metavar="DIR", help="spill directory (default ~/.cache/noisefs/spill)")
+    g.add_argument("--spill-quota", default=None, metavar="SIZE", help="bound of the spill tier (default: leave 5%% of its filesystem free)")
     g.add_argument("--batch", default=None, metavar="B", help="trajectories per Aer job (default: sized to the state)")
     g.add_argument("--workers", default=None, metavar="W", help="local worker processes (default 1: one simulation thread)")
     g.add_argument("--store", default=None, choices=("factored", "dense"), help="snapshot form (default factored: psi; dense: rho)")
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     options = make_options(
         args.circuit,
         trajectories=args.trajectories, seed=args.seed, snapshots=args.snapshots, output=args.output,
-        arena_root=args.arena, quota_bytes=args.quota, max_files=args.max_files, spill_dir=args.spill,
+        arena_root=args.arena, quota_bytes=args.quota, max_files=args.max_files, spill_dir=args.spill, spill_quota_bytes=args.spill_quota,
         batch=args.batch, workers=args.workers, store=args.store, scheduler=args.scheduler,
         resume=args.resume, optimize=args.optimize, max_dm_qubits=args.max_dm_qubits,
         keep_qubits=args.keep_qubits, target_tol=args.target_tol, checkpoint_interval_s=args.checkpoint_interval,
