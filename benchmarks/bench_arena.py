@@ -39,25 +39,32 @@ def main() -> int:
     spill = tempfile.mkdtemp(prefix="noisefs-bench-spill-")
     rows = []
     try:
-        with Arena(root, quota="1GiB", max_files=1000, spill_dir=spill) as arena, tempfile.TemporaryDirectory(dir=shm) as tmp:
+        with (
+            Arena(root, quota="1GiB", max_files=1000, spill_dir=spill) as arena,
+            tempfile.TemporaryDirectory(dir=shm) as tmp,
+        ):
             for mib in sizes:
-                a = np.random.default_rng(mib).standard_normal(mib * 2**20 // 16 * 2).view(np.complex128)
+                a = (
+                    np.random.default_rng(mib)
+                    .standard_normal(mib * 2**20 // 16 * 2)
+                    .view(np.complex128)
+                )
                 out = np.empty_like(a)
                 path = os.path.join(tmp, "snap.npy")
 
-                def arena_cycle():
+                def arena_cycle(a=a):
                     key = arena.put(a, run="bench")
                     view = arena.get(key)
                     del view
                     arena.release(key)
 
-                def naive_cycle():
+                def naive_cycle(a=a, path=path):
                     np.save(path, a)
                     b = np.load(path)
                     del b
                     os.unlink(path)
 
-                def memcpy_cycle():
+                def memcpy_cycle(a=a, out=out):
                     np.copyto(out, a)
 
                 methods = {"arena": arena_cycle, "naive": naive_cycle, "memcpy": memcpy_cycle}
@@ -75,8 +82,12 @@ def main() -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(spill, ignore_errors=True)
-    print(f"put+get+release of complex128 arrays, median of {args.reps} interleaved repetitions (GB/s)")
-    print(f"{'size':>7} {'arena':>8} {'naive':>8} {'memcpy':>8} {'arena/naive':>12} {'arena/memcpy':>13}")
+    print(
+        f"put+get+release of complex128 arrays, median of {args.reps} interleaved repetitions (GB/s)"
+    )
+    print(
+        f"{'size':>7} {'arena':>8} {'naive':>8} {'memcpy':>8} {'arena/naive':>12} {'arena/memcpy':>13}"
+    )
     for mib, ar, nv, mc in rows:
         print(f"{mib:>4} MiB {ar:8.2f} {nv:8.2f} {mc:8.2f} {ar / nv:11.1f}x {ar / mc:12.2f}x")
     return 0

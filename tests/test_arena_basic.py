@@ -10,9 +10,21 @@ import pytest
 
 from noisefs.arena import Arena
 from noisefs.errors import ArenaError, CorruptSnapshot, InputError
-from tests.test_arena_fixtures import data_files, du_bytes, listing, inode_count, make_arena, shm_root, spill  # noqa: F401
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
+from tests.test_arena_fixtures import data_files, du_bytes, inode_count, listing
 
-DTYPES = [np.float32, np.float64, np.complex64, np.complex128, np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_]
+DTYPES = [
+    np.float32,
+    np.float64,
+    np.complex64,
+    np.complex128,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint8,
+    np.bool_,
+]
 SHAPES = [(), (0,), (0, 3), (1,), (7,), (3, 4), (2, 3, 5), (1000, 3)]
 
 
@@ -30,7 +42,13 @@ def test_round_trip(make_arena, dtype, shape):
     np.testing.assert_array_equal(view, x)
     assert not view.flags.writeable
     info = arena.info(key)
-    assert (info["run"], info["step"], info["batch"], info["shape"], info["nbytes"]) == ("r1", 3, 4, shape, x.nbytes)
+    assert (info["run"], info["step"], info["batch"], info["shape"], info["nbytes"]) == (
+        "r1",
+        3,
+        4,
+        shape,
+        x.nbytes,
+    )
     assert info["tier"] == "tmpfs"
     del view
     arena.release(key)
@@ -91,7 +109,15 @@ def test_bad_names_rejected(make_arena, kwargs):
         arena.put(np.zeros(2), **kwargs)
 
 
-@pytest.mark.parametrize("bad", [np.array(["a", "b"]), np.array([object(), 1], dtype=object), np.zeros(2, dtype="M8[s]"), np.zeros(2, dtype=[("a", "f8")])])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.array(["a", "b"]),
+        np.array([object(), 1], dtype=object),
+        np.zeros(2, dtype="M8[s]"),
+        np.zeros(2, dtype=[("a", "f8")]),
+    ],
+)
 def test_non_numeric_rejected(make_arena, bad):
     arena = make_arena()
     with pytest.raises(InputError):
@@ -162,7 +188,11 @@ def test_flipped_byte_detected_and_reported(make_arena, shm_root):
 
 
 def _slot_of(arena, key):
-    return arena._ledger.conn().execute("SELECT slot FROM snapshots WHERE key = ?", (key,)).fetchone()[0]
+    return (
+        arena._ledger.conn()
+        .execute("SELECT slot FROM snapshots WHERE key = ?", (key,))
+        .fetchone()[0]
+    )
 
 
 def test_corrupt_header_detected(make_arena, shm_root):

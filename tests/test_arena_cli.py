@@ -13,11 +13,14 @@ import time
 import numpy as np
 
 from noisefs.arena import Arena
-from tests.test_arena_fixtures import data_files, make_arena, shm_root, spill  # noqa: F401
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
+from tests.test_arena_fixtures import data_files
 
 
 def noisefs(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "noisefs", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "noisefs", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_status_of_missing_arena_creates_nothing(shm_root):
@@ -38,7 +41,15 @@ def test_status_json_and_table(make_arena, shm_root):
     assert done.returncode == 0, done.stderr
     s = json.loads(done.stdout)
     mine = arena.stats()
-    for name in ("bytes_used", "files_used", "quota_bytes", "max_files", "spilled_bytes", "spilled_files", "runs"):
+    for name in (
+        "bytes_used",
+        "files_used",
+        "quota_bytes",
+        "max_files",
+        "spilled_bytes",
+        "spilled_files",
+        "runs",
+    ):
         assert s[name] == mine[name], name
     assert s["live_owners"] == 1 and s["owner_pids"] == [os.getpid()]
     assert s["runs"] == {"alpha": 3, "beta": 1}

@@ -14,7 +14,8 @@ import pytest
 
 from noisefs.arena import Arena
 from noisefs.errors import ArenaFull
-from tests.test_arena_fixtures import data_files, du_bytes, listing, inode_count, make_arena, shm_root, spill  # noqa: F401
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
+from tests.test_arena_fixtures import data_files, du_bytes, inode_count, listing
 
 CTX = mp.get_context("spawn")
 SIZES = [1, 300, 5_000, 40_000, 90_000]  # float64 elements: 8 B .. 720 KB
@@ -199,11 +200,17 @@ def test_sigkill_at_random_times(make_arena, shm_root, spill):
         assert arena.check() == []
         s = arena.stats()
         assert s["owners"] == 1 and s["spilled_files"] == 0
-        assert set(data_files(shm_root)) == {arena._ledger.conn().execute(
-            "SELECT slot FROM snapshots WHERE key = ?", (keep,)).fetchone()[0]} | _free_slots(arena)
+        assert set(data_files(shm_root)) == {
+            arena._ledger.conn()
+            .execute("SELECT slot FROM snapshots WHERE key = ?", (keep,))
+            .fetchone()[0]
+        } | _free_slots(arena)
         np.testing.assert_array_equal(arena.get(keep), np.arange(5000.0))
     assert listing(spill) == []
 
 
 def _free_slots(arena) -> set[str]:
-    return {r[0] for r in arena._ledger.conn().execute("SELECT slot FROM snapshots WHERE state = 'free'")}
+    return {
+        r[0]
+        for r in arena._ledger.conn().execute("SELECT slot FROM snapshots WHERE state = 'free'")
+    }

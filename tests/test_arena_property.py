@@ -41,7 +41,9 @@ def test_accounting_matches_du_find_and_model(ops, quota_mib):
     model: dict[str, np.ndarray] = {}
     counter = 0
     try:
-        with Arena(root, quota=f"{quota_mib}MiB", max_files=30, spill_dir=spill, timeout_s=0.5) as arena:
+        with Arena(
+            root, quota=f"{quota_mib}MiB", max_files=30, spill_dir=spill, timeout_s=0.5
+        ) as arena:
             for op, arg in ops:
                 if op == "put":
                     counter += 1

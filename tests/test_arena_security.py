@@ -10,7 +10,7 @@ import pytest
 
 from noisefs.arena import Arena, default_root, default_spill_dir
 from noisefs.errors import UnsafePathError
-from tests.test_arena_fixtures import make_arena, shm_root, spill  # noqa: F401
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 
 
 def test_symlinked_root_refused(shm_root, tmp_path, spill):

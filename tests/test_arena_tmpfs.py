@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from noisefs.arena import Arena
-from tests.test_arena_fixtures import spill  # noqa: F401
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def small_tmpfs():
     mnt.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=8m,nr_inodes=32,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         mnt.rmdir()

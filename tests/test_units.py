@@ -23,12 +23,18 @@ def test_size_int_and_decimal_string_round_trip(n):
     assert parse_size(f"{n}B") == n
 
 
-@pytest.mark.xfail(strict=True, reason="parse_size reads digits through float: exact only up to 2**53 bytes")
+@pytest.mark.xfail(
+    strict=True, reason="parse_size reads digits through float: exact only up to 2**53 bytes"
+)
 def test_size_strings_above_2_53_are_exact():
     assert parse_size(str(2**53 + 1)) == 2**53 + 1
 
 
-@given(st.integers(min_value=0, max_value=4096), st.sampled_from(sorted({**BINARY, **DECIMAL})), st.booleans())
+@given(
+    st.integers(min_value=0, max_value=4096),
+    st.sampled_from(sorted({**BINARY, **DECIMAL})),
+    st.booleans(),
+)
 def test_size_units(value, unit, space):
     factor = {**BINARY, **DECIMAL}[unit]
     text = f"{value}{' ' if space else ''}{unit}"
@@ -58,7 +64,9 @@ def test_garbage_sizes_rejected(text):
         parse_size(text)
 
 
-@pytest.mark.parametrize("bad", ["", "MiB", "1.5B", "1e400", "nan", "inf", "1 2", "--1", True, "1XB"])
+@pytest.mark.parametrize(
+    "bad", ["", "MiB", "1.5B", "1e400", "nan", "inf", "1 2", "--1", True, "1XB"]
+)
 def test_bad_sizes(bad):
     with pytest.raises(InputError):
         parse_size(bad)
@@ -90,7 +98,9 @@ def test_negative_durations_rejected(value):
         parse_duration(f"-{value!r}us")
 
 
-@pytest.mark.parametrize("bad", ["", "fast", "5 parsecs", "1e999s", float("inf"), float("nan"), False, "1..2s"])
+@pytest.mark.parametrize(
+    "bad", ["", "fast", "5 parsecs", "1e999s", float("inf"), float("nan"), False, "1..2s"]
+)
 def test_bad_durations(bad):
     with pytest.raises(InputError):
         parse_duration(bad)

@@ -65,12 +65,16 @@ def fs_room(fd: int, conn: sqlite3.Connection, tier: str) -> tuple[float, float,
         byte_room += META_SLACK  # the ledger's own growth lands on this filesystem too
     else:
         byte_room, inode_room = int(total * SPILL_KEEP_FREE), 1
-    room_bytes = float("inf") if st.f_blocks == 0 else st.f_bavail * st.f_frsize - byte_room - pending_bytes
+    room_bytes = (
+        float("inf") if st.f_blocks == 0 else st.f_bavail * st.f_frsize - byte_room - pending_bytes
+    )
     room_files = float("inf") if st.f_files == 0 else st.f_favail - inode_room - pending_files
     return room_bytes, room_files, total
 
 
-def _insert(conn, key_prefix: str, meta: tuple, tier: str, slot: str | None, alloc: int, owner: int):
+def _insert(
+    conn, key_prefix: str, meta: tuple, tier: str, slot: str | None, alloc: int, owner: int
+):
     run, step, batch, nbytes, dtype, shape = meta
     now = time.time()
     cur = conn.execute(
@@ -85,7 +89,9 @@ def _insert(conn, key_prefix: str, meta: tuple, tier: str, slot: str | None, all
     return row_id, key, slot
 
 
-def evict_free(conn: sqlite3.Connection, data_fd: int, need_bytes: int, need_files: int) -> list[str]:
+def evict_free(
+    conn: sqlite3.Connection, data_fd: int, need_bytes: int, need_files: int
+) -> list[str]:
     """Unlink free-list files (oldest first) until ``need_*`` are given back; return slots."""
     gone: list[str] = []
     freed_bytes = freed_files = 0
@@ -100,7 +106,13 @@ def evict_free(conn: sqlite3.Connection, data_fd: int, need_bytes: int, need_fil
         freed_bytes += alloc
         freed_files += 1
         gone.append(slot)
-    ledger.bump(conn, tmpfs_bytes=-freed_bytes, tmpfs_files=-freed_files, free_bytes=-freed_bytes, free_files=-freed_files)
+    ledger.bump(
+        conn,
+        tmpfs_bytes=-freed_bytes,
+        tmpfs_files=-freed_files,
+        free_bytes=-freed_bytes,
+        free_files=-freed_files,
+    )
     return gone
 
 
@@ -113,7 +125,9 @@ class Admission:
     def charged(self, c: dict, meta: int) -> tuple[int, int]:
         return c["tmpfs_bytes"] + meta, c["tmpfs_files"] + c["owner_files"] + META_INODES
 
-    def place(self, conn, alloc: int, meta_row: tuple, key_prefix: str, allow_tmpfs: bool, preferred: set) -> Placement | None:
+    def place(
+        self, conn, alloc: int, meta_row: tuple, key_prefix: str, allow_tmpfs: bool, preferred: set
+    ) -> Placement | None:
         a = self.arena
         if allow_tmpfs:
             rows = conn.execute(
@@ -124,10 +138,14 @@ class Admission:
                 row_id, slot = next((r for r in rows if r[1] in preferred), rows[0])
                 conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
                 ledger.bump(conn, free_bytes=-alloc, free_files=-1)
-                new_id, key, slot = _insert(conn, key_prefix, meta_row, "tmpfs", slot, alloc, a._owner_id)
+                new_id, key, slot = _insert(
+                    conn, key_prefix, meta_row, "tmpfs", slot, alloc, a._owner_id
+                )
                 return Placement(new_id, key, "tmpfs", slot, alloc, True)
             c = ledger.counters(conn)
-            placement = self._new_tmpfs(conn, c, meta_bytes(a._root_fd), alloc, meta_row, key_prefix)
+            placement = self._new_tmpfs(
+                conn, c, meta_bytes(a._root_fd), alloc, meta_row, key_prefix
+            )
             if placement is not None:
                 return placement
         return self._spill(conn, ledger.counters(conn), alloc, meta_row, key_prefix)
@@ -163,5 +181,7 @@ class Admission:
         if alloc > room_bytes or room_files < 1:
             return None
         row_id, key, slot = _insert(conn, key_prefix, meta_row, "spill", None, alloc, a._owner_id)
-        ledger.bump(conn, spill_bytes=alloc, spill_files=1, spilled_total_bytes=alloc, spilled_total_files=1)
+        ledger.bump(
+            conn, spill_bytes=alloc, spill_files=1, spilled_total_bytes=alloc, spilled_total_files=1
+        )
         return Placement(row_id, key, "spill", slot, alloc, False)

@@ -47,8 +47,12 @@ def figures(arena, conn) -> dict:
     meta = meta_bytes(arena._root_fd)
     bytes_used = c["tmpfs_bytes"] + meta
     files_used = c["tmpfs_files"] + c["owner_files"] + META_INODES
-    runs = dict(conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run"))
-    unowned = conn.execute("SELECT COUNT(*) FROM snapshots WHERE state = 'ready' AND owner IS NULL").fetchone()[0]
+    runs = dict(
+        conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run")
+    )
+    unowned = conn.execute(
+        "SELECT COUNT(*) FROM snapshots WHERE state = 'ready' AND owner IS NULL"
+    ).fetchone()[0]
     return {
         "root": str(arena.root),
         "spill_dir": str(arena.spill_dir),
@@ -89,8 +93,15 @@ def _listing(fd: int | None) -> dict[str, os.stat_result]:
 
 def gc(arena, dry_run: bool = False) -> dict:
     report = {
-        "dry_run": dry_run, "dead_owners": 0, "partial_files": 0, "snapshots": 0,
-        "orphan_files": 0, "missing_files": 0, "lock_files": 0, "bytes": 0, "files": 0,
+        "dry_run": dry_run,
+        "dead_owners": 0,
+        "partial_files": 0,
+        "snapshots": 0,
+        "orphan_files": 0,
+        "missing_files": 0,
+        "lock_files": 0,
+        "bytes": 0,
+        "files": 0,
     }
     now = time.time()
     held: list[int] = []
@@ -182,8 +193,10 @@ def check(arena, fix: bool = False) -> list[str]:
                 if fix:
                     conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
         report = {k: 0 for k in ("orphan_files", "missing_files", "lock_files", "bytes", "files")}
-        rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots").fetchall()
-        for row_id, tier, slot, alloc, state, _ in rows:
+        rows = conn.execute(
+            "SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots"
+        ).fetchall()
+        for _, tier, slot, alloc, state, _ in rows:
             fd = arena._tier_fd(tier)
             try:
                 st = os.stat(slot, dir_fd=fd, follow_symlinks=False) if fd is not None else None
@@ -193,12 +206,18 @@ def check(arena, fix: bool = False) -> list[str]:
                 if state != "writing":
                     messages.append(f"{tier} file {slot} of a {state} row is missing")
             elif tier == "tmpfs" and st.st_blocks * 512 > alloc:
-                messages.append(f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}")
+                messages.append(
+                    f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}"
+                )
         _files_vs_rows(arena, conn, report, not fix, time.time() + ORPHAN_AGE_S)
         if report["orphan_files"]:
-            messages.append(f"{report['orphan_files']} file(s) with no ledger row" + (" removed" if fix else ""))
+            messages.append(
+                f"{report['orphan_files']} file(s) with no ledger row" + (" removed" if fix else "")
+            )
         if report["lock_files"]:
-            messages.append(f"{report['lock_files']} stale lock file(s)" + (" removed" if fix else ""))
+            messages.append(
+                f"{report['lock_files']} stale lock file(s)" + (" removed" if fix else "")
+            )
         if fix and report["missing_files"]:
             messages.append(f"{report['missing_files']} row(s) without a file removed")
         ready = [r[5] for r in rows if r[4] == "ready"]

@@ -96,7 +96,9 @@ class Ledger:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             uri = f"file:{self.db_path}?mode={'rwc' if self._create else 'rw'}"
-            conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA busy_timeout = 60000")
             conn.execute("PRAGMA journal_mode = TRUNCATE")
             conn.execute("PRAGMA synchronous = OFF")
@@ -159,8 +161,12 @@ def bump(conn: sqlite3.Connection, **deltas: int) -> None:
 
 
 def raise_peaks(conn: sqlite3.Connection, total_bytes: int, total_files: int) -> None:
-    conn.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_bytes'", (total_bytes,))
-    conn.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_files'", (total_files,))
+    conn.execute(
+        "UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_bytes'", (total_bytes,)
+    )
+    conn.execute(
+        "UPDATE counters SET value = MAX(value, ?) WHERE name = 'peak_files'", (total_files,)
+    )
 
 
 def get_settings(conn: sqlite3.Connection) -> dict:
@@ -177,7 +183,9 @@ def put_settings(conn: sqlite3.Connection, values: dict) -> None:
 
 def recompute_counters(conn: sqlite3.Connection) -> dict[str, int]:
     """Totals from the rows themselves (used by ``check``)."""
-    out = dict.fromkeys(("tmpfs_bytes", "tmpfs_files", "free_bytes", "free_files", "spill_bytes", "spill_files"), 0)
+    out = dict.fromkeys(
+        ("tmpfs_bytes", "tmpfs_files", "free_bytes", "free_files", "spill_bytes", "spill_files"), 0
+    )
     for tier, state, count, total in conn.execute(
         "SELECT tier, state, COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots GROUP BY tier, state"
     ):

@@ -42,7 +42,9 @@ def alloc_for(nbytes: int) -> int:
     return HEADER_BYTES + -(-nbytes // PAGE) * PAGE
 
 
-_WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+_WORKERS = min(
+    4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+)
 
 
 def _executor() -> ThreadPoolExecutor | None:
@@ -57,7 +59,9 @@ def _executor() -> ThreadPoolExecutor | None:
         return _pool
 
 
-def _blocks_copy(dst: np.ndarray, src: np.ndarray | None, lo: int, hi: int, block: int) -> list[int]:
+def _blocks_copy(
+    dst: np.ndarray, src: np.ndarray | None, lo: int, hi: int, block: int
+) -> list[int]:
     digests = []
     for start in range(lo, hi, block):
         stop = min(start + block, hi)
@@ -77,7 +81,10 @@ def _run_blocks(dst: np.ndarray, src: np.ndarray | None, block: int = BLOCK) -> 
         parts = pool._max_workers + 1  # type: ignore[attr-defined]
         nblocks = -(-total // block)
         bounds = [min(total, (nblocks * i // parts) * block) for i in range(parts + 1)]
-        futures = [pool.submit(_blocks_copy, dst, src, bounds[i], bounds[i + 1], block) for i in range(1, parts)]
+        futures = [
+            pool.submit(_blocks_copy, dst, src, bounds[i], bounds[i + 1], block)
+            for i in range(1, parts)
+        ]
         digests = _blocks_copy(dst, src, bounds[0], bounds[1], block)
         for future in futures:
             digests.extend(future.result())

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from noisefs.arena import audit, ledger, owners, snapfile
-from noisefs.arena.admission import META_INODES, Admission, FREE_FRACTION, meta_bytes
+from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
 from noisefs.arena.maps import MapCache, map_file
 from noisefs.arena.paths import (
     FILE_FLAGS,
@@ -49,7 +49,12 @@ from noisefs.units import format_bytes, parse_size
 
 log = logging.getLogger("noisefs.arena")
 
-DEFAULT_SETTINGS = {"quota_bytes": 1 << 30, "max_files": 10_000, "spill_dir": None, "spill_quota_bytes": None}
+DEFAULT_SETTINGS = {
+    "quota_bytes": 1 << 30,
+    "max_files": 10_000,
+    "spill_dir": None,
+    "spill_quota_bytes": None,
+}
 NUMERIC_KINDS = "biufc"
 # Test-only fault injection: when set to a path, put() writes that file once the snapshot's
 # data file is written but not yet published, then hangs (to be SIGKILLed by the test).
@@ -109,7 +114,9 @@ class Arena:
             try:
                 self._ledger = ledger.Ledger(db, create=_register)
             except sqlite3.OperationalError as exc:
-                raise ArenaError(f"{self.root} is not a noisefs arena (no readable ledger: {exc})") from exc
+                raise ArenaError(
+                    f"{self.root} is not a noisefs arena (no readable ledger: {exc})"
+                ) from exc
             with self._ledger.transaction() as conn:
                 stored = {**DEFAULT_SETTINGS, **ledger.get_settings(conn)}
                 stored.update(explicit)
@@ -143,7 +150,9 @@ class Arena:
         for owner_id, pid, lock_name, started in self._ledger.conn().execute(
             "SELECT id, pid, lock_name, started FROM owners"
         ):
-            if owner_id == self._owner_id or owners.is_live(self._owners_fd, lock_name, pid, started):
+            if owner_id == self._owner_id or owners.is_live(
+                self._owners_fd, lock_name, pid, started
+            ):
                 out.append({"id": owner_id, "pid": pid, "started": started})
         return out
 
@@ -182,11 +191,16 @@ class Arena:
                         (os.getpid(), name, time.time()),
                     )
                     ledger.bump(conn, owner_files=1)
-                    ledger.raise_peaks(conn, *self._admission.charged(ledger.counters(conn), meta_bytes(self._root_fd)))
+                    ledger.raise_peaks(
+                        conn,
+                        *self._admission.charged(ledger.counters(conn), meta_bytes(self._root_fd)),
+                    )
                     self._owner_id = cur.lastrowid
                     break
             if time.monotonic() > deadline:
-                raise ArenaFull(f"arena {self.root}: no inode left for this process's lock file (max_files {self.max_files})")
+                raise ArenaFull(
+                    f"arena {self.root}: no inode left for this process's lock file (max_files {self.max_files})"
+                )
             time.sleep(0.05)
         self._lock_name = name
         self._lock_fd = owners.create_lock(self._owners_fd, name)
@@ -240,7 +254,9 @@ class Arena:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Arena(root={str(self.root)!r}, quota={self.quota_bytes}, max_files={self.max_files})"
+        return (
+            f"Arena(root={str(self.root)!r}, quota={self.quota_bytes}, max_files={self.max_files})"
+        )
 
     def _check(self) -> None:
         if os.getpid() != self._pid:
@@ -256,7 +272,9 @@ class Arena:
         with self._views_lock:
             if self._spill_dir_fd is None:
                 try:
-                    self._spill_dir_fd = open_private_dir(self.spill_dir, create=create, what="spill")
+                    self._spill_dir_fd = open_private_dir(
+                        self.spill_dir, create=create, what="spill"
+                    )
                 except FileNotFoundError:
                     return None
             return self._spill_dir_fd
@@ -286,7 +304,11 @@ class Arena:
         alloc = snapfile.alloc_for(nbytes)
         meta_row = (run, step, batch, nbytes, arr.dtype.str, json.dumps(list(arr.shape)))
         prefix = f"{run}:{step}:{batch}"
-        if alloc > self.quota_bytes and self.spill_quota_bytes is not None and alloc > self.spill_quota_bytes:
+        if (
+            alloc > self.quota_bytes
+            and self.spill_quota_bytes is not None
+            and alloc > self.spill_quota_bytes
+        ):
             raise ArenaFull(
                 f"a {format_bytes(alloc)} snapshot can never fit arena {self.root}: its quota is "
                 f"{format_bytes(self.quota_bytes)} and its spill bound {format_bytes(self.spill_quota_bytes)}; "
@@ -296,7 +318,9 @@ class Arena:
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
         while True:
             with self._ledger.transaction() as conn:
-                placement = self._admission.place(conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots())
+                placement = self._admission.place(
+                    conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
+                )
             if placement is not None:
                 try:
                     check = self._write(placement, arr, src)
@@ -325,7 +349,9 @@ class Arena:
 
     def _full_message(self, alloc: int) -> str:
         s = self.stats()
-        bound = "unbounded" if self.spill_quota_bytes is None else format_bytes(self.spill_quota_bytes)
+        bound = (
+            "unbounded" if self.spill_quota_bytes is None else format_bytes(self.spill_quota_bytes)
+        )
         return (
             f"arena {self.root} is full: no room for a {format_bytes(alloc)} snapshot within {self.timeout_s:g} s "
             f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self.quota_bytes)}, "
@@ -335,7 +361,9 @@ class Arena:
         )
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
-        check = self._write_tmpfs(p, arr, src) if p.tier == "tmpfs" else self._write_spill(p, arr, src)
+        check = (
+            self._write_tmpfs(p, arr, src) if p.tier == "tmpfs" else self._write_spill(p, arr, src)
+        )
         pause = os.environ.get(FAULT_PAUSE_ENV)
         if pause:  # fault injection for tests: announce, then hang between write and publish
             with open(pause, "w") as marker:
@@ -350,7 +378,12 @@ class Arena:
             if p.recycled:
                 fd = os.open(p.slot, os.O_RDWR | FILE_FLAGS, dir_fd=self._data_fd)
             else:
-                fd = os.open(p.slot, os.O_RDWR | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=self._data_fd)
+                fd = os.open(
+                    p.slot,
+                    os.O_RDWR | os.O_CREAT | os.O_EXCL | FILE_FLAGS,
+                    0o600,
+                    dir_fd=self._data_fd,
+                )
             try:
                 if not p.recycled:
                     try:  # allocate every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
@@ -360,19 +393,28 @@ class Arena:
                             raise _NoRoom(str(exc)) from exc
                         raise
                 elif os.fstat(fd).st_size != p.alloc:
-                    raise ArenaError(f"arena {self.root}: free-list file {p.slot} has the wrong size")
+                    raise ArenaError(
+                        f"arena {self.root}: free-list file {p.slot} has the wrong size"
+                    )
                 mm = map_file(fd, p.alloc, writable=True)
             finally:
                 os.close(fd)
             self._maps.put(p.slot, True, mm)
         check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
-        mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
+        mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(
+            p.key, arr.dtype, arr.shape, src.size, check
+        )
         return check
 
     def _write_spill(self, p, arr, src) -> int:
         check = snapfile.checksum(src)
         header = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
-        fd = os.open(p.slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=self._spill_fd(True))
+        fd = os.open(
+            p.slot,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS,
+            0o600,
+            dir_fd=self._spill_fd(True),
+        )
         try:
             _pwrite_all(fd, memoryview(header), 0)
             _pwrite_all(fd, memoryview(src), snapfile.HEADER_BYTES)
@@ -400,7 +442,9 @@ class Arena:
                 (check - (1 << 64) if check >= 1 << 63 else check, p.row_id),
             )
             if cur.rowcount != 1:
-                raise ArenaError(f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)")
+                raise ArenaError(
+                    f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
+                )
 
     # ------------------------------------------------------------------ get / release / adopt
 
@@ -442,7 +486,9 @@ class Arena:
             try:
                 size = os.fstat(fd).st_size
                 if size < snapfile.HEADER_BYTES + nbytes:
-                    raise CorruptSnapshot(f"snapshot {key}: file {slot} is truncated ({size} bytes)")
+                    raise CorruptSnapshot(
+                        f"snapshot {key}: file {slot} is truncated ({size} bytes)"
+                    )
                 mm = map_file(fd, size, writable=False, populate=tier == "tmpfs")
             finally:
                 os.close(fd)
@@ -459,7 +505,9 @@ class Arena:
         ):
             raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
         if snapfile.checksum(snapfile.data_bytes(mm, nbytes), header.get("block")) != expected:
-            raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {slot}; the data is damaged")
+            raise CorruptSnapshot(
+                f"snapshot {key}: checksum mismatch in {slot}; the data is damaged"
+            )
         view = snapfile.array_view(mm, header)
         with self._views_lock:
             refs = [r for r in self._views.get(key, []) if r() is not None]
@@ -484,7 +532,11 @@ class Arena:
                 raise KeyError(key)
             row_id, tier, slot, alloc, _ = row
             c = ledger.counters(conn)
-            if tier == "tmpfs" and not live and c["free_bytes"] + alloc <= self.quota_bytes * FREE_FRACTION:
+            if (
+                tier == "tmpfs"
+                and not live
+                and c["free_bytes"] + alloc <= self.quota_bytes * FREE_FRACTION
+            ):
                 conn.execute(
                     "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
                     (row_id,),
@@ -505,7 +557,8 @@ class Arena:
         with self._ledger.transaction() as conn:
             for key in keys:
                 cur = conn.execute(
-                    "UPDATE snapshots SET owner = ? WHERE key = ? AND state = 'ready'", (self._owner_id, key)
+                    "UPDATE snapshots SET owner = ? WHERE key = ? AND state = 'ready'",
+                    (self._owner_id, key),
                 )
                 if cur.rowcount != 1:
                     missing.append(key)
@@ -520,7 +573,9 @@ class Arena:
         if run is None:
             rows = conn.execute("SELECT key FROM snapshots WHERE state = 'ready' ORDER BY id")
         else:
-            rows = conn.execute("SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY id", (run,))
+            rows = conn.execute(
+                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY id", (run,)
+            )
         return [r[0] for r in rows]
 
     def info(self, key: str) -> dict:
@@ -530,8 +585,15 @@ class Arena:
             raise KeyError(key)
         _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner = row
         return {
-            "key": key, "run": run, "step": step, "batch": batch, "dtype": np.dtype(dtype),
-            "shape": tuple(json.loads(shape)), "tier": tier, "nbytes": nbytes, "alloc_bytes": alloc,
+            "key": key,
+            "run": run,
+            "step": step,
+            "batch": batch,
+            "dtype": np.dtype(dtype),
+            "shape": tuple(json.loads(shape)),
+            "tier": tier,
+            "nbytes": nbytes,
+            "alloc_bytes": alloc,
             "owner": owner,
         }
 

@@ -10,9 +10,15 @@ import json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("gc", help="reclaim what dead processes left", description=__doc__.splitlines()[0])
-    parser.add_argument("--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)")
-    parser.add_argument("--dry-run", action="store_true", help="report what would be reclaimed, change nothing")
+    parser = subparsers.add_parser(
+        "gc", help="reclaim what dead processes left", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="report what would be reclaimed, change nothing"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 

@@ -11,8 +11,12 @@ import json
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser("status", help="usage of an arena", description=__doc__.splitlines()[0])
-    parser.add_argument("--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)")
+    parser = subparsers.add_parser(
+        "status", help="usage of an arena", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -44,24 +48,45 @@ def render(s: dict) -> str:
 
     if not s.get("exists"):
         return f"no arena at {s['root']} (nothing to report; it is created on first use)"
-    spill_bound = "5 % of its filesystem kept free" if s["spill_quota_bytes"] is None else fb(s["spill_quota_bytes"])
+    spill_bound = (
+        "5 % of its filesystem kept free"
+        if s["spill_quota_bytes"] is None
+        else fb(s["spill_quota_bytes"])
+    )
     rows = [
         ("root", s["root"]),
         ("spill dir", f"{s['spill_dir']} (bound: {spill_bound})"),
-        ("bytes", f"{fb(s['bytes_used'])} of {fb(s['quota_bytes'])}  {_pct(s['bytes_used'], s['quota_bytes'])}"
-                  f"  (data {fb(s['data_bytes'])}, metadata allowance {fb(s['metadata_bytes'])})"),
-        ("files", f"{s['files_used']} of {s['max_files']}  {_pct(s['files_used'], s['max_files'])}"
-                  f"  (data {s['data_files']}, metadata {s['metadata_files']})"),
-        ("free list", f"{s['free_files']} files, {fb(s['free_bytes'])} (recycled by the next puts)"),
-        ("spilled", f"{s['spilled_files']} files, {fb(s['spilled_bytes'])} now; "
-                    f"{s['spilled_total_files']} files, {fb(s['spilled_total_bytes'])} since creation"),
+        (
+            "bytes",
+            f"{fb(s['bytes_used'])} of {fb(s['quota_bytes'])}  {_pct(s['bytes_used'], s['quota_bytes'])}"
+            f"  (data {fb(s['data_bytes'])}, metadata allowance {fb(s['metadata_bytes'])})",
+        ),
+        (
+            "files",
+            f"{s['files_used']} of {s['max_files']}  {_pct(s['files_used'], s['max_files'])}"
+            f"  (data {s['data_files']}, metadata {s['metadata_files']})",
+        ),
+        (
+            "free list",
+            f"{s['free_files']} files, {fb(s['free_bytes'])} (recycled by the next puts)",
+        ),
+        (
+            "spilled",
+            f"{s['spilled_files']} files, {fb(s['spilled_bytes'])} now; "
+            f"{s['spilled_total_files']} files, {fb(s['spilled_total_bytes'])} since creation",
+        ),
         ("peaks", f"{fb(s['peak_bytes'])}, {s['peak_files']} files"),
-        ("owners", f"{s['live_owners']} live of {s['owners']} registered"
-                   + (f" (pids {', '.join(map(str, s['owner_pids']))})" if s["owner_pids"] else "")),
+        (
+            "owners",
+            f"{s['live_owners']} live of {s['owners']} registered"
+            + (f" (pids {', '.join(map(str, s['owner_pids']))})" if s["owner_pids"] else ""),
+        ),
         ("unowned", f"{s['unowned_snapshots']} snapshots left by handles that closed"),
     ]
     runs = s["runs"]
-    rows.append(("runs", ", ".join(f"{name}: {count}" for name, count in sorted(runs.items())) or "none"))
+    rows.append(
+        ("runs", ", ".join(f"{name}: {count}" for name, count in sorted(runs.items())) or "none")
+    )
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
