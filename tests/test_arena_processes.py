@@ -214,3 +214,23 @@ def _free_slots(arena) -> set[str]:
         r[0]
         for r in arena._ledger.conn().execute("SELECT slot FROM snapshots WHERE state = 'free'")
     }
+
+
+def _put_and_exit(root: str, out) -> None:
+    arena = Arena(root)  # never closed explicitly: the process just ends
+    out.put(arena.put(np.arange(7.0), run="orphan"))
+
+
+def test_exiting_process_hands_its_snapshots_over(make_arena, shm_root):
+    arena = make_arena()
+    out = CTX.Queue()
+    child = CTX.Process(target=_put_and_exit, args=(str(shm_root), out))
+    child.start()
+    key = out.get(timeout=30)
+    child.join(30)
+    assert child.exitcode == 0
+    s = arena.stats()
+    assert s["owners"] == 1 and s["unowned_snapshots"] == 1  # closed at exit, not crashed
+    assert arena.gc()["snapshots"] == 0
+    arena.adopt([key])
+    np.testing.assert_array_equal(arena.get(key), np.arange(7.0))

@@ -18,9 +18,11 @@ Consumers release what they consume. Releasing a key invalidates views of it hel
 
 from __future__ import annotations
 
+import atexit
 import errno
 import json
 import logging
+import multiprocessing.util
 import os
 import sqlite3
 import threading
@@ -59,6 +61,32 @@ NUMERIC_KINDS = "biufc"
 # Test-only fault injection: when set to a path, put() writes that file once the snapshot's
 # data file is written but not yet published, then hangs (to be SIGKILLed by the test).
 FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
+
+
+_open_handles: weakref.WeakSet = weakref.WeakSet()
+_finalizer_pid = 0
+
+
+def _close_all() -> None:
+    """Close this process's handles that are still open when it exits normally (so a
+    worker that simply exits hands its snapshots over instead of looking crashed)."""
+    for arena in list(_open_handles):
+        if arena._pid == os.getpid():
+            try:
+                arena.close()
+            except Exception:  # noqa: BLE001 - exiting; gc reclaims whatever is left
+                log.debug("closing %r at exit failed", arena, exc_info=True)
+
+
+atexit.register(_close_all)
+
+
+def _track(arena: Arena) -> None:
+    global _finalizer_pid
+    _open_handles.add(arena)
+    if _finalizer_pid != os.getpid():  # forked children exit through multiprocessing, not atexit
+        multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
+        _finalizer_pid = os.getpid()
 
 
 class Arena:
@@ -133,6 +161,7 @@ class Arena:
                 audit.gc(self)
             if _register:
                 self._register_owner()
+                _track(self)
         except BaseException:
             self._close_fds()
             raise
