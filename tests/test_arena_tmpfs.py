@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -96,3 +97,57 @@ def test_fallocate_enospc_rolls_over_to_spill(small_tmpfs, spill):
         assert arena.info(key)["tier"] == "spill"
         np.testing.assert_array_equal(arena.get(key), np.ones(300_000))
         assert os.listdir(root / "data") == []
+
+
+@pytest.fixture
+def small_spill():
+    """A 4 MiB tmpfs used as the spill tier."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = Path("/tmp") / f"noisefs-spill-{uuid.uuid4().hex[:8]}"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    shutil.rmtree(mnt, ignore_errors=True)
+
+
+def test_spill_enospc_waits_then_succeeds(shm_root, small_spill):
+    """The spill filesystem fills up between admission and the write (another program):
+    the write's ENOSPC rolls the reservation back, leaves no partial file, and put waits
+    until there is room again."""
+    import threading
+
+    tenant = small_spill / "tenant"
+    real = os.pwrite
+    state = {"hit": 0}
+
+    def tenant_fills_spill(fd, data, offset):
+        if not state["hit"] and offset > 0:
+            state["hit"] = 1
+            st = os.statvfs(small_spill)
+            with open(tenant, "wb") as f:
+                f.write(b"\1" * (st.f_bavail * st.f_frsize - 8192))
+            threading.Timer(0.5, tenant.unlink).start()  # the tenant goes away later
+        return real(fd, data, offset)
+
+    with Arena(shm_root, quota="1MiB", spill_dir=small_spill / "spill", timeout_s=10) as arena:
+        os.pwrite = tenant_fills_spill
+        try:
+            start = time.monotonic()
+            key = arena.put(np.ones(150_000))  # 1.2 MB: bigger than the tmpfs quota -> spill
+            waited = time.monotonic() - start
+        finally:
+            os.pwrite = real
+        assert state["hit"] and waited >= 0.4
+        assert arena.info(key)["tier"] == "spill"
+        np.testing.assert_array_equal(arena.get(key), np.ones(150_000))
+        assert os.listdir(small_spill / "spill") == [arena._row(key)[2]]  # no partial file left
+        assert arena.check() == []
