@@ -50,7 +50,6 @@ CREATE TABLE IF NOT EXISTS snapshots(
 CREATE INDEX IF NOT EXISTS snapshots_free ON snapshots(state, tier, alloc_bytes);
 CREATE INDEX IF NOT EXISTS snapshots_owner ON snapshots(owner);
 CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots(run, state);
-CREATE INDEX IF NOT EXISTS snapshots_slot ON snapshots(slot);
 """
 
 # Totals kept current by every transaction. tmpfs_* count every data file under data/

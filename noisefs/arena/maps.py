@@ -20,7 +20,8 @@ POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 
 
 class MapCache:
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._maps: OrderedDict[tuple[str, bool], mmap.mmap] = OrderedDict()
         self._bytes = 0
@@ -39,7 +40,7 @@ class MapCache:
                 self._bytes -= len(old)
             self._maps[(slot, writable)] = mm
             self._bytes += len(mm)
-            while self._maps and (len(self._maps) > MAX_ENTRIES or self._bytes > MAX_BYTES):
+            while self._maps and (len(self._maps) > MAX_ENTRIES or self._bytes > self.max_bytes):
                 _, dropped = self._maps.popitem(last=False)
                 self._bytes -= len(dropped)
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from noisefs.arena import audit, ledger, owners, snapfile
 from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
-from noisefs.arena.maps import MapCache, map_file
+from noisefs.arena.maps import MAX_BYTES, MapCache, map_file
 from noisefs.arena.paths import (
     FILE_FLAGS,
     default_root,
@@ -155,6 +155,10 @@ class Arena:
             self.spill_quota_bytes = None if sq is None else int(sq)
             self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
             self._admission = Admission(self)
+            # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
+            self._maps.max_bytes = int(
+                min(MAX_BYTES, max(64 << 20, self.quota_bytes * FREE_FRACTION))
+            )
             self._closed = False
             self._check_minimum()
             if _auto_gc:
