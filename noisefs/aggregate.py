@@ -105,12 +105,15 @@ class Aggregator:
         if rhos.ndim != 3 or rhos.shape[1:] != (d, d):
             raise ValueError(f"expected a (B, {d}, {d}) stack of density matrices, got {rhos.shape}")
         if self.density == "full":
-            # keep the upper-triangle convention of the ZHERK path; the lower part is ignored
-            self.rho_sum[step] += rhos.sum(axis=0)
+            self._add_upper(step, rhos.sum(axis=0))
         elif self.density == "reduced":
-            self.rho_sum[step] += _partial_trace_dense(rhos, self.num_qubits, self.keep)
+            self._add_upper(step, _partial_trace_dense(rhos, self.num_qubits, self.keep))
         probabilities = np.einsum("bii->bi", rhos).real
         self._fold_diagonals(step, probabilities)
+
+    def _add_upper(self, step: int, matrix: np.ndarray) -> None:
+        """Add a Hermitian matrix keeping ZHERK's convention: upper triangle only."""
+        self.rho_sum[step] += np.triu(matrix)
 
     def _fold_diagonals(self, step: int, probabilities: np.ndarray) -> None:
         z = probabilities @ self._signs  # (B, n): ⟨Z_q⟩ of each trajectory
@@ -127,8 +130,9 @@ class Aggregator:
             return None
         out = np.empty((self.num_steps,) + self.rho_sum[0].shape, dtype=np.complex128)
         for step, upper in enumerate(self.rho_sum):
-            triangle = np.triu(upper)
-            full = triangle + np.triu(upper, 1).conj().T
+            # the strict lower triangle of a running sum is always zero (see _add_upper)
+            full = upper + upper.conj().T
+            full[np.diag_indices_from(full)] = upper.diagonal().real
             out[step] = full / max(1, self.count[step])
         return out
 
