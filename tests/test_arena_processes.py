@@ -234,3 +234,24 @@ def test_exiting_process_hands_its_snapshots_over(make_arena, shm_root):
     assert arena.gc()["snapshots"] == 0
     arena.adopt([key])
     np.testing.assert_array_equal(arena.get(key), np.arange(7.0))
+
+
+def _fill_and_hang(root: str, out) -> None:
+    arena = Arena(root)
+    out.put([arena.put(np.ones(200_000)) for _ in range(2)])  # 2 x 1.6 MB: the quota is full
+    time.sleep(3600)
+
+
+def test_blocked_put_reclaims_space_of_a_dead_process(make_arena, shm_root):
+    arena = make_arena(quota="4MiB", spill_quota=0, timeout_s=10)
+    out = CTX.Queue()
+    child = CTX.Process(target=_fill_and_hang, args=(str(shm_root), out))
+    child.start()
+    out.get(timeout=30)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    start = time.monotonic()
+    key = arena.put(np.ones(200_000))  # waits, runs gc while waiting, then fits
+    assert time.monotonic() - start < 5
+    assert arena.info(key)["tier"] == "tmpfs"
+    assert arena.stats()["owners"] == 1

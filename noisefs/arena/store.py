@@ -5,7 +5,7 @@ is bounded by ``quota_bytes`` and ``max_files`` at every instant, whatever the n
 processes: every data file is reserved in the ledger before it is created or grown and
 unlinked before its row goes. Charged bytes = allocated size of every data file (writing,
 ready, free-list) + the measured ledger files + a fixed slack; charged inodes = data files
-+ owner lock files + 5 fixed metadata inodes.
++ owner lock files + 4 fixed metadata inodes (data/, owners/, ledger.db, its journal).
 
 Process model: a handle belongs to the process that opened it. After ``fork()`` the child
 must open its own ``Arena(root=...)``; any call on the inherited handle raises
