@@ -59,11 +59,15 @@ def test_root_that_is_a_file_refused(shm_root, spill):
         shm_root.unlink()
 
 
-def test_loose_mode_is_tightened(shm_root, spill):
+def test_loose_mode_refused_and_left_alone(shm_root, spill):
     shm_root.mkdir()
-    os.chmod(shm_root, 0o777)
+    os.chmod(shm_root, 0o755)
+    with pytest.raises(UnsafePathError, match="mode 0755 lets other users in.*chmod 700"):
+        Arena(shm_root, spill_dir=spill)
+    assert stat.S_IMODE(os.stat(shm_root).st_mode) == 0o755 and os.listdir(shm_root) == []
+    os.chmod(shm_root, 0o700)
     with Arena(shm_root, spill_dir=spill):
-        assert stat.S_IMODE(os.stat(shm_root).st_mode) == 0o700
+        pass
 
 
 def test_symlinked_data_dir_refused(shm_root, tmp_path, spill):

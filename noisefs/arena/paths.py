@@ -1,10 +1,11 @@
 """Where arenas live and how their directories are opened safely.
 
 Every directory is opened once with ``O_DIRECTORY | O_NOFOLLOW`` and checked (a real
-directory, owned by us); every file operation afterwards is relative to such a directory
-fd, so a symlink swapped in later is never followed. A private directory whose mode is
-looser than 0700 but which we own is tightened with ``fchmod`` (it is ours; refusing would
-only make the user type ``chmod``) -- a foreign-owned one or a symlink is refused.
+directory, owned by us, mode 0700); every file operation afterwards is relative to such a
+directory fd, so a symlink swapped in later is never followed. Directories we create are
+0700. An existing one whose mode lets others in is refused, not tightened: a mistyped
+``--arena /tmp`` must not chmod a shared directory (and ``noisefs status`` must change
+nothing). Foreign-owned directories and symlinks are refused too.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _refuse(path: Path, why: str, todo: str, what: str = "arena") -> UnsafePathE
 
 
 def check_dir_fd(fd: int, path: Path, what: str = "arena") -> None:
-    """Refuse a directory fd that is foreign-owned; tighten a loose mode on our own one."""
+    """Refuse a directory fd that is not a directory, foreign-owned or open to others."""
     st = os.fstat(fd)
     if not stat.S_ISDIR(st.st_mode):
         raise _refuse(path, "not a directory", "remove it or choose another --arena", what)
@@ -93,9 +94,14 @@ def check_dir_fd(fd: int, path: Path, what: str = "arena") -> None:
             "choose a directory of your own with --arena",
             what,
         )
-    if stat.S_IMODE(st.st_mode) & 0o077:
-        os.fchmod(fd, 0o700)
-        log.info("tightened mode of %s to 0700", path)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise _refuse(
+            path,
+            f"mode {mode:04o} lets other users in",
+            f"run 'chmod 700 {path}' if it is yours to tighten, or choose another --arena",
+            what,
+        )
 
 
 def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "arena") -> int:
