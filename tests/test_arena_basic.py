@@ -242,11 +242,13 @@ def test_settings_are_shared_and_persist(make_arena, shm_root, spill):
         other.close()
 
 
-def test_quota_smaller_than_metadata_refused(make_arena):
+def test_quota_smaller_than_metadata_refused(make_arena, shm_root, spill):
     with pytest.raises(ArenaError, match="metadata"):
         make_arena(quota=64 * 1024)
     with pytest.raises(ArenaError, match="max_files"):
         make_arena(max_files=3)
+    with Arena(shm_root, spill_dir=spill) as arena:  # the refused values were not stored
+        assert arena.stats()["quota_bytes"] == 1 << 30 and arena.stats()["max_files"] == 10_000
 
 
 def test_bad_arguments(make_arena):

@@ -146,27 +146,30 @@ class Arena:
                     f"{self.root} is not a noisefs arena (no readable ledger: {exc})"
                 ) from exc
             with self._ledger.transaction() as conn:
-                stored = {**DEFAULT_SETTINGS, **ledger.get_settings(conn)}
-                stored.update(explicit)
-                ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
-            self.quota_bytes = int(stored["quota_bytes"])
-            self.max_files = int(stored["max_files"])
-            sq = stored["spill_quota_bytes"]
-            self.spill_quota_bytes = None if sq is None else int(sq)
-            self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+                found = ledger.get_settings(conn)
+                stored = {**DEFAULT_SETTINGS, **found, **explicit}
+                self.quota_bytes = int(stored["quota_bytes"])
+                self.max_files = int(stored["max_files"])
+                sq = stored["spill_quota_bytes"]
+                self.spill_quota_bytes = None if sq is None else int(sq)
+                self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+                self._check_minimum()  # before storing: a refused value is never kept
+                if explicit or set(DEFAULT_SETTINGS) - set(found):
+                    ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
             self._admission = Admission(self)
             # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
             self._maps.max_bytes = int(
                 min(MAX_BYTES, max(64 << 20, self.quota_bytes * FREE_FRACTION))
             )
             self._closed = False
-            self._check_minimum()
             if _auto_gc:
                 audit.gc(self)
             if _register:
                 self._register_owner()
                 _track(self)
         except BaseException:
+            if hasattr(self, "_ledger"):
+                self._ledger.close()
             self._close_fds()
             raise
 
