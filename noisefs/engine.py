@@ -108,7 +108,7 @@ class TrajectoryRun:
                 hint.append("--snapshots final")
             raise TooLargeError(
                 f"{opts.circuit}: {n} qubits with {s} snapshot(s) need about {needed / 2**30:.1f} GiB of memory, "
-                f"but {available / 2**30:.1f} GiB is available; try {', '.join(hint) or 'a machine with more memory'}"
+                f"but {available / 2**30:.1f} GiB is available; try {', '.join(hint) or 'fewer qubits or a machine with more memory'}"
             )
 
     def _fingerprint(self) -> dict:
