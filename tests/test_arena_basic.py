@@ -316,3 +316,16 @@ def test_threads_share_a_handle(make_arena):
         kept = [k for keys in pool.map(work, range(4)) for k in keys]
     assert sorted(arena.keys()) == sorted(kept)
     assert arena.check() == []
+
+
+def test_shared_spill_dir_other_files_untouched(make_arena, shm_root, spill):
+    arena = make_arena(quota="1MiB")
+    key = arena.put(np.ones(200_000))  # 1.6 MB: spills
+    assert arena.info(key)["tier"] == "spill"
+    foreign = spill / "someone-elses.snap"
+    foreign.write_bytes(b"x")
+    os.utime(foreign, (1, 1))
+    assert arena.gc()["orphan_files"] == 0
+    arena.check(fix=True)
+    assert foreign.exists()
+    np.testing.assert_array_equal(arena.get(key), np.ones(200_000))

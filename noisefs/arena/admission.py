@@ -73,7 +73,14 @@ def fs_room(fd: int, conn: sqlite3.Connection, tier: str) -> tuple[float, float,
 
 
 def _insert(
-    conn, key_prefix: str, meta: tuple, tier: str, slot: str | None, alloc: int, owner: int
+    conn,
+    key_prefix: str,
+    meta: tuple,
+    tier: str,
+    slot: str | None,
+    alloc: int,
+    owner: int,
+    spill_tag: str = "",
 ):
     run, step, batch, nbytes, dtype, shape = meta
     now = time.time()
@@ -84,7 +91,10 @@ def _insert(
     )
     row_id = cur.lastrowid
     key = f"{key_prefix}:{row_id:x}{secrets.token_hex(2)}"
-    slot = slot or f"{row_id:08x}-{secrets.token_hex(4)}.snap"
+    if not slot:
+        slot = f"{row_id:08x}-{secrets.token_hex(4)}.snap"
+        if tier == "spill":  # a spill dir may be shared: tag files with their arena
+            slot = f"{spill_tag}-{slot}"
     conn.execute("UPDATE snapshots SET key = ?, slot = ? WHERE id = ?", (key, slot, row_id))
     return row_id, key, slot
 
@@ -180,7 +190,9 @@ class Admission:
         room_bytes, room_files, _ = fs_room(spill_fd, conn, "spill")
         if alloc > room_bytes or room_files < 1:
             return None
-        row_id, key, slot = _insert(conn, key_prefix, meta_row, "spill", None, alloc, a._owner_id)
+        row_id, key, slot = _insert(
+            conn, key_prefix, meta_row, "spill", None, alloc, a._owner_id, a.spill_tag
+        )
         ledger.bump(
             conn, spill_bytes=alloc, spill_files=1, spilled_total_bytes=alloc, spilled_total_files=1
         )

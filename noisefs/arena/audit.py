@@ -156,6 +156,8 @@ def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
         for name, st in listing.items():
             if (tier, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
                 continue
+            if tier == "spill" and not name.startswith(arena.spill_tag + "-"):
+                continue  # not this arena's: a spill dir may be shared
             report["orphan_files"] += 1
             if tier == "tmpfs":
                 report["bytes"] += st.st_blocks * 512

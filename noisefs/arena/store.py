@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import errno
+import hashlib
 import json
 import logging
 import multiprocessing.util
@@ -157,6 +158,8 @@ class Arena:
                 if explicit or set(DEFAULT_SETTINGS) - set(found):
                     ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
             self._admission = Admission(self)
+            # spill files carry this tag: gc touches only its own arena's files in a shared dir
+            self.spill_tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
             # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
             self._maps.max_bytes = int(
                 min(MAX_BYTES, max(64 << 20, self.quota_bytes * FREE_FRACTION))
