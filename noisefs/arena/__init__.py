@@ -3,8 +3,9 @@
 Public: :class:`Arena`, :func:`default_root`, :func:`default_spill_dir`. The modules
 behind it have one job each: ``paths`` (safe directories), ``ledger`` (SQLite accounting),
 ``owners`` (per-process lock files), ``snapfile`` (file format and checksum), ``maps``
-(cached memory maps), ``admission`` (placement), ``store`` (the ``Arena``), ``audit``
-(figures, gc, check) and ``inspect`` (read-only status of an arena).
+(cached memory maps), ``admission`` (placement), ``store`` (the ``Arena``) and ``audit``
+(figures, gc, check). ``Arena.open_existing(root)`` is the read-only maintenance handle
+that ``noisefs status`` and ``noisefs gc`` use: it creates nothing and owns nothing.
 """
 
 from __future__ import annotations
