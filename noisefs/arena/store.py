@@ -19,7 +19,6 @@ Consumers release what they consume. Releasing a key invalidates views of it hel
 from __future__ import annotations
 
 import atexit
-import errno
 import hashlib
 import json
 import logging
@@ -33,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import audit, ledger, owners, snapfile
+from noisefs.arena import audit, ledger, owners, snapfile, tiers
 from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
-from noisefs.arena.maps import MAX_BYTES, MapCache, map_file
+from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
-    FILE_FLAGS,
     default_root,
     default_spill_dir,
     fd_path,
@@ -363,7 +361,7 @@ class Arena:
             if placement is not None:
                 try:
                     check = self._write(placement, arr, src)
-                except _NoRoom as exc:
+                except tiers.NoRoom as exc:
                     self._rollback(placement)
                     if placement.tier == "tmpfs":
                         allow_tmpfs = False  # the tmpfs itself is full: roll over to spill
@@ -400,69 +398,16 @@ class Arena:
         )
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
-        check = (
-            self._write_tmpfs(p, arr, src) if p.tier == "tmpfs" else self._write_spill(p, arr, src)
-        )
+        if p.tier == "tmpfs":
+            check = tiers.write_tmpfs(self._maps, self._data_fd, p, arr, src)
+        else:
+            check = tiers.write_spill(self._spill_fd(True), p, arr, src)
         pause = os.environ.get(FAULT_PAUSE_ENV)
         if pause:  # fault injection for tests: announce, then hang between write and publish
             with open(pause, "w") as marker:
                 marker.write(f"{os.getpid()} {p.key} {p.tier} {p.slot}\n")
             while True:
                 time.sleep(3600)
-        return check
-
-    def _write_tmpfs(self, p, arr, src) -> int:
-        mm = self._maps.get(p.slot, True) if p.recycled else None
-        if mm is None:
-            if p.recycled:
-                fd = os.open(p.slot, os.O_RDWR | FILE_FLAGS, dir_fd=self._data_fd)
-            else:
-                fd = os.open(
-                    p.slot,
-                    os.O_RDWR | os.O_CREAT | os.O_EXCL | FILE_FLAGS,
-                    0o600,
-                    dir_fd=self._data_fd,
-                )
-            try:
-                if not p.recycled:
-                    try:  # allocate every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
-                        os.posix_fallocate(fd, 0, p.alloc)
-                    except OSError as exc:
-                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                            raise _NoRoom(str(exc)) from exc
-                        raise
-                elif os.fstat(fd).st_size != p.alloc:
-                    raise ArenaError(
-                        f"arena {self.root}: free-list file {p.slot} has the wrong size"
-                    )
-                mm = map_file(fd, p.alloc, writable=True)
-            finally:
-                os.close(fd)
-            self._maps.put(p.slot, True, mm)
-        check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
-        mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(
-            p.key, arr.dtype, arr.shape, src.size, check
-        )
-        return check
-
-    def _write_spill(self, p, arr, src) -> int:
-        check = snapfile.checksum(src)
-        header = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
-        fd = os.open(
-            p.slot,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS,
-            0o600,
-            dir_fd=self._spill_fd(True),
-        )
-        try:
-            _pwrite_all(fd, memoryview(header), 0)
-            _pwrite_all(fd, memoryview(src), snapfile.HEADER_BYTES)
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _NoRoom(str(exc)) from exc
-            raise
-        finally:
-            os.close(fd)
         return check
 
     def _rollback(self, p) -> None:
@@ -514,40 +459,7 @@ class Arena:
         row = self._row(key)
         if row is None or row[8] != "ready":
             raise KeyError(key)
-        _, tier, slot, alloc, nbytes, dtype, shape, check, *_ = row
-        mm = self._maps.get(slot, False) if tier == "tmpfs" else None
-        if mm is None:
-            dir_fd = self._tier_fd(tier)
-            try:
-                fd = os.open(slot, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
-            except FileNotFoundError:
-                raise CorruptSnapshot(f"snapshot {key}: its file {slot} is missing") from None
-            try:
-                size = os.fstat(fd).st_size
-                if size < snapfile.HEADER_BYTES + nbytes:
-                    raise CorruptSnapshot(
-                        f"snapshot {key}: file {slot} is truncated ({size} bytes)"
-                    )
-                mm = map_file(fd, size, writable=False, populate=tier == "tmpfs")
-            finally:
-                os.close(fd)
-            if tier == "tmpfs":
-                self._maps.put(slot, False, mm)
-        header = snapfile.decode_header(mm, key)
-        expected = (check + (1 << 64)) if check < 0 else check
-        if (
-            header.get("key") != key
-            or header.get("nbytes") != nbytes
-            or header.get("dtype") != dtype
-            or header.get("shape") != json.loads(shape)
-            or header.get("checksum") != expected
-        ):
-            raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
-        if snapfile.checksum(snapfile.data_bytes(mm, nbytes), header.get("block")) != expected:
-            raise CorruptSnapshot(
-                f"snapshot {key}: checksum mismatch in {slot}; the data is damaged"
-            )
-        view = snapfile.array_view(mm, header)
+        view = tiers.read_verified(self._maps, self._tier_fd(row[1]), key, row)
         with self._views_lock:
             refs = [r for r in self._views.get(key, []) if r() is not None]
             refs.append(weakref.ref(view))
@@ -649,17 +561,3 @@ class Arena:
         """Reclaim what dead processes left; never a live owner's data."""
         self._check()
         return audit.gc(self, dry_run=dry_run)
-
-
-class _NoRoom(Exception):
-    """A filesystem said ENOSPC while a reserved file was written."""
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
-    chunk = 64 << 20
-    done = 0
-    while done < len(data):
-        written = os.pwrite(fd, data[done : done + chunk], offset + done)
-        if written <= 0:
-            raise OSError(errno.EIO, "short write")
-        done += written
