@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import audit, ledger, owners, snapfile, tiers
+from noisefs.arena import audit, ledger, lifecycle, owners, snapfile, tiers
 from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
@@ -166,7 +166,7 @@ class Arena:
             if _auto_gc:
                 audit.gc(self)
             if _register:
-                self._register_owner()
+                lifecycle.register_owner(self)
                 _track(self)
         except BaseException:
             if hasattr(self, "_ledger"):
@@ -209,39 +209,6 @@ class Arena:
                 f"({META_INODES} inodes of metadata + 1 lock file per process); use at least {META_INODES + 8}"
             )
 
-    def _register_owner(self) -> None:
-        name = owners.new_lock_name()
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            with self._ledger.transaction() as conn:
-                c = ledger.counters(conn)
-                _, used_files = self._admission.charged(c, 0)
-                short = used_files + 1 - self.max_files
-                if short > 0 and c["free_files"] >= short:
-                    from noisefs.arena.admission import evict_free
-
-                    self._forget_slots(evict_free(conn, self._data_fd, 0, short))
-                    short = 0
-                if short <= 0:
-                    cur = conn.execute(
-                        "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
-                        (os.getpid(), name, time.time()),
-                    )
-                    ledger.bump(conn, owner_files=1)
-                    ledger.raise_peaks(
-                        conn,
-                        *self._admission.charged(ledger.counters(conn), meta_bytes(self._root_fd)),
-                    )
-                    self._owner_id = cur.lastrowid
-                    break
-            if time.monotonic() > deadline:
-                raise ArenaFull(
-                    f"arena {self.root}: no inode left for this process's lock file (max_files {self.max_files})"
-                )
-            time.sleep(0.05)
-        self._lock_name = name
-        self._lock_fd = owners.create_lock(self._owners_fd, name)
-
     def _close_fds(self) -> None:
         for fd in [*self._fds, self._lock_fd, self._spill_dir_fd]:
             if fd is not None:
@@ -267,19 +234,7 @@ class Arena:
         try:
             if self._owner_id is None:
                 return  # maintenance handle: owns nothing
-            with self._ledger.transaction() as conn:
-                from noisefs.arena.admission import evict_free
-
-                evict_free(conn, self._data_fd, 1 << 62, 1 << 62)
-                rows = conn.execute(
-                    "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
-                    (self._owner_id,),
-                ).fetchall()
-                audit.drop_rows(self, conn, rows)
-                conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (self._owner_id,))
-                unlink_quiet(self._lock_name, self._owners_fd)
-                conn.execute("DELETE FROM owners WHERE id = ?", (self._owner_id,))
-                ledger.bump(conn, owner_files=-1)
+            lifecycle.unregister_owner(self)
         finally:
             self._ledger.close()
             self._close_fds()

@@ -1,0 +1,72 @@
+"""Registering an ``Arena`` handle as an owner, and unregistering it on ``close``.
+
+An owner is one row in ``owners`` plus one lock file in ``owners/`` (an inode charged
+against ``max_files``, reserved in the ledger before the file is made). ``close`` unlinks
+the free list, drops this handle's unfinished reservations, hands its ready snapshots to
+nobody (they stay until released or adopted) and removes the lock file, then its row.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from noisefs.arena import audit, ledger, owners
+from noisefs.arena.admission import evict_free, meta_bytes
+from noisefs.arena.paths import unlink_quiet
+from noisefs.errors import ArenaFull
+
+
+def register_owner(arena) -> None:
+    name = owners.new_lock_name()
+    deadline = time.monotonic() + arena.timeout_s
+    while True:
+        with arena._ledger.transaction() as conn:
+            c = ledger.counters(conn)
+            _, used_files = arena._admission.charged(c, 0)
+            short = used_files + 1 - arena.max_files
+            if 0 < short <= c["free_files"]:
+                arena._forget_slots(evict_free(conn, arena._data_fd, 0, short))
+                short = 0
+            if short <= 0:
+                cur = conn.execute(
+                    "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
+                    (os.getpid(), name, time.time()),
+                )
+                ledger.bump(conn, owner_files=1)
+                charged = arena._admission.charged(
+                    ledger.counters(conn), meta_bytes(arena._root_fd)
+                )
+                ledger.raise_peaks(conn, *charged)
+                owner_id = cur.lastrowid
+                break
+        if time.monotonic() > deadline:
+            raise ArenaFull(
+                f"arena {arena.root}: no inode left for this process's lock file "
+                f"(max_files {arena.max_files}); release snapshots or raise --max-files"
+            )
+        time.sleep(0.05)
+    try:
+        arena._lock_fd = owners.create_lock(arena._owners_fd, name)
+    except BaseException:
+        with arena._ledger.transaction() as conn:  # give the reserved inode back
+            unlink_quiet(name, arena._owners_fd)
+            conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+            ledger.bump(conn, owner_files=-1)
+        raise
+    arena._owner_id = owner_id
+    arena._lock_name = name
+
+
+def unregister_owner(arena) -> None:
+    with arena._ledger.transaction() as conn:
+        evict_free(conn, arena._data_fd, 1 << 62, 1 << 62)
+        rows = conn.execute(
+            "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
+            (arena._owner_id,),
+        ).fetchall()
+        audit.drop_rows(arena, conn, rows)
+        conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (arena._owner_id,))
+        unlink_quiet(arena._lock_name, arena._owners_fd)  # the file first, then its row
+        conn.execute("DELETE FROM owners WHERE id = ?", (arena._owner_id,))
+        ledger.bump(conn, owner_files=-1)
