@@ -36,8 +36,10 @@ class Placement:
 
 
 def meta_bytes(root_fd: int) -> int:
-    """The metadata allowance: measured ledger files plus a fixed slack."""
-    return sum(allocated_bytes(name, root_fd) for name in ledger.DB_FILES) + META_SLACK
+    """The metadata allowance: the measured ledger, room for a rollback journal as large
+    as the ledger itself (a transaction can touch every page: gc, close), plus a slack."""
+    db, journal = (allocated_bytes(name, root_fd) for name in ledger.DB_FILES)
+    return db + max(db, journal) + META_SLACK
 
 
 def tmpfs_headroom(st: os.statvfs_result) -> tuple[int, int]:

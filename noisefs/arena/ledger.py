@@ -8,12 +8,14 @@ same transaction that changes rows (diskcache style), so admission is O(log n).
 a crashed process still leaves a consistent database (the rollback journal is written
 before the database is touched).
 
-Rollback journal (``journal_mode=TRUNCATE``), not WAL: with several processes reading and
+Rollback journal (``journal_mode=PERSIST``), not WAL: with several processes reading and
 writing all the time, WAL checkpoints are starved by overlapping readers and the WAL file
 grew to 2 MB within seconds in the four-process test -- bytes under the root that the
-quota must bound. The rollback journal never holds more than the pages of one transaction
-and is cut to zero bytes at every commit. Readers briefly block committers (busy_timeout
-covers it); every transaction here lasts microseconds.
+quota must bound. A rollback journal never holds more than the original pages of one
+transaction (so never more than the database itself) and is cut back to
+``journal_size_limit`` after each one; PERSIST (invalidate the header instead of
+truncating) measured 30 % cheaper per transaction than TRUNCATE. Readers briefly block
+committers (busy_timeout covers it); every transaction here lasts microseconds.
 """
 
 from __future__ import annotations
@@ -99,7 +101,8 @@ class Ledger:
                 uri, uri=True, timeout=60.0, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA busy_timeout = 60000")
-            conn.execute("PRAGMA journal_mode = TRUNCATE")
+            conn.execute("PRAGMA journal_mode = PERSIST")
+            conn.execute("PRAGMA journal_size_limit = 262144")
             conn.execute("PRAGMA synchronous = OFF")
             local.conn = conn
             local.pid = os.getpid()
