@@ -74,6 +74,12 @@ def fs_room(fd: int, conn: sqlite3.Connection, tier: str) -> tuple[float, float,
     return room_bytes, room_files, total
 
 
+def _new_key(prefix: str, row_id: int) -> str:
+    """``run:step:batch:<row id><24 random bits>``: unique among live keys (UNIQUE column);
+    the random part keeps a released key from naming a later snapshot in a reused row."""
+    return f"{prefix}:{row_id:x}{secrets.token_hex(3)}"
+
+
 def _insert(
     conn,
     key_prefix: str,
@@ -92,7 +98,7 @@ def _insert(
         (run, step, batch, tier, alloc, nbytes, dtype, shape, owner, now),
     )
     row_id = cur.lastrowid
-    key = f"{key_prefix}:{row_id:x}{secrets.token_hex(2)}"
+    key = _new_key(key_prefix, row_id)
     if not slot:
         slot = f"{row_id:08x}-{secrets.token_hex(4)}.snap"
         if tier == "spill":  # a spill dir may be shared: tag files with their arena
@@ -148,12 +154,15 @@ class Admission:
             ).fetchall()
             if rows:
                 row_id, slot = next((r for r in rows if r[1] in preferred), rows[0])
-                conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
-                ledger.bump(conn, free_bytes=-alloc, free_files=-1)
-                new_id, key, slot = _insert(
-                    conn, key_prefix, meta_row, "tmpfs", slot, alloc, a._owner_id
+                key = _new_key(key_prefix, row_id)
+                run, step, batch, nbytes, dtype, shape = meta_row
+                conn.execute(  # the row and its file are reused as they are: one UPDATE
+                    "UPDATE snapshots SET key = ?, run = ?, step = ?, batch = ?, nbytes = ?, dtype = ?, "
+                    "shape = ?, checksum = NULL, state = 'writing', owner = ?, created = ? WHERE id = ?",
+                    (key, run, step, batch, nbytes, dtype, shape, a._owner_id, time.time(), row_id),
                 )
-                return Placement(new_id, key, "tmpfs", slot, alloc, True)
+                ledger.bump(conn, free_bytes=-alloc, free_files=-1)
+                return Placement(row_id, key, "tmpfs", slot, alloc, True)
             c = ledger.counters(conn)
             placement = self._new_tmpfs(
                 conn, c, meta_bytes(a._root_fd), alloc, meta_row, key_prefix

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS owners(
     started REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS snapshots(
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     key TEXT UNIQUE,
     run TEXT, step INTEGER, batch INTEGER,
     tier TEXT NOT NULL,            -- 'tmpfs' | 'spill'
@@ -49,10 +49,13 @@ CREATE TABLE IF NOT EXISTS snapshots(
     owner INTEGER,                 -- owners.id, NULL once the owner closed cleanly
     created REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS snapshots_free ON snapshots(state, tier, alloc_bytes);
-CREATE INDEX IF NOT EXISTS snapshots_owner ON snapshots(owner);
-CREATE INDEX IF NOT EXISTS snapshots_run ON snapshots(run, state);
+CREATE INDEX IF NOT EXISTS snapshots_free_list ON snapshots(alloc_bytes)
+    WHERE state = 'free' AND tier = 'tmpfs';
+CREATE INDEX IF NOT EXISTS snapshots_writing ON snapshots(tier) WHERE state = 'writing';
 """
+# Few, partial indexes: every page a transaction touches is written twice (journal and
+# database), so an index is kept only where a hot path needs it. Scans by owner or run
+# happen in gc, close and stats only.
 
 # Totals kept current by every transaction. tmpfs_* count every data file under data/
 # (writing, ready and free), free_* the free-list part of them, spill_* the spill tier.
