@@ -89,7 +89,9 @@ class Aggregator:
         """Fold a batch of pure states Ψ (B × 2ⁿ), ρ_b = ψ_b ψ_b†."""
         states = np.asarray(states, dtype=np.complex128)
         if states.ndim != 2 or states.shape[1] != 2**self.num_qubits:
-            raise ValueError(f"expected a (B, {2**self.num_qubits}) stack of states, got {states.shape}")
+            raise ValueError(
+                f"expected a (B, {2**self.num_qubits}) stack of states, got {states.shape}"
+            )
         if self.density == "full":
             self.rho_sum[step] = zherk(1.0, states.T, beta=1.0, c=self.rho_sum[step], overwrite_c=1)
         elif self.density == "reduced":
@@ -103,7 +105,9 @@ class Aggregator:
         rhos = np.asarray(rhos, dtype=np.complex128)
         d = 2**self.num_qubits
         if rhos.ndim != 3 or rhos.shape[1:] != (d, d):
-            raise ValueError(f"expected a (B, {d}, {d}) stack of density matrices, got {rhos.shape}")
+            raise ValueError(
+                f"expected a (B, {d}, {d}) stack of density matrices, got {rhos.shape}"
+            )
         if self.density == "full":
             self._add_upper(step, rhos.sum(axis=0))
         elif self.density == "reduced":

@@ -9,7 +9,14 @@ from noisefs.result import Result
 _NOISE_OPTIONS = ("t1", "t2", "time_1q", "time_2q", "p1", "p2", "readout", "calibration")
 
 
-def run(circuit: str | os.PathLike, *, trajectories: int = 1000, seed: int | None = None, progress: bool = False, **options) -> Result:
+def run(
+    circuit: str | os.PathLike,
+    *,
+    trajectories: int = 1000,
+    seed: int | None = None,
+    progress: bool = False,
+    **options,
+) -> Result:
     """Simulate ``circuit`` (OpenQASM 2 or 3 file) under T1/T2 and gate noise; return the averages.
 
     Options are the CLI's, as keyword arguments with underscores: ``t1="50us"``,

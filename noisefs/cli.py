@@ -42,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # not built yet
             raise
         sub = module.add_parser(subparsers)
-        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        sub.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+        )
         sub.set_defaults(handler=module.main)
     return parser
 

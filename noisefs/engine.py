@@ -51,7 +51,12 @@ class TrajectoryRun:
         self.noise = noise
         self.show_progress = show_progress
         self.timing: dict[str, float] = {}
-        self.arena_peaks = {"peak_bytes": 0, "peak_files": 0, "spilled_bytes": 0, "spilled_files": 0}
+        self.arena_peaks = {
+            "peak_bytes": 0,
+            "peak_files": 0,
+            "spilled_bytes": 0,
+            "spilled_files": 0,
+        }
 
     # -- preparation ---------------------------------------------------------------------
 
@@ -61,7 +66,9 @@ class TrajectoryRun:
 
         opts = self.options
         started = time.perf_counter()
-        self.prepared = prepare(opts.circuit, optimization_level=opts.optimize, seed_transpiler=opts.seed_transpiler)
+        self.prepared = prepare(
+            opts.circuit, optimization_level=opts.optimize, seed_transpiler=opts.seed_transpiler
+        )
         circuit = self.prepared.circuit
         n = self.num_qubits = self.prepared.num_qubits
         self.noise.validate(n)
@@ -72,7 +79,9 @@ class TrajectoryRun:
         self.executed_qasm = executed_qasm(circuit)
         if opts.keep_qubits is not None:
             if opts.keep_qubits[-1] >= n:
-                raise InputError(f"--keep-qubits names qubit {opts.keep_qubits[-1]} but {opts.circuit} has {n} qubits")
+                raise InputError(
+                    f"--keep-qubits names qubit {opts.keep_qubits[-1]} but {opts.circuit} has {n} qubits"
+                )
             self.density = "reduced"
         elif n <= opts.max_dm_qubits:
             self.density = "full"
@@ -86,7 +95,9 @@ class TrajectoryRun:
         """Refuse, with an estimate, a job that cannot fit in this machine's memory."""
         opts, n, s = self.options, self.num_qubits, len(self.steps)
         dim = 2**n
-        kept_dim = {"full": dim, "reduced": 2 ** len(opts.keep_qubits or ()), "none": 0}[self.density]
+        kept_dim = {"full": dim, "reduced": 2 ** len(opts.keep_qubits or ()), "none": 0}[
+            self.density
+        ]
         per_snapshot = 16 * dim * (dim if opts.store == "dense" else 1)
         in_flight = 2 * max(1, opts.workers) * self.batch_size * s * per_snapshot * 2
         needed = (
@@ -132,13 +143,17 @@ class TrajectoryRun:
         aggregator = Aggregator(self.num_qubits, len(self.steps), self.density, opts.keep_qubits)
         seed, done, elapsed_before = self._start_state(aggregator)
         if seed + opts.trajectories - 1 >= SEED_LIMIT:
-            raise InputError(f"--seed {seed} + --trajectories {opts.trajectories} exceeds Aer's seed range (2**63)")
+            raise InputError(
+                f"--seed {seed} + --trajectories {opts.trajectories} exceeds Aer's seed range (2**63)"
+            )
         batches = plan_batches(opts.trajectories, self.batch_size, seed)
         if len(done) != len(batches):
             done = np.zeros(len(batches), dtype=bool)
         self.seed, self.done = seed, done
         run_name = f"{_safe_name(opts.circuit.stem)}-{secrets.token_hex(4)}"
-        job = SimulationJob(self.circuit_with_saves, self.labels, self.noise_model, opts.store, run_name)
+        job = SimulationJob(
+            self.circuit_with_saves, self.labels, self.noise_model, opts.store, run_name
+        )
         fold_started = time.perf_counter()
         try:
             self._simulate_and_fold(job, [b for b in batches if not done[b.index]], aggregator)
@@ -170,14 +185,24 @@ class TrajectoryRun:
                         "rerun with the same ones, or without --resume to start afresh"
                     )
                 if opts.seed is not None and opts.seed != checkpoint.seed:
-                    raise InputError(f"--seed {opts.seed} differs from the interrupted run's seed {checkpoint.seed}")
+                    raise InputError(
+                        f"--seed {opts.seed} differs from the interrupted run's seed {checkpoint.seed}"
+                    )
                 if opts.batch is not None and opts.batch != checkpoint.batch:
-                    raise InputError(f"--batch {opts.batch} differs from the interrupted run's batch {checkpoint.batch}")
+                    raise InputError(
+                        f"--batch {opts.batch} differs from the interrupted run's batch {checkpoint.batch}"
+                    )
                 self.batch_size = checkpoint.batch
                 aggregator.load_state(checkpoint.state)
-                log.info("resuming: %d of %d batches already folded", checkpoint.done.sum(), checkpoint.done.size)
+                log.info(
+                    "resuming: %d of %d batches already folded",
+                    checkpoint.done.sum(),
+                    checkpoint.done.size,
+                )
                 return checkpoint.seed, checkpoint.done, checkpoint.elapsed_s
-            log.warning("--resume: no checkpoint beside %s, starting from the beginning", opts.output)
+            log.warning(
+                "--resume: no checkpoint beside %s, starting from the beginning", opts.output
+            )
         seed = opts.seed if opts.seed is not None else secrets.randbelow(SEED_LIMIT - 2**40)
         return seed, np.zeros(0, dtype=bool), 0.0
 
@@ -213,18 +238,31 @@ class TrajectoryRun:
                         fold_started = time.perf_counter()
                         self._fold(arena, executor, batch_done, aggregator)
                         fold_s += time.perf_counter() - fold_started
-                        self.timing["simulate_s"] = self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
-                        self.timing["store_s"] = self.timing.get("store_s", 0.0) + batch_done.store_s
+                        self.timing["simulate_s"] = (
+                            self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
+                        )
+                        self.timing["store_s"] = (
+                            self.timing.get("store_s", 0.0) + batch_done.store_s
+                        )
                         self.done[batch_done.index] = True
                         progress.advance(batch_done.size, self._sample(arena))
-                    if opts.target_tol is not None and not stop and self._tolerance_reached(aggregator):
+                    if (
+                        opts.target_tol is not None
+                        and not stop
+                        and self._tolerance_reached(aggregator)
+                    ):
                         stop = True
                         queue.clear()
-                    if opts.output is not None and time.monotonic() - last_checkpoint > checkpoint_interval:
+                    if (
+                        opts.output is not None
+                        and time.monotonic() - last_checkpoint > checkpoint_interval
+                    ):
                         write_started = time.perf_counter()
                         self._checkpoint(aggregator, self.timing.get("simulate_s", 0.0))
                         # never spend more than ~10 % of the run writing checkpoints
-                        checkpoint_interval = max(opts.checkpoint_interval_s, 10 * (time.perf_counter() - write_started))
+                        checkpoint_interval = max(
+                            opts.checkpoint_interval_s, 10 * (time.perf_counter() - write_started)
+                        )
                         last_checkpoint = time.monotonic()
             except BaseException:
                 for future in in_flight:
@@ -252,7 +290,9 @@ class TrajectoryRun:
     def _fold(self, arena, executor, batch_done: BatchDone, aggregator: Aggregator) -> None:
         if executor.needs_adopt:
             arena.adopt(list(batch_done.keys))
-        fold = aggregator.fold_densities if self.options.store == "dense" else aggregator.fold_states
+        fold = (
+            aggregator.fold_densities if self.options.store == "dense" else aggregator.fold_states
+        )
         for step, key in enumerate(batch_done.keys):
             view = arena.get(key)
             fold(step, view)
@@ -297,7 +337,14 @@ class TrajectoryRun:
             return
         save_checkpoint(
             checkpoint_path(self.options.output),
-            Checkpoint(self._fingerprint(), self.seed, self.batch_size, self.done.copy(), aggregator.state(), elapsed_s),
+            Checkpoint(
+                self._fingerprint(),
+                self.seed,
+                self.batch_size,
+                self.done.copy(),
+                aggregator.state(),
+                elapsed_s,
+            ),
         )
 
     # -- the result ----------------------------------------------------------------------
@@ -310,7 +357,11 @@ class TrajectoryRun:
         trajectories = int(aggregator.count[-1])
         stats = self.arena_settings
         meta = {
-            "versions": {"noisefs": __version__, "qiskit": qiskit.__version__, "qiskit-aer": qiskit_aer.__version__},
+            "versions": {
+                "noisefs": __version__,
+                "qiskit": qiskit.__version__,
+                "qiskit-aer": qiskit_aer.__version__,
+            },
             "circuit": str(opts.circuit),
             "circuit_sha256": self.prepared.source_sha256,
             "executed_qasm": self.executed_qasm,

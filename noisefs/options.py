@@ -70,7 +70,9 @@ def parse_keep_qubits(text: str | tuple | list | None) -> tuple[int, ...] | None
     try:
         qubits = sorted({int(str(item).strip()) for item in items if str(item).strip()})
     except ValueError:
-        raise InputError(f"--keep-qubits takes comma-separated qubit indices, not {text!r}") from None
+        raise InputError(
+            f"--keep-qubits takes comma-separated qubit indices, not {text!r}"
+        ) from None
     if not qubits or qubits[0] < 0:
         raise InputError(f"--keep-qubits takes non-negative qubit indices, not {text!r}")
     return tuple(qubits)
@@ -83,7 +85,12 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
     Unknown names are rejected by name.
     """
     fields = {f.name for f in dataclasses.fields(RunOptions)}
-    aliases = {"quota": "quota_bytes", "arena": "arena_root", "spill": "spill_dir", "spill_quota": "spill_quota_bytes"}
+    aliases = {
+        "quota": "quota_bytes",
+        "arena": "arena_root",
+        "spill": "spill_dir",
+        "spill_quota": "spill_quota_bytes",
+    }
     values: dict = {}
     for name, value in kwargs.items():
         name = aliases.get(name, name)
@@ -108,7 +115,9 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
             raise InputError(f"--optimize takes 0, 1, 2 or 3, not {level}")
         out["optimize"] = level
     if "max_dm_qubits" in values:
-        out["max_dm_qubits"] = _positive_int("max-dm-qubits", values.pop("max_dm_qubits"), minimum=0)
+        out["max_dm_qubits"] = _positive_int(
+            "max-dm-qubits", values.pop("max_dm_qubits"), minimum=0
+        )
     for name in ("quota_bytes", "spill_quota_bytes"):
         if name in values:
             out[name] = parse_size(values.pop(name))

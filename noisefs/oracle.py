@@ -59,6 +59,8 @@ def aer_reference_steps(meta: dict, steps) -> np.ndarray:
         with_saves.save_density_matrix(label=f"rho{len(circuit.data)}")
     model = build_noise_model(NoiseParams(**meta["noise"]), int(meta["num_qubits"]))
     simulator = AerSimulator(method="statevector", noise_model=model)
-    result = simulator.run(with_saves, shots=int(meta["trajectories"]), seed_simulator=int(meta["seed"])).result()
+    result = simulator.run(
+        with_saves, shots=int(meta["trajectories"]), seed_simulator=int(meta["seed"])
+    ).result()
     data = result.data(0)
     return np.stack([np.asarray(data[f"rho{int(step)}"]) for step in steps])

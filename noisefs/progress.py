@@ -18,7 +18,12 @@ class Progress:
             from tqdm import tqdm
 
             self._bar = tqdm(
-                total=total, initial=initial, unit="traj", dynamic_ncols=True, file=sys.stderr, leave=False
+                total=total,
+                initial=initial,
+                unit="traj",
+                dynamic_ncols=True,
+                file=sys.stderr,
+                leave=False,
             )
 
     def advance(self, trajectories: int, stats: dict | None = None) -> None:

@@ -36,7 +36,9 @@ _TIME_DIVISORS = {
     "ps": 1e12,
 }
 
-_NUMBER_WITH_UNIT = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([^\d\s.+-]*)\s*$")
+_NUMBER_WITH_UNIT = re.compile(
+    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([^\d\s.+-]*)\s*$"
+)
 
 
 def _split(text: str, what: str) -> tuple[float, str]:
@@ -63,7 +65,9 @@ def parse_size(text: str | int) -> int:
     value, unit = _split(text, "size")
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
-        raise InputError(f"unknown size unit {unit!r} in {text!r} (use B, KiB, MiB, GiB, kB, MB, GB)")
+        raise InputError(
+            f"unknown size unit {unit!r} in {text!r} (use B, KiB, MiB, GiB, kB, MB, GB)"
+        )
     if value < 0:
         raise InputError(f"size {text!r} is negative")
     total = value * factor

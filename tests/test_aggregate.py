@@ -55,7 +55,9 @@ def test_reduced_density_is_the_partial_trace(keep):
     dense.fold_densities(0, psi[:, :, None] * psi.conj()[:, None, :])
     from qiskit.quantum_info import DensityMatrix, partial_trace
 
-    traced = partial_trace(DensityMatrix(full.rho()[0]), [q for q in range(n) if q not in keep]).data
+    traced = partial_trace(
+        DensityMatrix(full.rho()[0]), [q for q in range(n) if q not in keep]
+    ).data
     assert np.max(np.abs(reduced.rho()[0] - traced)) < 1e-14
     assert np.max(np.abs(dense.rho()[0] - traced)) < 1e-14
 

@@ -19,7 +19,11 @@ from tests import circuits
 
 def noisefs_cli(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "noisefs", *map(str, args)], capture_output=True, text=True, timeout=timeout, **kwargs
+        [sys.executable, "-m", "noisefs", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 
@@ -44,7 +48,12 @@ def test_run_writes_result_and_json_summary(tmp_path, arena_args):
 def test_inspect_table_json_and_plot(tmp_path, arena_args):
     path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
     out = tmp_path / "r.npz"
-    assert noisefs_cli("run", path, "-k", 16, "--seed", 1, "-o", out, "--quiet", *arena_args).returncode == 0
+    assert (
+        noisefs_cli(
+            "run", path, "-k", 16, "--seed", 1, "-o", out, "--quiet", *arena_args
+        ).returncode
+        == 0
+    )
     table = noisefs_cli("inspect", out)
     assert table.returncode == 0 and "purity" in table.stdout and "16" in table.stdout
     info = json.loads(noisefs_cli("inspect", out, "--json").stdout)
@@ -62,7 +71,11 @@ BAD_INPUTS = {
     "unparsable": ("bad.qasm", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nfoo q[0];\n', []),
     "empty": ("empty.qasm", "", []),
     "binary": ("bin.qasm", "\x00\x01\x02\xff" * 64, []),
-    "too_many_qubits": ("big.qasm", 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[40];\nh q[0];\n', []),
+    "too_many_qubits": (
+        "big.qasm",
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[40];\nh q[0];\n',
+        [],
+    ),
     "t2_above_2t1": ("ok.qasm", circuits.GHZ4, ["--t1", "10us", "--t2", "30us"]),
     "p_above_1": ("ok.qasm", circuits.GHZ4, ["--p1", "1.5"]),
     "negative_count": ("ok.qasm", circuits.GHZ4, ["--trajectories", "-5"]),
@@ -104,7 +117,21 @@ def _wait_for(predicate, timeout=60.0):
 
 def _start_long_run(tmp_path, arena_args, out):
     path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
-    args = ["run", path, "-k", 6000, "--seed", 77, "--batch", 16, "-o", out, "--quiet", "--checkpoint-interval", "0.2"]
+    args = [
+        "run",
+        path,
+        "-k",
+        6000,
+        "--seed",
+        77,
+        "--batch",
+        16,
+        "-o",
+        out,
+        "--quiet",
+        "--checkpoint-interval",
+        "0.2",
+    ]
     return path, args, subprocess.Popen(
         [sys.executable, "-m", "noisefs", *map(str, args + arena_args)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -42,7 +42,9 @@ T1, T2, T, P = 2e-6, 3e-6, 150e-9, 0.03
 
 
 def run_one_qubit(tmp_path, run_kwargs, body: list[str], name: str):
-    text = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\n' + "".join(f"{g} q[0];\n" for g in body)
+    text = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\n' + "".join(
+        f"{g} q[0];\n" for g in body
+    )
     path = circuits.write(tmp_path, name, text)
     return noisefs.run(path, trajectories=3000, seed=17, snapshots="every:1", **NOISE, **run_kwargs)
 

@@ -19,7 +19,9 @@ pytestmark = pytest.mark.skipif(not CIRCUITS, reason=f"no QASMBench corpus at {Q
 
 @pytest.mark.parametrize("name", [n for n in CIRCUITS if n not in BROKEN])
 def test_matches_aer_to_1e_8(name, run_kwargs):
-    result = noisefs.run(QASMBENCH / name, trajectories=12, seed=2024, batch=5, snapshots="final", **run_kwargs)
+    result = noisefs.run(
+        QASMBENCH / name, trajectories=12, seed=2024, batch=5, snapshots="final", **run_kwargs
+    )
     assert result.trajectories == 12
     reference = aer_reference(result.meta)
     assert np.max(np.abs(result.rho[-1] - reference)) <= 1e-8

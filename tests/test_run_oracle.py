@@ -25,11 +25,26 @@ def assert_matches_aer(result, every_step: bool = True) -> None:
 
 @pytest.mark.parametrize(
     "name,text",
-    [("ghz4", circuits.GHZ4), ("qft4", circuits.QFT4), ("mid2", circuits.MIDCIRCUIT2), ("q3", circuits.QASM3)],
+    [
+        ("ghz4", circuits.GHZ4),
+        ("qft4", circuits.QFT4),
+        ("mid2", circuits.MIDCIRCUIT2),
+        ("q3", circuits.QASM3),
+    ],
 )
 def test_own_circuits_match_aer(tmp_path, run_kwargs, name, text):
     path = circuits.write(tmp_path, f"{name}.qasm", text)
-    result = noisefs.run(path, trajectories=48, seed=11, batch=16, p1=0.02, p2=0.05, t1="20us", t2="30us", **run_kwargs)
+    result = noisefs.run(
+        path,
+        trajectories=48,
+        seed=11,
+        batch=16,
+        p1=0.02,
+        p2=0.05,
+        t1="20us",
+        t2="30us",
+        **run_kwargs,
+    )
     assert result.trajectories == 48
     assert result.rho.shape == (len(result.steps), 2**result.num_qubits, 2**result.num_qubits)
     assert_matches_aer(result)
@@ -66,15 +81,19 @@ def test_dense_equals_factored(tmp_path, run_kwargs):
 
 def test_tiny_quota_forces_spill_and_waiting_and_stays_exact(tmp_path, arena_root):
     path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
-    # each factored snapshot of 16 trajectories is 4 KiB of data + header: a 192 KiB quota
-    # (ledger included) holds only a few, so the rest spills
+    spill = tmp_path / "spill"
+    # dense snapshots of 64 trajectories are 256 KiB each (+ a header page): a 1 MiB quota,
+    # most of it taken by the ledger, holds one; a 300 KiB spill bound holds one more, so
+    # every other put must wait for the aggregator to release one
     result = noisefs.run(
-        path, trajectories=96, seed=5, batch=16, store="dense", arena=str(arena_root), quota="192KiB",
-        spill=str(tmp_path / "spill"),
+        path, trajectories=384, seed=5, batch=64, store="dense", arena=str(arena_root), quota="1MiB",
+        spill=str(spill), spill_quota="300KiB",
     )  # fmt: skip
-    assert result.meta["arena"]["spilled_files"] > 0 or result.meta["arena"]["peak_bytes"] <= 192 * 1024
+    arena = result.meta["arena"]
+    assert arena["spilled_files"] > 0
+    assert arena["peak_bytes"] <= 1 << 20
     assert_matches_aer(result, every_step=False)
-    assert not any((tmp_path / "spill").rglob("*.snap")) if (tmp_path / "spill").exists() else True
+    assert not [p for p in spill.rglob("*") if p.is_file()]
 
 
 def test_reduced_density_matrix_is_partial_trace(tmp_path, run_kwargs):
@@ -90,7 +109,9 @@ def test_reduced_density_matrix_is_partial_trace(tmp_path, run_kwargs):
 
 def test_above_max_dm_qubits_keeps_probabilities_only(tmp_path, run_kwargs):
     path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
-    result = noisefs.run(path, trajectories=16, seed=2, max_dm_qubits=3, output=tmp_path / "o.npz", **run_kwargs)
+    result = noisefs.run(
+        path, trajectories=16, seed=2, max_dm_qubits=3, output=tmp_path / "o.npz", **run_kwargs
+    )
     assert result.rho is None
     with np.load(tmp_path / "o.npz", allow_pickle=False) as data:
         assert "rho" not in data.files
@@ -112,7 +133,15 @@ def test_result_file_has_spec_keys_and_loads_without_pickle(tmp_path, run_kwargs
     out = tmp_path / "ghz.noisefs.npz"
     noisefs.run(path, trajectories=8, seed=1, output=out, **run_kwargs)
     with np.load(out, allow_pickle=False) as data:
-        assert {"rho", "probabilities", "steps", "trajectories", "z_mean", "z_stderr", "meta"} <= set(data.files)
+        assert {
+            "rho",
+            "probabilities",
+            "steps",
+            "trajectories",
+            "z_mean",
+            "z_stderr",
+            "meta",
+        } <= set(data.files)
         assert data["rho"].dtype == np.complex128 and data["steps"].dtype == np.int64
         assert int(data["trajectories"]) == 8
         import json
@@ -121,6 +150,22 @@ def test_result_file_has_spec_keys_and_loads_without_pickle(tmp_path, run_kwargs
     for key in ("versions", "circuit_sha256", "executed_qasm", "num_qubits", "noise", "seed", "trajectories",
                 "batch", "snapshots", "arena", "timing"):  # fmt: skip
         assert key in meta
-    assert set(meta["noise"]) >= {"t1_s", "t2_s", "time_1q_s", "time_2q_s", "p1", "p2", "readout", "per_qubit"}
-    assert set(meta["arena"]) >= {"quota_bytes", "max_files", "peak_bytes", "peak_files", "spilled_bytes", "spilled_files"}
+    assert set(meta["noise"]) >= {
+        "t1_s",
+        "t2_s",
+        "time_1q_s",
+        "time_2q_s",
+        "p1",
+        "p2",
+        "readout",
+        "per_qubit",
+    }
+    assert set(meta["arena"]) >= {
+        "quota_bytes",
+        "max_files",
+        "peak_bytes",
+        "peak_files",
+        "spilled_bytes",
+        "spilled_files",
+    }
     assert not (tmp_path / "ghz.noisefs.npz.ckpt.npz").exists()

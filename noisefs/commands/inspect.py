@@ -18,7 +18,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("result", help="a .noisefs.npz file written by noisefs run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="PNG", default=None, help="write a plot of purity and <Z_q> ± stderr")
+    p.add_argument(
+        "--plot", metavar="PNG", default=None, help="write a plot of purity and <Z_q> ± stderr"
+    )
     return p
 
 
@@ -75,7 +77,9 @@ def print_table(info: dict) -> None:
             + ("  (per-qubit calibration)" if noise.get("per_qubit") else "")
         )
     shown = min(info["num_qubits"], MAX_QUBITS_SHOWN)
-    header = f"  {'step':>6} {'purity':>8} " + " ".join(f"{'<Z' + str(q) + '>':>15}" for q in range(shown))
+    header = f"  {'step':>6} {'purity':>8} " + " ".join(
+        f"{'<Z' + str(q) + '>':>15}" for q in range(shown)
+    )
     print(header)
     for row in info["snapshots"]:
         purity = "-" if row["purity"] is None else f"{row['purity']:.4f}"
@@ -97,10 +101,19 @@ def plot(result, path: str) -> None:
         raise InputError("--plot needs matplotlib: pip install 'noisefs[plot]'") from None
     steps = result.steps
     purity = result.purity()
-    fig, axes = plt.subplots(2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(
+        2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False
+    )
     ax = axes[0, 0]
     for q in range(result.num_qubits):
-        ax.errorbar(steps, result.z_mean[:, q], yerr=result.z_stderr[:, q], marker="o", capsize=3, label=f"Z{q}")
+        ax.errorbar(
+            steps,
+            result.z_mean[:, q],
+            yerr=result.z_stderr[:, q],
+            marker="o",
+            capsize=3,
+            label=f"Z{q}",
+        )
     ax.set_ylabel("<Z_q> ± stderr")
     ax.set_ylim(-1.05, 1.05)
     ax.legend(ncol=min(result.num_qubits, 6), fontsize="small")

@@ -17,12 +17,40 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("circuit", help="OpenQASM 2 or 3 file")
     g = p.add_argument_group("simulation")
-    g.add_argument("--trajectories", "-k", default=None, metavar="K", help="number of trajectories (default 1000)")
-    g.add_argument("--seed", default=None, metavar="S", help="trajectory i uses Aer shot seed S+i (default: random, recorded)")
-    g.add_argument("--snapshots", default="barriers", metavar="WHEN", help="final | barriers (default) | layers | every:N")
-    g.add_argument("--optimize", default=None, metavar="N", help="transpiler optimization level (default 0: every gate you wrote suffers noise)")
-    g.add_argument("--target-tol", default=None, metavar="X", help="stop once every <Z_q> standard error is at most X")
-    g = p.add_argument_group("noise (defaults: T1 50us, T2 70us, 1q gate 50ns, 2q gate 300ns, p1 1e-3, p2 1e-2)")
+    g.add_argument(
+        "--trajectories",
+        "-k",
+        default=None,
+        metavar="K",
+        help="number of trajectories (default 1000)",
+    )
+    g.add_argument(
+        "--seed",
+        default=None,
+        metavar="S",
+        help="trajectory i uses Aer shot seed S+i (default: random, recorded)",
+    )
+    g.add_argument(
+        "--snapshots",
+        default="barriers",
+        metavar="WHEN",
+        help="final | barriers (default) | layers | every:N",
+    )
+    g.add_argument(
+        "--optimize",
+        default=None,
+        metavar="N",
+        help="transpiler optimization level (default 0: every gate you wrote suffers noise)",
+    )
+    g.add_argument(
+        "--target-tol",
+        default=None,
+        metavar="X",
+        help="stop once every <Z_q> standard error is at most X",
+    )
+    g = p.add_argument_group(
+        "noise (defaults: T1 50us, T2 70us, 1q gate 50ns, 2q gate 300ns, p1 1e-3, p2 1e-2)"
+    )
     g.add_argument("--t1", default=None, help="T1 relaxation time, e.g. 50us or 50e-6")
     g.add_argument("--t2", default=None, help="T2 dephasing time (at most 2*T1)")
     g.add_argument("--time-1q", default=None, help="duration of sx and x, e.g. 50ns")
@@ -30,12 +58,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--p1", default=None, help="1-qubit depolarizing probability")
     g.add_argument("--p2", default=None, help="2-qubit depolarizing probability")
     g.add_argument("--readout", default=None, help="symmetric readout flip probability (default 0)")
-    g.add_argument("--calibration", default=None, metavar="FILE", help="JSON or TOML file with per-qubit T1/T2 and per-gate errors")
+    g.add_argument(
+        "--calibration",
+        default=None,
+        metavar="FILE",
+        help="JSON or TOML file with per-qubit T1/T2 and per-gate errors",
+    )
     g = p.add_argument_group("output")
-    g.add_argument("--output", "-o", default=None, metavar="PATH", help="result file (default <circuit stem>.noisefs.npz beside the circuit)")
-    g.add_argument("--max-dm-qubits", default=None, metavar="N", help="keep full density matrices up to N qubits (default 12)")
-    g.add_argument("--keep-qubits", default=None, metavar="LIST", help="keep the reduced density matrix of these qubits, e.g. 0,1,2")
-    g.add_argument("--resume", action="store_true", help="continue the interrupted run that writes the same --output")
+    g.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        metavar="PATH",
+        help="result file (default <circuit stem>.noisefs.npz beside the circuit)",
+    )
+    g.add_argument(
+        "--max-dm-qubits",
+        default=None,
+        metavar="N",
+        help="keep full density matrices up to N qubits (default 12)",
+    )
+    g.add_argument(
+        "--keep-qubits",
+        default=None,
+        metavar="LIST",
+        help="keep the reduced density matrix of these qubits, e.g. 0,1,2",
+    )
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run that writes the same --output",
+    )
     g.add_argument(
         "--checkpoint-interval", default=None, metavar="SECONDS",
         help="seconds between checkpoints beside --output (default 5; stretched if writing them is slow)",
@@ -43,15 +96,51 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
     g = p.add_argument_group("arena and execution")
-    g.add_argument("--arena", default=None, metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)")
-    g.add_argument("--quota", default=None, metavar="SIZE", help="arena quota, e.g. 512MiB (default 1GiB)")
-    g.add_argument("--max-files", default=None, metavar="N", help="arena inode bound (default 10000)")
-    g.add_argument("--spill", default=None, metavar="DIR", help="spill directory (default ~/.cache/noisefs/spill)")
-    g.add_argument("--spill-quota", default=None, metavar="SIZE", help="bound of the spill tier (default: leave 5%% of its filesystem free)")
-    g.add_argument("--batch", default=None, metavar="B", help="trajectories per Aer job (default: sized to the state)")
-    g.add_argument("--workers", default=None, metavar="W", help="local worker processes (default 1: one simulation thread)")
-    g.add_argument("--store", default=None, choices=("factored", "dense"), help="snapshot form (default factored: psi; dense: rho)")
-    g.add_argument("--scheduler", default=None, metavar="ADDR", help="run batches on a Dask cluster, e.g. tcp://127.0.0.1:8786")
+    g.add_argument(
+        "--arena", default=None, metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
+    )
+    g.add_argument(
+        "--quota", default=None, metavar="SIZE", help="arena quota, e.g. 512MiB (default 1GiB)"
+    )
+    g.add_argument(
+        "--max-files", default=None, metavar="N", help="arena inode bound (default 10000)"
+    )
+    g.add_argument(
+        "--spill",
+        default=None,
+        metavar="DIR",
+        help="spill directory (default ~/.cache/noisefs/spill)",
+    )
+    g.add_argument(
+        "--spill-quota",
+        default=None,
+        metavar="SIZE",
+        help="bound of the spill tier (default: leave 5%% of its filesystem free)",
+    )
+    g.add_argument(
+        "--batch",
+        default=None,
+        metavar="B",
+        help="trajectories per Aer job (default: sized to the state)",
+    )
+    g.add_argument(
+        "--workers",
+        default=None,
+        metavar="W",
+        help="local worker processes (default 1: one simulation thread)",
+    )
+    g.add_argument(
+        "--store",
+        default=None,
+        choices=("factored", "dense"),
+        help="snapshot form (default factored: psi; dense: rho)",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDR",
+        help="run batches on a Dask cluster, e.g. tcp://127.0.0.1:8786",
+    )
     return p
 
 
@@ -81,7 +170,9 @@ def main(args: argparse.Namespace) -> int:
     if options.output is None:
         options = options.replace(output=default_output(options.circuit))
     if not options.output.parent.is_dir():
-        raise InputError(f"--output {options.output}: directory {options.output.parent} does not exist")
+        raise InputError(
+            f"--output {options.output}: directory {options.output.parent} does not exist"
+        )
     show_progress = None if not (args.quiet or args.json) else False
     result = TrajectoryRun(options, noise, show_progress=show_progress).execute()
     summary = describe(result)

@@ -409,23 +409,31 @@ def build_noise_model(params: NoiseParams, num_qubits: int):
 
     @functools.cache
     def two_qubit(p2: float, t1a: float, t2a: float, t1b: float, t2b: float, time: float):
-        relax = thermal_relaxation_error(t1a, t2a, time).expand(thermal_relaxation_error(t1b, t2b, time))
+        relax = thermal_relaxation_error(t1a, t2a, time).expand(
+            thermal_relaxation_error(t1b, t2b, time)
+        )
         return depolarizing_error(p2, 2).compose(relax)
 
     def readout_error(r: float):
         return ReadoutError([[1 - r, r], [r, 1 - r]])
 
     if params.per_qubit is None:
-        model.add_all_qubit_quantum_error(one_qubit(params.p1, params.t1_s, params.t2_s, params.time_1q_s), ["sx", "x"])
+        model.add_all_qubit_quantum_error(
+            one_qubit(params.p1, params.t1_s, params.t2_s, params.time_1q_s), ["sx", "x"]
+        )
         if num_qubits > 1:
-            error = two_qubit(params.p2, params.t1_s, params.t2_s, params.t1_s, params.t2_s, params.time_2q_s)
+            error = two_qubit(
+                params.p2, params.t1_s, params.t2_s, params.t1_s, params.t2_s, params.time_2q_s
+            )
             model.add_all_qubit_quantum_error(error, ["cx"])
         if params.readout > 0:
             model.add_all_qubit_readout_error(readout_error(params.readout))
         return model
     qubit = [params.qubit(q) for q in range(num_qubits)]
     for q, v in enumerate(qubit):
-        model.add_quantum_error(one_qubit(v["p1"], v["t1_s"], v["t2_s"], v["time_1q_s"]), ["sx", "x"], [q])
+        model.add_quantum_error(
+            one_qubit(v["p1"], v["t1_s"], v["t2_s"], v["time_1q_s"]), ["sx", "x"], [q]
+        )
         if v["readout"] > 0:
             model.add_readout_error(readout_error(v["readout"]), [q])
     for a in range(num_qubits):
@@ -434,7 +442,12 @@ def build_noise_model(params: NoiseParams, num_qubits: int):
                 continue
             pair = params.pair(a, b)
             error = two_qubit(
-                pair["p2"], qubit[a]["t1_s"], qubit[a]["t2_s"], qubit[b]["t1_s"], qubit[b]["t2_s"], pair["time_2q_s"]
+                pair["p2"],
+                qubit[a]["t1_s"],
+                qubit[a]["t2_s"],
+                qubit[b]["t1_s"],
+                qubit[b]["t2_s"],
+                pair["time_2q_s"],
             )
             model.add_quantum_error(error, "cx", [a, b])
     return model

@@ -103,12 +103,18 @@ def run_batch(arena, job: SimulationJob, batch: Batch) -> BatchDone:
     keys: list[str] = []
     try:
         for step, states in enumerate(per_step):
-            keys.append(arena.put(to_snapshot(states, job.store), run=job.run_name, step=step, batch=batch.index))
+            keys.append(
+                arena.put(
+                    to_snapshot(states, job.store), run=job.run_name, step=step, batch=batch.index
+                )
+            )
     except BaseException:
         for key in keys:
             arena.release(key)
         raise
-    return BatchDone(batch.index, batch.size, tuple(keys), simulated - started, time.perf_counter() - simulated)
+    return BatchDone(
+        batch.index, batch.size, tuple(keys), simulated - started, time.perf_counter() - simulated
+    )
 
 
 class LocalExecutor:
