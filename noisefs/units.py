@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from fractions import Fraction
 
 from noisefs.errors import InputError
 
@@ -62,18 +63,24 @@ def parse_size(text: str | int) -> int:
         if text < 0:
             raise InputError(f"size {text} is negative")
         return text
-    value, unit = _split(text, "size")
+    match = _NUMBER_WITH_UNIT.match(str(text))
+    if not match:
+        raise InputError(f"cannot read size {text!r}")
+    unit = match.group(2)
     factor = _SIZE_UNITS.get(unit.lower())
     if factor is None:
         raise InputError(
             f"unknown size unit {unit!r} in {text!r} (use B, KiB, MiB, GiB, kB, MB, GB)"
         )
-    if value < 0:
+    # exact arithmetic: '9007199254740993' must not round through a float
+    total = Fraction(match.group(1)) * factor
+    if total < 0:
         raise InputError(f"size {text!r} is negative")
-    total = value * factor
-    if total != math.floor(total) and abs(total - round(total)) > 1e-6 * max(1.0, total):
+    if total.denominator != 1:
         raise InputError(f"size {text!r} is not a whole number of bytes")
-    return int(round(total))
+    if total >= 2**63:
+        raise InputError(f"size {text!r} is too large")
+    return int(total)
 
 
 def parse_duration(text: str | float | int) -> float:

@@ -23,9 +23,6 @@ def test_size_int_and_decimal_string_round_trip(n):
     assert parse_size(f"{n}B") == n
 
 
-@pytest.mark.xfail(
-    strict=True, reason="parse_size reads digits through float: exact only up to 2**53 bytes"
-)
 def test_size_strings_above_2_53_are_exact():
     assert parse_size(str(2**53 + 1)) == 2**53 + 1
 
