@@ -6,9 +6,10 @@ the data is page-aligned and can be mapped straight into a numpy array (no pickl
     b"NOISEFS1" | u32 little-endian length | JSON {version, key, dtype, shape, nbytes,
     checksum, block} | zero padding to 4096
 
-The checksum is xxh3-64 over the list of xxh3-64 digests of 4 MiB blocks (the block size is recorded in the header) (and the byte
-count). Blocks make it cheap to compute while each block is still in cache right after it
-was copied, and let large arrays be copied and hashed by several threads at once (numpy's
+The checksum is xxh3-64 over the byte count and the xxh3-64 digests of 512 KiB blocks (the
+block size is recorded in the header). Blocks smaller than a core's L2 cache are hashed
+while still in cache right after they were copied (measured: 64 MiB put + get + release
+0.63-0.74x memcpy with 4 MiB blocks, 0.77-0.83x with 512 KiB), and let large arrays be copied and hashed by several threads at once (numpy's
 copy and xxhash both release the GIL).
 """
 
@@ -29,7 +30,7 @@ HEADER_BYTES = 4096
 PAGE = 4096
 MAGIC = b"NOISEFS1"
 VERSION = 1
-BLOCK = 4 << 20
+BLOCK = 512 << 10
 PARALLEL_MIN = 4 << 20
 
 _pool: ThreadPoolExecutor | None = None
