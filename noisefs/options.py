@@ -145,8 +145,22 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
             out[name] = Path(values.pop(name)).expanduser()
     if "snapshots" in values:
         out["snapshots"] = str(values.pop("snapshots"))
+    if "scheduler" in values:
+        out["scheduler"] = _scheduler(str(values.pop("scheduler")))
     out.update(values)
     return RunOptions(**out)
+
+
+def _scheduler(address: str) -> str:
+    """``--scheduler``: refused with a clear message while Dask execution is not built."""
+    import importlib.util
+
+    if importlib.util.find_spec("noisefs.distributed") is None:
+        raise InputError(
+            f"--scheduler {address}: running on a Dask cluster is not available in this version "
+            "of noisefs; use --workers N for local processes"
+        )
+    return address
 
 
 def default_output(circuit: Path) -> Path:

@@ -83,6 +83,11 @@ BAD_INPUTS = {
     "bad_quota": ("ok.qasm", circuits.GHZ4, ["--quota", "lots"]),
     "bad_snapshots": ("ok.qasm", circuits.GHZ4, ["--snapshots", "sometimes"]),
     "missing_file": (None, None, []),
+    "scheduler_without_dask_support": (
+        "ok.qasm",
+        circuits.GHZ4,
+        ["--scheduler", "tcp://127.0.0.1:1"],
+    ),
 }
 
 
