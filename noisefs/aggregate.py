@@ -134,10 +134,14 @@ class Aggregator:
             return None
         out = np.empty((self.num_steps,) + self.rho_sum[0].shape, dtype=np.complex128)
         for step, upper in enumerate(self.rho_sum):
-            # the strict lower triangle of a running sum is always zero (see _add_upper)
-            full = upper + upper.conj().T
+            # In place, no temporaries (at 12 qubits each one is 256 MiB). The strict lower
+            # triangle of a running sum is always zero (see _add_upper), so U + U† is ρ
+            # with its diagonal doubled.
+            full = out[step]
+            np.conjugate(upper.T, out=full)
+            full += upper
             full[np.diag_indices_from(full)] = upper.diagonal().real
-            out[step] = full / max(1, self.count[step])
+            full /= max(1, self.count[step])
         return out
 
     def probabilities(self) -> np.ndarray:
@@ -163,8 +167,8 @@ class Aggregator:
             "z_sqsum": self.z_sqsum,
             "count": self.count,
         }
-        if self.density != "none":
-            state["rho_sum"] = np.stack(self.rho_sum)
+        if self.density != "none":  # one array per step: no stacked copy of every sum
+            state.update({f"rho_sum_{i}": upper for i, upper in enumerate(self.rho_sum)})
         return state
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -173,5 +177,9 @@ class Aggregator:
         self.z_sqsum = np.array(state["z_sqsum"], dtype=np.float64)
         self.count = np.array(state["count"], dtype=np.int64)
         if self.density != "none":
-            stacked = state["rho_sum"]
-            self.rho_sum = [np.asfortranarray(stacked[i]) for i in range(self.num_steps)]
+            if "rho_sum" in state:  # checkpoints of noisefs 0.1.0 stacked the sums
+                state = {f"rho_sum_{i}": s for i, s in enumerate(state["rho_sum"])}
+            self.rho_sum = [
+                np.asfortranarray(state[f"rho_sum_{i}"], dtype=np.complex128)
+                for i in range(self.num_steps)
+            ]

@@ -53,7 +53,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
     with data:
         header = json.loads(str(data["header"]))
         state = {
-            name.removeprefix("state_"): np.array(data[name])
+            name.removeprefix("state_"): data[name]  # each access reads a fresh array
             for name in data.files
             if name.startswith("state_")
         }

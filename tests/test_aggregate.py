@@ -76,6 +76,19 @@ def test_state_round_trip_is_exact():
     assert np.array_equal(agg.z_stderr(), copy.z_stderr())
 
 
+def test_checkpoint_state_of_version_0_1_0_with_stacked_sums_loads():
+    rng = np.random.default_rng(5)
+    agg = Aggregator(2, 2)
+    agg.fold_states(0, random_states(rng, 3, 2))
+    agg.fold_states(1, random_states(rng, 4, 2))
+    state = agg.state()
+    old = {k: v for k, v in state.items() if not k.startswith("rho_sum_")}
+    old["rho_sum"] = np.stack([state["rho_sum_0"], state["rho_sum_1"]])
+    copy = Aggregator(2, 2)
+    copy.load_state(old)
+    assert np.array_equal(agg.rho(), copy.rho())
+
+
 def test_probabilities_only_mode_keeps_no_matrix():
     agg = Aggregator(2, 1, density="none")
     agg.fold_states(0, np.array([[1, 0, 0, 0], [0, 0, 0, 1]], dtype=complex))
