@@ -21,6 +21,10 @@ from noisefs.arena.paths import allocated_bytes, unlink_quiet
 
 META_INODES = 4  # data/, owners/, ledger.db, ledger.db-journal (counted even while absent)
 META_SLACK = 512 * 1024  # ledger growth between two measurements (journal, new pages), dir blocks
+# what one transaction may add to the ledger (a row, its index entries, a split page), charged
+# twice like the ledger itself: admission keeps this much room so the charged total stays
+# within the quota after the transaction too
+LEDGER_GROWTH = 2 * 8 * 4096
 FREE_FRACTION = 0.25  # the free list keeps at most this share of the quota
 SPILL_KEEP_FREE = 0.05  # default spill bound: keep 5 % of that filesystem free
 
@@ -174,7 +178,7 @@ class Admission:
     def _new_tmpfs(self, conn, c, meta, alloc, meta_row, key_prefix) -> Placement | None:
         a = self.arena
         used_bytes, used_files = self.charged(c, meta)
-        short_bytes = used_bytes + alloc - a.quota_bytes
+        short_bytes = used_bytes + alloc + LEDGER_GROWTH - a.quota_bytes
         short_files = used_files + 1 - a.max_files
         room_bytes, room_files, _ = fs_room(a._root_fd, conn, "tmpfs")
         short_bytes = max(short_bytes, alloc - room_bytes)
@@ -197,6 +201,14 @@ class Admission:
             return None
         if a._spill_blocked_until > time.monotonic():
             return None
+        # a spilled snapshot still adds a ledger row on the tmpfs: the ledger's growth must
+        # fit the quota like everything else under the root
+        over = self.charged(c, meta_bytes(a._root_fd))[0] + LEDGER_GROWTH - a.quota_bytes
+        if over > 0:
+            if over > c["free_bytes"]:
+                return None
+            a._forget_slots(evict_free(conn, a._data_fd, over, 0))
+            c = ledger.counters(conn)
         spill_fd = a._spill_fd(create=True)
         room_bytes, room_files, _ = fs_room(spill_fd, conn, "spill")
         if alloc > room_bytes or room_files < 1:

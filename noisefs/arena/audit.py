@@ -79,9 +79,7 @@ def figures(arena, conn) -> dict:
     }
 
 
-def _listing(fd: int | None) -> dict[str, os.stat_result]:
-    if fd is None:
-        return {}
+def _listing(fd: int) -> dict[str, os.stat_result]:
     out = {}
     for name in os.listdir(fd):
         try:
@@ -141,6 +139,8 @@ def gc(arena, dry_run: bool = False) -> dict:
             if not dry_run:
                 drop_rows(arena, conn, stray)
             _files_vs_rows(arena, conn, report, dry_run, now)
+        if not dry_run:  # give the pages of deleted rows back to the tmpfs
+            arena._ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
     finally:
         for fd in held:
             os.close(fd)
@@ -151,7 +151,9 @@ def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
     rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state FROM snapshots").fetchall()
     known = {(r[1], r[2]) for r in rows}
     tiers = {"tmpfs": arena._data_fd, "spill": arena._spill_fd(create=False)}
-    listings = {tier: _listing(fd) for tier, fd in tiers.items()}
+    # a tier whose directory cannot be opened is not listed at all: its rows are never
+    # taken for rows whose file vanished (an unmounted or renamed spill dir loses nothing)
+    listings = {tier: _listing(fd) for tier, fd in tiers.items() if fd is not None}
     for tier, listing in listings.items():
         for name, st in listing.items():
             if (tier, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
@@ -166,7 +168,9 @@ def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
                 if stat.S_ISDIR(st.st_mode):
                     continue  # never recurse into something we did not make
                 unlink_quiet(name, tiers[tier])
-    missing = [r[:4] for r in rows if r[4] != "writing" and r[2] not in listings[r[1]]]
+    missing = [
+        r[:4] for r in rows if r[4] != "writing" and r[1] in listings and r[2] not in listings[r[1]]
+    ]
     report["missing_files"] += len(missing)
     if not dry_run:
         drop_rows(arena, conn, missing, unlink=False)

@@ -84,8 +84,13 @@ class Ledger:
         self.db_path = db_path
         self._local = threading.local()
         self._create = create
+        if create:
+            _private_file(db_path)
         conn = self.conn()
         if create:
+            # deleted rows' pages go back to the filesystem (gc runs incremental_vacuum), so
+            # a burst of spilled snapshots does not leave the ledger large for good
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             with self.transaction() as c:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
@@ -143,6 +148,21 @@ class Ledger:
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
         self._local = threading.local()
+
+
+def _private_file(path: str) -> None:
+    """Create the database (and fix an existing one) with mode 0600 before SQLite opens it:
+    SQLite gives its journal the database file's mode."""
+    for name in (path, path + "-journal"):
+        flags = os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if name == path else 0)
+        try:
+            fd = os.open(name, flags, 0o600)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
 
 
 def counters(conn: sqlite3.Connection) -> dict[str, int]:

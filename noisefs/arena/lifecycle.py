@@ -54,6 +54,15 @@ def register_owner(arena) -> None:
             conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
             ledger.bump(conn, owner_files=-1)
         raise
+    with arena._ledger.transaction() as conn:
+        if conn.execute("SELECT 1 FROM owners WHERE id = ?", (owner_id,)).fetchone() is None:
+            # stalled past the start-up grace between row and lock file, another process's
+            # gc took this owner for dead: register again, now that the lock is held
+            owner_id = conn.execute(
+                "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
+                (os.getpid(), name, time.time()),
+            ).lastrowid
+            ledger.bump(conn, owner_files=1)
     arena._owner_id = owner_id
     arena._lock_name = name
 

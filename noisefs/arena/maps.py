@@ -5,7 +5,9 @@ tear down), so the mappings of recycled free-list files are kept: putting into a
 slot, or getting a snapshot this process already mapped, touches no page tables. Slot names
 are never reused, so a cached mapping always shows the file its name refers to. Entries
 are dropped when this process unlinks the file; a file unlinked by another process stays
-pinned (invisible to ``du``, visible to ``df``) until it ages out of this small LRU.
+pinned (invisible to ``du``, visible to ``df``) until it ages out of this small LRU, whose
+byte budget is the free list's share of the quota. A recycled slot is reused through its
+cached map only when the file's inode is the one mapped.
 """
 
 from __future__ import annotations
@@ -23,26 +25,31 @@ class MapCache:
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._maps: OrderedDict[tuple[str, bool], mmap.mmap] = OrderedDict()
+        # (slot, writable) -> (map, inode of the mapped file)
+        self._maps: OrderedDict[tuple[str, bool], tuple[mmap.mmap, int]] = OrderedDict()
         self._bytes = 0
 
-    def get(self, slot: str, writable: bool) -> mmap.mmap | None:
+    def get(self, slot: str, writable: bool, inode: int | None = None) -> mmap.mmap | None:
+        """The cached map of ``slot``; with ``inode``, only if it maps that very file."""
         with self._lock:
-            mm = self._maps.get((slot, writable))
-            if mm is not None:
-                self._maps.move_to_end((slot, writable))
-            return mm
+            entry = self._maps.get((slot, writable))
+            if entry is None or (inode is not None and entry[1] != inode):
+                return None
+            self._maps.move_to_end((slot, writable))
+            return entry[0]
 
-    def put(self, slot: str, writable: bool, mm: mmap.mmap) -> None:
+    def put(self, slot: str, writable: bool, mm: mmap.mmap, inode: int = 0) -> None:
         with self._lock:
             old = self._maps.pop((slot, writable), None)
             if old is not None:
-                self._bytes -= len(old)
-            self._maps[(slot, writable)] = mm
+                self._bytes -= len(old[0])
+            if len(mm) > self.max_bytes:
+                return  # never cached: it would pin more than the whole budget
+            self._maps[(slot, writable)] = (mm, inode)
             self._bytes += len(mm)
             while self._maps and (len(self._maps) > MAX_ENTRIES or self._bytes > self.max_bytes):
                 _, dropped = self._maps.popitem(last=False)
-                self._bytes -= len(dropped)
+                self._bytes -= len(dropped[0])
 
     def slots(self) -> set[str]:
         with self._lock:
@@ -52,9 +59,9 @@ class MapCache:
         with self._lock:
             for slot in slots:
                 for writable in (True, False):
-                    mm = self._maps.pop((slot, writable), None)
-                    if mm is not None:
-                        self._bytes -= len(mm)
+                    entry = self._maps.pop((slot, writable), None)
+                    if entry is not None:
+                        self._bytes -= len(entry[0])
 
     def clear(self) -> None:
         with self._lock:

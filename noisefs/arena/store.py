@@ -12,8 +12,8 @@ must open its own ``Arena(root=...)``; any call on the inherited handle raises
 ``ArenaError``. A handle may be shared by the threads of its process.
 
 Consumers release what they consume. Releasing a key invalidates views of it held by
-*other* processes (its file may be recycled); views held by this process stay valid
-(their file is unlinked rather than recycled).
+*other* processes (its file may be recycled); views held by this process, and every numpy
+view derived from them, stay valid (their file is unlinked rather than recycled).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import audit, ledger, lifecycle, owners, snapfile, tiers
+from noisefs.arena import audit, ledger, lifecycle, owners, snapfile, tiers, views
 from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
@@ -130,8 +130,7 @@ class Arena:
         self._spill_dir_fd: int | None = None
         self._spill_blocked_until = 0.0
         self._maps = MapCache()
-        self._views: dict[str, list[weakref.ref]] = {}
-        self._views_lock = threading.Lock()
+        self._spill_lock = threading.Lock()
         try:
             self._data_fd = open_subdir(self._root_fd, "data", self.root, create=_register)
             self._fds.append(self._data_fd)
@@ -147,21 +146,23 @@ class Arena:
             with self._ledger.transaction() as conn:
                 found = ledger.get_settings(conn)
                 stored = {**DEFAULT_SETTINGS, **found, **explicit}
-                self.quota_bytes = int(stored["quota_bytes"])
-                self.max_files = int(stored["max_files"])
-                sq = stored["spill_quota_bytes"]
-                self.spill_quota_bytes = None if sq is None else int(sq)
-                self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+                # the spill dir is resolved once, by the creator, and stored: every process
+                # (whatever its $XDG_CACHE_HOME) must look for spilled snapshots in one place
+                stored["spill_dir"] = str(stored["spill_dir"] or default_spill_dir(self.root))
+                moved = found.get("spill_dir") not in (None, stored["spill_dir"])
+                if moved and ledger.counters(conn)["spill_files"]:
+                    raise ArenaError(
+                        f"arena {self.root} holds spilled snapshots in {found['spill_dir']}; it cannot "
+                        f"spill to {stored['spill_dir']} until they are consumed (or reclaimed by "
+                        "`noisefs gc`); leave --spill out to use the arena's own"
+                    )
+                self._apply_settings(stored)
                 self._check_minimum()  # before storing: a refused value is never kept
-                if explicit or set(DEFAULT_SETTINGS) - set(found):
+                if any(found.get(k) != stored[k] for k in DEFAULT_SETTINGS):
                     ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
             self._admission = Admission(self)
             # spill files carry this tag: gc touches only its own arena's files in a shared dir
             self.spill_tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
-            # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
-            self._maps.max_bytes = int(
-                min(MAX_BYTES, max(64 << 20, self.quota_bytes * FREE_FRACTION))
-            )
             self._closed = False
             if _auto_gc:
                 audit.gc(self)
@@ -173,6 +174,22 @@ class Arena:
                 self._ledger.close()
             self._close_fds()
             raise
+
+    def _apply_settings(self, stored: dict) -> None:
+        self.quota_bytes = int(stored["quota_bytes"])
+        self.max_files = int(stored["max_files"])
+        sq = stored["spill_quota_bytes"]
+        self.spill_quota_bytes = None if sq is None else int(sq)
+        self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+        # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
+        self._maps.max_bytes = int(min(MAX_BYTES, self.quota_bytes * FREE_FRACTION))
+
+    def _refresh_settings(self, conn) -> None:
+        """Adopt bounds another process stored since this handle opened (one small query)."""
+        found = ledger.get_settings(conn)
+        if found.get("spill_dir") not in (None, str(self.spill_dir)):
+            found["spill_dir"] = str(self.spill_dir)  # an open handle keeps its spill dir
+        self._apply_settings({**DEFAULT_SETTINGS, **found})
 
     @classmethod
     def open_existing(cls, root=None) -> Arena:
@@ -261,7 +278,7 @@ class Arena:
 
     def _spill_fd(self, create: bool) -> int | None:
         """The spill directory's fd, opened (and created when asked) on first need."""
-        with self._views_lock:
+        with self._spill_lock:
             if self._spill_dir_fd is None:
                 try:
                     self._spill_dir_fd = open_private_dir(
@@ -310,12 +327,13 @@ class Arena:
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
         while True:
             with self._ledger.transaction() as conn:
+                self._refresh_settings(conn)
                 placement = self._admission.place(
                     conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
                 )
             if placement is not None:
                 try:
-                    check = self._write(placement, arr, src)
+                    self._publish(placement, self._write(placement, arr, src))
                 except tiers.NoRoom as exc:
                     self._rollback(placement)
                     if placement.tier == "tmpfs":
@@ -324,10 +342,17 @@ class Arena:
                         self._spill_blocked_until = time.monotonic() + 0.25
                         log.info("spill tier full (%s); waiting for room", exc)
                     continue
+                except tiers.StaleSlot:
+                    log.warning(
+                        "arena %s: dropping free-list row of vanished file %s",
+                        self.root,
+                        placement.slot,
+                    )
+                    self._rollback(placement)
+                    continue
                 except BaseException:
                     self._rollback(placement)
                     raise
-                self._publish(placement, check)
                 return placement.key
             now = time.monotonic()
             if now >= deadline:
@@ -415,21 +440,13 @@ class Arena:
         if row is None or row[8] != "ready":
             raise KeyError(key)
         view = tiers.read_verified(self._maps, self._tier_fd(row[1]), key, row)
-        with self._views_lock:
-            refs = [r for r in self._views.get(key, []) if r() is not None]
-            refs.append(weakref.ref(view))
-            self._views[key] = refs
+        views.track(str(self.root), key, view)
         return view
-
-    def _live_view(self, key: str) -> bool:
-        with self._views_lock:
-            refs = [r for r in self._views.pop(key, []) if r() is not None]
-        return bool(refs)
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
         self._check()
-        live = self._live_view(key)
+        live = views.held(str(self.root), key)
         with self._ledger.transaction() as conn:
             row = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)

@@ -19,11 +19,16 @@ import numpy as np
 from noisefs.arena import snapfile
 from noisefs.arena.maps import MapCache, map_file
 from noisefs.arena.paths import FILE_FLAGS
-from noisefs.errors import ArenaError, CorruptSnapshot
+from noisefs.errors import CorruptSnapshot
 
 
 class NoRoom(Exception):
     """A filesystem said ENOSPC (or EDQUOT) while a reserved file was written."""
+
+
+class StaleSlot(Exception):
+    """A free-list row whose file is gone or is not a proper slot file (e.g. the unlinks of
+    an eviction that was rolled back): the row is dead and must be dropped."""
 
 
 def _no_room(exc: OSError) -> bool:
@@ -32,11 +37,17 @@ def _no_room(exc: OSError) -> bool:
 
 def write_tmpfs(maps: MapCache, data_fd: int, p, arr: np.ndarray, src: np.ndarray) -> int:
     """Write ``src`` (flat uint8 bytes of ``arr``) into tmpfs slot ``p``; return its checksum."""
-    mm = maps.get(p.slot, True) if p.recycled else None
-    if mm is None:
-        flags = os.O_RDWR | FILE_FLAGS | (0 if p.recycled else os.O_CREAT | os.O_EXCL)
+    flags = os.O_RDWR | FILE_FLAGS | (0 if p.recycled else os.O_CREAT | os.O_EXCL)
+    try:
         fd = os.open(p.slot, flags, 0o600, dir_fd=data_fd)
-        try:
+    except FileNotFoundError:
+        if p.recycled:
+            raise StaleSlot(p.slot) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        mm = maps.get(p.slot, True, st.st_ino) if p.recycled else None
+        if mm is None:
             if not p.recycled:
                 try:  # every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
                     os.posix_fallocate(fd, 0, p.alloc)
@@ -44,12 +55,12 @@ def write_tmpfs(maps: MapCache, data_fd: int, p, arr: np.ndarray, src: np.ndarra
                     if _no_room(exc):
                         raise NoRoom(str(exc)) from exc
                     raise
-            elif os.fstat(fd).st_size != p.alloc:
-                raise ArenaError(f"free-list file {p.slot} has the wrong size")
+            elif st.st_size != p.alloc or st.st_blocks * 512 < p.alloc:
+                raise StaleSlot(p.slot)  # not the fully allocated file this row describes
             mm = map_file(fd, p.alloc, writable=True)
-        finally:
-            os.close(fd)
-        maps.put(p.slot, True, mm)
+            maps.put(p.slot, True, mm, st.st_ino)
+    finally:
+        os.close(fd)
     check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
     mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(
         p.key, arr.dtype, arr.shape, src.size, check
@@ -92,19 +103,23 @@ def read_verified(maps: MapCache, dir_fd: int | None, key: str, row) -> np.ndarr
     _, tier, slot, _, nbytes, dtype, shape, check, *_ = row
     mm = maps.get(slot, False) if tier == "tmpfs" else None
     if mm is None:
+        if dir_fd is None:  # the tier's directory is gone: never fall back to the cwd
+            raise CorruptSnapshot(f"snapshot {key}: the {tier} directory holding {slot} is missing")
         try:
             fd = os.open(slot, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
         except FileNotFoundError:
             raise CorruptSnapshot(f"snapshot {key}: its file {slot} is missing") from None
         try:
-            size = os.fstat(fd).st_size
-            if size < snapfile.HEADER_BYTES + nbytes:
-                raise CorruptSnapshot(f"snapshot {key}: file {slot} is truncated ({size} bytes)")
-            mm = map_file(fd, size, writable=False, populate=tier == "tmpfs")
+            st = os.fstat(fd)
+            if st.st_size < snapfile.HEADER_BYTES + nbytes:
+                raise CorruptSnapshot(
+                    f"snapshot {key}: file {slot} is truncated ({st.st_size} bytes)"
+                )
+            mm = map_file(fd, st.st_size, writable=False, populate=tier == "tmpfs")
         finally:
             os.close(fd)
         if tier == "tmpfs":
-            maps.put(slot, False, mm)
+            maps.put(slot, False, mm, st.st_ino)
     header = snapfile.decode_header(mm, key)
     expected = (check + (1 << 64)) if check < 0 else check  # SQLite stores it signed
     if (
