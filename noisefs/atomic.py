@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from noisefs.errors import InputError, OutputError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
@@ -35,3 +37,31 @@ def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryI
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def check_writable(path: str | os.PathLike, option: str = "--output") -> None:
+    """Raise ``InputError`` now, before any work, when ``path`` could not be written later."""
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{option} {target} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise InputError(f"{option} {target}: directory {target.parent} does not exist")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+    except OSError as exc:
+        raise InputError(
+            f"{option} {target}: cannot write in {target.parent}: {exc.strerror}"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike, what: str = "result file") -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into a one-line :class:`OutputError`."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"could not write the {what} {path}: {exc.strerror or exc}") from exc

@@ -17,8 +17,10 @@ import numpy as np
 
 from noisefs import __version__
 from noisefs.aggregate import Aggregator
+from noisefs.atomic import check_writable, writing
 from noisefs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from noisefs.errors import InputError, TooLargeError
+from noisefs.errors import InputError, NoiseParameterError, TooLargeError
+from noisefs.interrupts import DeferredInterrupts
 from noisefs.options import RunOptions, default_batch
 from noisefs.progress import Progress
 from noisefs.result import Result
@@ -51,6 +53,7 @@ class TrajectoryRun:
         self.noise = noise
         self.show_progress = show_progress
         self.timing: dict[str, float] = {}
+        self._folding = False  # True while a batch is between its first and last fold
         self.arena_peaks = {
             "peak_bytes": 0,
             "peak_files": 0,
@@ -71,7 +74,10 @@ class TrajectoryRun:
         )
         circuit = self.prepared.circuit
         n = self.num_qubits = self.prepared.num_qubits
-        self.noise.validate(n)
+        try:
+            self.noise.validate(n)
+        except NoiseParameterError as exc:
+            raise NoiseParameterError(f"{opts.circuit}: {exc}") from None
         self.noise_model = build_noise_model(self.noise, n)
         self.steps = snapshot_points(circuit, opts.snapshots)
         self.circuit_with_saves, labels = insert_saves(circuit, self.steps)
@@ -138,6 +144,8 @@ class TrajectoryRun:
 
     def execute(self) -> Result:
         started = time.perf_counter()
+        if self.options.output is not None:
+            check_writable(self.options.output)
         self._prepare()
         opts = self.options
         aggregator = Aggregator(self.num_qubits, len(self.steps), self.density, opts.keep_qubits)
@@ -157,8 +165,17 @@ class TrajectoryRun:
         fold_started = time.perf_counter()
         try:
             self._simulate_and_fold(job, [b for b in batches if not done[b.index]], aggregator)
-        except BaseException:
-            self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+        except BaseException as exc:
+            if self._folding:  # a batch is half folded: keep the last consistent checkpoint
+                log.warning("stopped in the middle of folding a batch; not checkpointing")
+            else:
+                self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+            if isinstance(exc, KeyboardInterrupt) and opts.output is not None:
+                folded = int(aggregator.count[-1]) if aggregator.count.size else 0
+                raise KeyboardInterrupt(
+                    f"{folded} of {opts.trajectories} trajectories folded; rerun the same command "
+                    "with --resume to continue"
+                ) from None
             raise
         self.timing["run_s"] = time.perf_counter() - fold_started
         result = self._result(aggregator)
@@ -166,7 +183,8 @@ class TrajectoryRun:
             write_started = time.perf_counter()
             self.timing["total_s"] = elapsed_before + time.perf_counter() - started
             result.meta["timing"] = dict(self.timing)
-            result.save(opts.output)
+            with writing(opts.output):
+                result.save(opts.output)
             self.timing["write_s"] = time.perf_counter() - write_started
             checkpoint_path(opts.output).unlink(missing_ok=True)
         self.timing["total_s"] = elapsed_before + time.perf_counter() - started
@@ -228,46 +246,54 @@ class TrajectoryRun:
             queue = list(reversed(pending))
             in_flight: set = set()
             stop = False
+            interrupts = DeferredInterrupts()
             try:
-                while queue or in_flight:
-                    while queue and not stop and len(in_flight) < executor.slots:
-                        in_flight.add(executor.submit(queue.pop()))
-                    finished, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        batch_done: BatchDone = future.result()
-                        fold_started = time.perf_counter()
-                        self._fold(arena, executor, batch_done, aggregator)
-                        fold_s += time.perf_counter() - fold_started
-                        self.timing["simulate_s"] = (
-                            self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
+                with interrupts:
+                    while queue or in_flight:
+                        interrupts.check()  # here every batch is folded whole or not at all
+                        while queue and not stop and len(in_flight) < executor.slots:
+                            in_flight.add(executor.submit(queue.pop()))
+                        finished, in_flight = wait(
+                            in_flight, timeout=0.25, return_when=FIRST_COMPLETED
                         )
-                        self.timing["store_s"] = (
-                            self.timing.get("store_s", 0.0) + batch_done.store_s
-                        )
-                        self.done[batch_done.index] = True
-                        progress.advance(batch_done.size, self._sample(arena))
-                    if (
-                        opts.target_tol is not None
-                        and not stop
-                        and self._tolerance_reached(aggregator)
-                    ):
-                        stop = True
-                        queue.clear()
-                    if (
-                        opts.output is not None
-                        and time.monotonic() - last_checkpoint > checkpoint_interval
-                    ):
-                        write_started = time.perf_counter()
-                        self._checkpoint(aggregator, self.timing.get("simulate_s", 0.0))
-                        # never spend more than ~10 % of the run writing checkpoints
-                        checkpoint_interval = max(
-                            opts.checkpoint_interval_s, 10 * (time.perf_counter() - write_started)
-                        )
-                        last_checkpoint = time.monotonic()
+                        for future in finished:
+                            batch_done: BatchDone = future.result()
+                            fold_started = time.perf_counter()
+                            self._fold(arena, executor, batch_done, aggregator)
+                            fold_s += time.perf_counter() - fold_started
+                            self.timing["simulate_s"] = (
+                                self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
+                            )
+                            self.timing["store_s"] = (
+                                self.timing.get("store_s", 0.0) + batch_done.store_s
+                            )
+                            self.done[batch_done.index] = True
+                            progress.advance(batch_done.size, self._sample(arena))
+                        if (
+                            opts.target_tol is not None
+                            and not stop
+                            and self._tolerance_reached(aggregator)
+                        ):
+                            stop = True
+                            queue.clear()
+                        if (
+                            opts.output is not None
+                            and time.monotonic() - last_checkpoint > checkpoint_interval
+                        ):
+                            write_started = time.perf_counter()
+                            self._checkpoint(aggregator, self.timing.get("simulate_s", 0.0))
+                            # never spend more than ~10 % of the run writing checkpoints
+                            checkpoint_interval = max(
+                                opts.checkpoint_interval_s,
+                                10 * (time.perf_counter() - write_started),
+                            )
+                            last_checkpoint = time.monotonic()
             except BaseException:
                 for future in in_flight:
                     future.cancel()
-                self._drain(arena, executor, in_flight)
+                # batches already running finish; then nothing of this run may stay behind
+                executor.shutdown()
+                self._release_run(arena, job.run_name)
                 raise
             finally:
                 executor.shutdown()
@@ -288,30 +314,32 @@ class TrajectoryRun:
         return LocalExecutor(arena, job)
 
     def _fold(self, arena, executor, batch_done: BatchDone, aggregator: Aggregator) -> None:
+        """Fold one batch whole: every snapshot is fetched and verified before the first
+        sum changes, so an error leaves the sums as they were."""
         if executor.needs_adopt:
             arena.adopt(list(batch_done.keys))
         fold = (
             aggregator.fold_densities if self.options.store == "dense" else aggregator.fold_states
         )
-        for step, key in enumerate(batch_done.keys):
-            view = arena.get(key)
+        views = [arena.get(key) for key in batch_done.keys]
+        self._folding = True
+        for step, view in enumerate(views):
             fold(step, view)
-            del view  # drop the mapping before the snapshot's pages are recycled
+        self._folding = False
+        del views, view  # drop the mappings before the snapshots' pages are recycled
+        for key in batch_done.keys:
             arena.release(key)
 
-    def _drain(self, arena, executor, in_flight: set) -> None:
-        """After an error or interrupt: release the snapshots of batches that finished anyway."""
-        for future in in_flight:
-            if future.cancelled() or not future.done() or future.exception() is not None:
-                continue
+    def _release_run(self, arena, run_name: str) -> None:
+        """After an error or interrupt: release every snapshot this run left in the arena
+        (batches that finished after the stop included)."""
+        for key in arena.keys(run=run_name):
             try:
-                keys = list(future.result().keys)
-                if executor.needs_adopt:
-                    arena.adopt(keys)
-                for key in keys:
-                    arena.release(key)
-            except Exception:  # noqa: BLE001 - best effort; gc reclaims the rest
-                log.debug("could not release a finished batch", exc_info=True)
+                arena.release(key)
+            except KeyError:
+                pass
+            except Exception:  # noqa: BLE001 - best effort; the error being raised matters more
+                log.debug("could not release %s", key, exc_info=True)
 
     def _sample(self, arena) -> dict:
         """Track this run's arena figures: peaks (exact when the arena's own peak moved during
@@ -327,6 +355,21 @@ class TrajectoryRun:
         peaks["spilled_files"] = int(stats["spilled_total_files"] - start["spilled_total_files"])
         return stats
 
+    def _target_reached(self, aggregator: Aggregator) -> bool | None:
+        """Whether ``--target-tol`` was met (None without one); warns when it was not."""
+        if self.options.target_tol is None:
+            return None
+        reached = bool(np.all(aggregator.z_stderr() <= self.options.target_tol))
+        if not reached:
+            log.warning(
+                "--target-tol %g not reached: largest <Z> standard error %.3g after %d trajectories; "
+                "raise --trajectories",
+                self.options.target_tol,
+                float(np.max(aggregator.z_stderr())),
+                int(aggregator.count[-1]),
+            )
+        return reached
+
     def _tolerance_reached(self, aggregator: Aggregator) -> bool:
         if aggregator.count[-1] < MIN_TRAJECTORIES_FOR_TOL:
             return False
@@ -335,17 +378,17 @@ class TrajectoryRun:
     def _checkpoint(self, aggregator: Aggregator, elapsed_s: float) -> None:
         if self.options.output is None or not hasattr(self, "done") or not self.done.any():
             return
-        save_checkpoint(
-            checkpoint_path(self.options.output),
-            Checkpoint(
-                self._fingerprint(),
-                self.seed,
-                self.batch_size,
-                self.done.copy(),
-                aggregator.state(),
-                elapsed_s,
-            ),
+        path = checkpoint_path(self.options.output)
+        checkpoint = Checkpoint(
+            self._fingerprint(),
+            self.seed,
+            self.batch_size,
+            self.done.copy(),
+            aggregator.state(),
+            elapsed_s,
         )
+        with writing(path, "checkpoint"):
+            save_checkpoint(path, checkpoint)
 
     # -- the result ----------------------------------------------------------------------
 
@@ -373,6 +416,7 @@ class TrajectoryRun:
             "trajectories": trajectories,
             "trajectories_requested": opts.trajectories,
             "target_tol": opts.target_tol,
+            "target_reached": self._target_reached(aggregator),
             "batch": self.batch_size,
             "snapshots": opts.snapshots,
             "store": opts.store,
@@ -416,6 +460,8 @@ def describe(result: Result) -> dict:
         "z_mean_final": [float(z) for z in result.z_mean[-1]],
         "z_stderr_max": float(np.max(result.z_stderr)) if result.z_stderr.size else 0.0,
         "purity_final": float(result.purity()[-1]) if result.rho is not None else None,
+        "target_tol": meta.get("target_tol"),
+        "target_reached": meta.get("target_reached"),
         "arena": meta["arena"],
         "timing": meta.get("timing", {}),
     }

@@ -84,6 +84,12 @@ class ArenaBusy(ArenaError):
         super().__init__(message, code)
 
 
+class OutputError(NoiseFSError, OSError):
+    """A result, checkpoint or plot file that could not be written (exit 3)."""
+
+    exit_code = EXIT_STORAGE
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The CLI exit code for an exception (SPEC.md): 2 input, 3 storage, 130 interrupt."""
     if isinstance(exc, KeyboardInterrupt):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -30,3 +33,26 @@ def arena_root():
 def run_kwargs(arena_root, tmp_path):
     """Arena options for noisefs.run that keep a test's data private and small."""
     return {"arena": str(arena_root), "spill": str(tmp_path / "spill"), "quota": "64MiB"}
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(options: str):
+    """A real tmpfs mounted with ``options`` (e.g. ``size=8m,nr_inodes=32``) for the test;
+    skips the test where it cannot be mounted (not root, no mount permission)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = Path("/tmp") / f"noisefs-mnt-{uuid.uuid4().hex[:8]}"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        mnt.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        shutil.rmtree(mnt, ignore_errors=True)

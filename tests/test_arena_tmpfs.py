@@ -14,26 +14,14 @@ import numpy as np
 import pytest
 
 from noisefs.arena import Arena
+from tests.conftest import mounted_tmpfs
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 
 
 @pytest.fixture
 def small_tmpfs():
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mnt = Path("/tmp") / f"noisefs-mnt-{uuid.uuid4().hex[:8]}"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,nr_inodes=32,mode=0700", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        mnt.rmdir()
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
-    shutil.rmtree(mnt, ignore_errors=True)
+    with mounted_tmpfs("size=8m,nr_inodes=32") as mnt:
+        yield mnt
 
 
 def test_full_tmpfs_sends_snapshots_to_spill(small_tmpfs, spill):

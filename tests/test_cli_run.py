@@ -12,9 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from noisefs.oracle import aer_reference
+from noisefs.arena import Arena
+from noisefs.oracle import aer_reference, aer_reference_steps
 from noisefs.result import Result
 from tests import circuits
+from tests.conftest import mounted_tmpfs
 
 
 def noisefs_cli(*args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
@@ -65,6 +67,11 @@ def test_inspect_table_json_and_plot(tmp_path, arena_args):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = noisefs_cli("inspect", tmp_path / "ghz.qasm")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "pickle" not in bad.stderr  # never suggest loading a file unsafely
+    for target in (tmp_path, tmp_path / "missing" / "p.png", "/sys/noisefs-test.png"):
+        bad_plot = noisefs_cli("inspect", out, "--plot", target)
+        assert bad_plot.returncode == 2, bad_plot.stderr
+        assert len(bad_plot.stderr.strip().splitlines()) == 1 and "--plot" in bad_plot.stderr
 
 
 BAD_INPUTS = {
@@ -83,6 +90,8 @@ BAD_INPUTS = {
     "bad_quota": ("ok.qasm", circuits.GHZ4, ["--quota", "lots"]),
     "bad_snapshots": ("ok.qasm", circuits.GHZ4, ["--snapshots", "sometimes"]),
     "missing_file": (None, None, []),
+    "output_is_a_directory": ("ok.qasm", circuits.GHZ4, ["-o", "{tmp}"]),
+    "output_unwritable": ("ok.qasm", circuits.GHZ4, ["-o", "/sys/noisefs-test.npz"]),
     "scheduler_without_dask_support": (
         "ok.qasm",
         circuits.GHZ4,
@@ -101,6 +110,7 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, arena_args, cas
         path.write_bytes(text.encode("latin-1"))
     else:
         path = circuits.write(tmp_path, name, text)
+    extra = [arg.replace("{tmp}", str(tmp_path)) for arg in extra]
     proc = noisefs_cli("run", path, "-k", 4, *arena_args, *extra)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
@@ -109,6 +119,17 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, arena_args, cas
     assert not list(tmp_path.glob("*.npz"))
     if case in ("unparsable", "empty", "binary", "too_many_qubits", "missing_file"):
         assert path.name in lines[0]
+
+
+def test_full_output_filesystem_exits_3_and_leaves_no_file(tmp_path, arena_args):
+    path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
+    with mounted_tmpfs("size=16k") as mnt:
+        out = mnt / "qft.noisefs.npz"
+        proc = noisefs_cli("run", path, "-k", 8, "--snapshots", "every:1", "-o", out, *arena_args)
+        assert proc.returncode == 3, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "could not write the result file" in lines[0], proc.stderr
+        assert os.listdir(mnt) == []  # neither the result nor its temporary file
 
 
 def _wait_for(predicate, timeout=60.0):
@@ -136,6 +157,8 @@ def _start_long_run(tmp_path, arena_args, out):
         "--quiet",
         "--checkpoint-interval",
         "0.2",
+        "--snapshots",  # many snapshot steps: an interrupt often lands between two folds
+        "every:2",
     ]
     return path, args, subprocess.Popen(
         [sys.executable, "-m", "noisefs", *map(str, args + arena_args)],
@@ -145,7 +168,7 @@ def _start_long_run(tmp_path, arena_args, out):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
-def test_interrupted_run_resumes_exactly(tmp_path, arena_args, how):
+def test_interrupted_run_resumes_exactly(tmp_path, arena_args, arena_root, how):
     out = tmp_path / "qft.noisefs.npz"
     checkpoint = tmp_path / "qft.noisefs.npz.ckpt.npz"
     path, args, proc = _start_long_run(tmp_path, arena_args, out)
@@ -169,5 +192,11 @@ def test_interrupted_run_resumes_exactly(tmp_path, arena_args, how):
     result = Result.load(out)
     assert result.trajectories == 6000
     assert np.max(np.abs(result.rho[-1] - aer_reference(result.meta))) <= 1e-8
+    # every step, not just the last: a batch folded into some steps only before the
+    # interrupt would be counted twice there
+    every_step = aer_reference_steps(result.meta, result.steps)
+    assert np.max(np.abs(result.rho - every_step)) <= 1e-8
     assert not checkpoint.exists()
     assert os.path.exists(out)
+    with Arena.open_existing(arena_root) as arena:  # nothing of either run stays behind
+        assert arena.keys() == [] and arena.stats()["unowned_snapshots"] == 0

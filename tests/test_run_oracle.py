@@ -125,7 +125,16 @@ def test_target_tol_stops_early_and_records_the_count(tmp_path, run_kwargs):
     assert 32 <= result.trajectories < 4000
     assert np.all(result.z_stderr <= 0.08)
     assert result.meta["trajectories"] == result.trajectories
+    assert result.meta["target_reached"] is True
     assert_matches_aer(result, every_step=False)
+
+
+def test_target_tol_out_of_reach_runs_everything_and_says_so(tmp_path, run_kwargs, caplog):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    result = noisefs.run(path, trajectories=64, seed=4, batch=32, target_tol=1e-4, **run_kwargs)
+    assert result.trajectories == 64
+    assert result.meta["target_reached"] is False
+    assert "--target-tol 0.0001 not reached" in caplog.text
 
 
 def test_result_file_has_spec_keys_and_loads_without_pickle(tmp_path, run_kwargs):

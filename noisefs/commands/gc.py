@@ -11,7 +11,9 @@ import json
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "gc", help="reclaim what dead processes left", description=__doc__.splitlines()[0]
+        "gc",
+        help="reclaim what dead processes left",
+        description=__doc__.splitlines()[0].split(": ", 1)[1].capitalize(),
     )
     parser.add_argument(
         "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"

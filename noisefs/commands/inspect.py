@@ -7,6 +7,8 @@ import json
 import sys
 import zipfile
 
+from noisefs.atomic import atomic_write, check_writable, writing
+
 MAX_QUBITS_SHOWN = 8
 
 
@@ -32,8 +34,13 @@ def load_result(path: str):
         return Result.load(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (KeyError, ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a noisefs result file ({exc})") from None
+    except KeyError as exc:
+        raise InputError(f"{path}: not a noisefs result file (no {exc} array)") from None
+    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
+        # numpy's own message for a non-npz file suggests allow_pickle: never repeat that
+        raise InputError(
+            f"{path}: not a noisefs result file (expected the .npz that `noisefs run` writes)"
+        ) from None
 
 
 def summary(result) -> dict:
@@ -87,6 +94,8 @@ def print_table(info: dict) -> None:
         print(f"  {row['step']:>6} {purity:>8} {cells}")
     if info["num_qubits"] > shown:
         print(f"  ({info['num_qubits'] - shown} more qubits in --json)")
+    if info["density"] == "reduced":
+        print("  (purity of the reduced state of the kept qubits)")
 
 
 def plot(result, path: str) -> None:
@@ -124,7 +133,8 @@ def plot(result, path: str) -> None:
         axes[1, 0].set_ylim(0, 1.05)
     axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with writing(path, "plot"), atomic_write(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
 
 
@@ -132,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
     result = load_result(args.result)
     info = summary(result)
     if args.plot:
+        check_writable(args.plot, "--plot")
         plot(result, args.plot)
     if args.json:
         json.dump(info, sys.stdout)

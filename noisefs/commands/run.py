@@ -150,7 +150,6 @@ def _raise_interrupt(signum, frame):
 
 def main(args: argparse.Namespace) -> int:
     from noisefs.engine import TrajectoryRun, describe
-    from noisefs.errors import InputError
     from noisefs.options import default_output, make_options
     from noisefs.sim.noise import noise_params
 
@@ -169,10 +168,6 @@ def main(args: argparse.Namespace) -> int:
     )  # fmt: skip
     if options.output is None:
         options = options.replace(output=default_output(options.circuit))
-    if not options.output.parent.is_dir():
-        raise InputError(
-            f"--output {options.output}: directory {options.output.parent} does not exist"
-        )
     show_progress = None if not (args.quiet or args.json) else False
     result = TrajectoryRun(options, noise, show_progress=show_progress).execute()
     summary = describe(result)

@@ -12,7 +12,9 @@ import json
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "status", help="usage of an arena", description=__doc__.splitlines()[0]
+        "status",
+        help="usage of an arena",
+        description=__doc__.splitlines()[0].split(": ", 1)[1].capitalize(),
     )
     parser.add_argument(
         "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
