@@ -42,7 +42,8 @@ def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
 
 def aer_reference_steps(meta: dict, steps) -> np.ndarray:
     """Aer's averaged density matrix after each of ``steps`` instructions of the executed
-    circuit (saves consume no randomness, so every trajectory is the same as in the run)."""
+    circuit. Saves consume no randomness, and the executed circuit is recorded in the
+    order Aer runs it, so every trajectory is the same as in the run."""
     from qiskit_aer import AerSimulator
 
     from noisefs.sim.noise import NoiseParams, build_noise_model

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qiskit import QuantumCircuit, qasm2, qasm3, transpile
-from qiskit.circuit import CircuitInstruction, ClassicalRegister, Clbit
+from qiskit.circuit import CircuitInstruction, ClassicalRegister, Clbit, ControlFlowOp
 from qiskit.circuit.classical import expr
+from qiskit.converters import circuit_to_dag, dag_to_circuit
 
 from noisefs.errors import CircuitError, InputError
 
@@ -391,6 +392,41 @@ def _layer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
     return out
 
 
+def _is_dynamic(qc: QuantumCircuit) -> bool:
+    return any(isinstance(inst.operation, ControlFlowOp) for inst in qc.data)
+
+
+def _aer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
+    """The order in which Aer executes a circuit with control flow.
+
+    For such circuits Aer inlines every control-flow operation between two barriers and
+    runs the result through a Qiskit pass manager, whose DAG round trip re-sorts the
+    independent operations between them. Randomness is drawn in execution order, so a save
+    (which Aer also treats as a barrier) placed in a different order would change the
+    trajectories; written in Aer's own order, saves change nothing. Plain circuits are
+    executed as written.
+    """
+    if not _is_dynamic(qc):
+        return qc
+    out = qc.copy_empty_like()
+    segment = qc.copy_empty_like()
+
+    def flush() -> None:
+        if segment.data:
+            for inst in dag_to_circuit(circuit_to_dag(segment)).data:
+                out._append(inst)
+            segment.data.clear()
+
+    for inst in qc.data:
+        if isinstance(inst.operation, ControlFlowOp):
+            flush()
+            out._append(inst)
+        else:
+            segment._append(inst)
+    flush()
+    return out
+
+
 def _check_basis(qc: QuantumCircuit, where: str = "") -> None:
     allowed = set(BASIS_GATES) | ALLOWED_NON_GATES
     for inst in qc.data:
@@ -428,7 +464,7 @@ def translate(
     if out.num_qubits != qc.num_qubits or list(out.qubits) != list(qc.qubits):
         raise CircuitError("translation changed the qubits of the circuit")  # pragma: no cover
     _check_basis(out)
-    return _layer_ordered(out)
+    return _aer_ordered(_layer_ordered(out))
 
 
 # --------------------------------------------------------------------------------------------
