@@ -37,6 +37,21 @@ def test_foreign_owned_root_refused(shm_root, spill):
     assert os.listdir(shm_root) == []
 
 
+def test_path_through_another_users_symlink_refused(shm_root, tmp_path, spill):
+    if os.geteuid() != 0:
+        pytest.skip("a symlink owned by another uid needs root")
+    target = tmp_path / "victim"
+    target.mkdir(mode=0o700)
+    os.symlink(target, shm_root)  # planted in /dev/shm by "another user"
+    os.lchown(shm_root, 12345, 12345)
+    try:
+        with pytest.raises(UnsafePathError, match="symbolic link owned by uid 12345"):
+            Arena(shm_root / "arena", spill_dir=spill)
+        assert os.listdir(target) == []
+    finally:
+        os.unlink(shm_root)
+
+
 def test_foreign_owned_spill_refused(shm_root, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("chown to another uid needs root")

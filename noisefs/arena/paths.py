@@ -104,13 +104,34 @@ def check_dir_fd(fd: int, path: Path, what: str = "arena") -> None:
         )
 
 
+def _check_ancestors(path: Path, what: str) -> None:
+    """Refuse a path that passes through another user's symbolic link (e.g. one planted in
+    /dev/shm to redirect the arena); links of root's or one's own are trusted."""
+    current = Path(path.anchor)
+    for part in path.parts[1:-1]:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
+            raise _refuse(
+                path,
+                f"{current} is a symbolic link owned by uid {st.st_uid}",
+                "choose a path that does not go through other users' links with --arena",
+                what,
+            )
+
+
 def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "arena") -> int:
     """Open (creating 0700 when asked) a private directory; return its fd.
 
-    Raises :class:`UnsafePathError` for a symlink, a non-directory or a foreign owner and
+    Raises :class:`UnsafePathError` for a symlink (or a path through another user's
+    symlink), a non-directory or a foreign owner and
     ``FileNotFoundError`` when it is missing and ``create`` is false.
     """
     path = Path(os.path.abspath(path))
+    _check_ancestors(path, what)
     if create:
         if not path.parent.exists():
             os.makedirs(path.parent, mode=0o700, exist_ok=True)

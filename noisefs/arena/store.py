@@ -33,7 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from noisefs.arena import audit, ledger, lifecycle, owners, snapfile, tiers, views
-from noisefs.arena.admission import FREE_FRACTION, META_INODES, Admission, meta_bytes
+from noisefs.arena.admission import (
+    FREE_FRACTION,
+    LEDGER_GROWTH,
+    META_INODES,
+    Admission,
+    meta_bytes,
+)
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
     default_root,
@@ -214,11 +220,12 @@ class Arena:
 
     def _check_minimum(self) -> None:
         meta = meta_bytes(self._root_fd)
-        if self.quota_bytes < meta + snapfile.HEADER_BYTES:
+        smallest = meta + snapfile.alloc_for(1) + LEDGER_GROWTH  # room for one tiny snapshot
+        if self.quota_bytes < smallest:
             raise ArenaError(
                 f"arena {self.root}: quota {format_bytes(self.quota_bytes)} is smaller than its metadata "
-                f"({format_bytes(meta)} for the ledger and slack); use a quota of at least "
-                f"{format_bytes(meta + (1 << 20))}"
+                f"({format_bytes(meta)} for the ledger and slack); a quota of "
+                f"{format_bytes(smallest)} holds one tiny snapshot, 64MiB or more suits real runs"
             )
         if self.max_files < META_INODES + 2:
             raise ArenaError(
