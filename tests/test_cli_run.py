@@ -147,7 +147,7 @@ def _start_long_run(tmp_path, arena_args, out):
         "run",
         path,
         "-k",
-        6000,
+        3000,
         "--seed",
         77,
         "--batch",
@@ -190,7 +190,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, arena_args, arena_root, how):
     resumed = noisefs_cli(*args, "--resume", *arena_args, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     result = Result.load(out)
-    assert result.trajectories == 6000
+    assert result.trajectories == 3000
     assert np.max(np.abs(result.rho[-1] - aer_reference(result.meta))) <= 1e-8
     # every step, not just the last: a batch folded into some steps only before the
     # interrupt would be counted twice there
