@@ -14,6 +14,22 @@ import numpy as np
 from scipy.linalg.blas import zherk
 
 
+def z_expectations(probabilities: np.ndarray, num_qubits: int) -> np.ndarray:
+    """⟨Z_q⟩ of each row of ``probabilities`` (B × 2ⁿ): (B × n), qubit 0 least significant.
+
+    Summed over reshaped views, so no 2ⁿ × n sign table is ever built (at 26 qubits that
+    table alone would take 13 GiB)."""
+    batch = probabilities.shape[0]
+    out = np.empty((batch, num_qubits), dtype=np.float64)
+    rest = probabilities
+    for q in reversed(range(num_qubits)):  # peel off the most significant qubit each time
+        halves = rest.reshape(batch, 2, -1)
+        sums = halves.sum(axis=2)
+        out[:, q] = sums[:, 0] - sums[:, 1]
+        rest = halves[:, 0] + halves[:, 1]
+    return out
+
+
 def z_signs(num_qubits: int) -> np.ndarray:
     """(2ⁿ, n) matrix of eigenvalues of Z_q on each basis state (qubit 0 least significant)."""
     index = np.arange(2**num_qubits)[:, None]
@@ -75,7 +91,6 @@ class Aggregator:
             dk = d
         else:
             dk = 0
-        self._signs = z_signs(n)
         # One Fortran-ordered accumulator per step, so ZHERK updates it in place.
         self.rho_sum = [np.zeros((dk, dk), dtype=np.complex128, order="F") for _ in range(s)]
         self.prob_sum = np.zeros((s, d), dtype=np.float64)
@@ -120,7 +135,7 @@ class Aggregator:
         self.rho_sum[step] += np.triu(matrix)
 
     def _fold_diagonals(self, step: int, probabilities: np.ndarray) -> None:
-        z = probabilities @ self._signs  # (B, n): ⟨Z_q⟩ of each trajectory
+        z = z_expectations(probabilities, self.num_qubits)  # (B, n): ⟨Z_q⟩ of each trajectory
         self.prob_sum[step] += probabilities.sum(axis=0)
         self.z_sum[step] += z.sum(axis=0)
         self.z_sqsum[step] += np.square(z).sum(axis=0)

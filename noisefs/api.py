@@ -27,9 +27,12 @@ def run(
     ``trajectories`` shots with ``seed_simulator=seed`` to 1e-8.
     """
     from noisefs.engine import TrajectoryRun
+    from noisefs.errors import InputError
     from noisefs.options import make_options
     from noisefs.sim.noise import noise_params
 
     noise = noise_params(**{name: options.pop(name) for name in _NOISE_OPTIONS if name in options})
     run_options = make_options(circuit, trajectories=trajectories, seed=seed, **options)
+    if run_options.resume and run_options.output is None:
+        raise InputError("resume=True needs output=: the checkpoint lives beside the result file")
     return TrajectoryRun(run_options, noise, show_progress=progress).execute()

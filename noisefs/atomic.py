@@ -12,9 +12,22 @@ from typing import BinaryIO
 from noisefs.errors import InputError, OutputError
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux), else the common 022."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Yield a binary file that replaces ``path`` only if the block completes.
+def atomic_write(path: str | os.PathLike, mode: int = 0o666) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces ``path`` only if the block completes; its mode is
+    ``mode`` less the umask, as for any new file.
 
     On any exception the temporary file is removed and ``path`` is untouched.
     """
@@ -25,7 +38,7 @@ def atomic_write(path: str | os.PathLike, mode: int = 0o644) -> Iterator[BinaryI
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, mode)
+        os.chmod(tmp_name, mode & ~_umask())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from noisefs import __version__
-from noisefs.errors import EXIT_INPUT, EXIT_INTERRUPTED, exit_code_for
+from noisefs.errors import EXIT_INPUT, EXIT_INTERRUPTED, NoiseFSError, exit_code_for
 
 COMMANDS = ("run", "status", "gc", "daemon", "inspect")
 
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         code = exit_code_for(exc)
-        if debug or code == 1:
-            traceback.print_exc()
+        if debug or not isinstance(exc, NoiseFSError | OSError):
+            traceback.print_exc()  # a bug: the traceback is what a report needs
         message = str(exc) or type(exc).__name__
         print(f"noisefs: error: {message}", file=sys.stderr)
         return code

@@ -7,6 +7,7 @@ the sums atomically, and write the result file atomically at the end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -24,7 +25,7 @@ from noisefs.interrupts import DeferredInterrupts
 from noisefs.options import RunOptions, default_batch
 from noisefs.progress import Progress
 from noisefs.result import Result
-from noisefs.sim.runner import BatchDone, SimulationJob, plan_batches
+from noisefs.sim.runner import BatchDone, SimulationError, SimulationJob, plan_batches
 
 log = logging.getLogger("noisefs")
 
@@ -130,7 +131,12 @@ class TrajectoryRun:
 
     def _fingerprint(self) -> dict:
         opts = self.options
+        import qiskit
+        import qiskit_aer
+
         return {
+            # another Aer or Qiskit may draw other random numbers for the same seeds
+            "versions": [qiskit.__version__, qiskit_aer.__version__],
             "circuit_sha256": self.prepared.source_sha256,
             "executed_sha256": hashlib.sha256(self.executed_qasm.encode()).hexdigest(),
             "steps": list(map(int, self.steps)),
@@ -155,16 +161,22 @@ class TrajectoryRun:
                 f"--seed {seed} + --trajectories {opts.trajectories} exceeds Aer's seed range (2**63)"
             )
         batches = plan_batches(opts.trajectories, self.batch_size, seed)
-        if len(done) != len(batches):
+        if done.size == 0:
             done = np.zeros(len(batches), dtype=bool)
+        elif done.size != len(batches):
+            raise InputError(
+                f"{checkpoint_path(opts.output)} does not match this run ({done.size} batches, not "
+                f"{len(batches)}); rerun without --resume to start afresh"
+            )
         self.seed, self.done = seed, done
+        self.elapsed_before, self.started = elapsed_before, started
         run_name = f"{_safe_name(opts.circuit.stem)}-{secrets.token_hex(4)}"
         job = SimulationJob(
             self.circuit_with_saves, self.labels, self.noise_model, opts.store, run_name
         )
         fold_started = time.perf_counter()
         try:
-            self._simulate_and_fold(job, [b for b in batches if not done[b.index]], aggregator)
+            self._simulate_and_fold(job, batches, aggregator)
         except BaseException as exc:
             if self._folding:  # a batch is half folded: keep the last consistent checkpoint
                 log.warning("stopped in the middle of folding a batch; not checkpointing")
@@ -183,8 +195,15 @@ class TrajectoryRun:
             write_started = time.perf_counter()
             self.timing["total_s"] = elapsed_before + time.perf_counter() - started
             result.meta["timing"] = dict(self.timing)
-            with writing(opts.output):
-                result.save(opts.output)
+            try:
+                with writing(opts.output):
+                    result.save(opts.output)
+            except BaseException:  # keep the finished sums: --resume then only writes
+                try:
+                    self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+                except Exception:  # noqa: BLE001 - the write error itself is what to report
+                    log.debug("no checkpoint either", exc_info=True)
+                raise
             self.timing["write_s"] = time.perf_counter() - write_started
             checkpoint_path(opts.output).unlink(missing_ok=True)
         self.timing["total_s"] = elapsed_before + time.perf_counter() - started
@@ -224,13 +243,13 @@ class TrajectoryRun:
         seed = opts.seed if opts.seed is not None else secrets.randbelow(SEED_LIMIT - 2**40)
         return seed, np.zeros(0, dtype=bool), 0.0
 
-    def _simulate_and_fold(self, job: SimulationJob, pending: list, aggregator: Aggregator) -> None:
+    def _simulate_and_fold(self, job: SimulationJob, batches, aggregator: Aggregator) -> None:
         from noisefs.arena import Arena
 
         opts = self.options
         folded = int(aggregator.count[-1]) if aggregator.count.size else 0
         progress = Progress(total=opts.trajectories, initial=folded, enabled=self.show_progress)
-        fold_s = 0.0
+        self.timing["fold_s"] = 0.0
         last_checkpoint = time.monotonic()
         checkpoint_interval = opts.checkpoint_interval_s
         with Arena(
@@ -243,45 +262,46 @@ class TrajectoryRun:
         ) as arena:
             self.arena_settings = self.arena_start = arena.stats()
             executor = self._executor(arena, job)
-            queue = list(reversed(pending))
+            # pending batch indices, ascending: submitted in order, so every batch below one
+            # in flight has been submitted too
+            pending = np.flatnonzero(~self.done)
+            next_pending = 0
             in_flight: set = set()
-            stop = False
+            stopped = False
             interrupts = DeferredInterrupts()
             try:
                 with interrupts:
-                    while queue or in_flight:
+                    while next_pending < pending.size or in_flight:
                         interrupts.check()  # here every batch is folded whole or not at all
-                        while queue and not stop and len(in_flight) < executor.slots:
-                            in_flight.add(executor.submit(queue.pop()))
+                        while next_pending < pending.size and len(in_flight) < executor.slots:
+                            batch = batches[int(pending[next_pending])]
+                            in_flight.add(_submit(executor, batch, interrupts))
+                            next_pending += 1
                         finished, in_flight = wait(
                             in_flight, timeout=0.25, return_when=FIRST_COMPLETED
                         )
                         for future in finished:
-                            batch_done: BatchDone = future.result()
-                            fold_started = time.perf_counter()
+                            batch_done = _batch_result(future, interrupts)
                             self._fold(arena, executor, batch_done, aggregator)
-                            fold_s += time.perf_counter() - fold_started
-                            self.timing["simulate_s"] = (
-                                self.timing.get("simulate_s", 0.0) + batch_done.simulate_s
-                            )
-                            self.timing["store_s"] = (
-                                self.timing.get("store_s", 0.0) + batch_done.store_s
-                            )
-                            self.done[batch_done.index] = True
                             progress.advance(batch_done.size, self._sample(arena))
                         if (
                             opts.target_tol is not None
-                            and not stop
+                            and not stopped
                             and self._tolerance_reached(aggregator)
                         ):
-                            stop = True
-                            queue.clear()
+                            # stop, but keep the folded set contiguous (0 .. highest folded):
+                            # batches below it that a resume or out-of-order workers left
+                            # out still run (all batches below one submitted were submitted)
+                            stopped = True
+                            highest = int(np.flatnonzero(self.done).max())
+                            rest = pending[next_pending:]
+                            pending, next_pending = rest[rest < highest], 0
                         if (
                             opts.output is not None
                             and time.monotonic() - last_checkpoint > checkpoint_interval
                         ):
                             write_started = time.perf_counter()
-                            self._checkpoint(aggregator, self.timing.get("simulate_s", 0.0))
+                            self._checkpoint(aggregator, self._elapsed())
                             # never spend more than ~10 % of the run writing checkpoints
                             checkpoint_interval = max(
                                 opts.checkpoint_interval_s,
@@ -291,15 +311,20 @@ class TrajectoryRun:
             except BaseException:
                 for future in in_flight:
                     future.cancel()
-                # batches already running finish; then nothing of this run may stay behind
-                executor.shutdown()
-                self._release_run(arena, job.run_name)
+                # batches already running finish; then nothing of this run may stay behind.
+                # A second Ctrl-C waits for that: it would otherwise strand their snapshots.
+                with DeferredInterrupts():
+                    executor.shutdown()
+                    self._release_run(arena, job.run_name)
                 raise
             finally:
                 executor.shutdown()
                 progress.close()
                 self._sample(arena)
-        self.timing["fold_s"] = fold_s
+            self._release_run(arena, job.run_name)  # whatever a failed release left
+
+    def _elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
 
     def _executor(self, arena, job: SimulationJob):
         from noisefs.sim.runner import LocalExecutor, ProcessExecutor
@@ -315,7 +340,9 @@ class TrajectoryRun:
 
     def _fold(self, arena, executor, batch_done: BatchDone, aggregator: Aggregator) -> None:
         """Fold one batch whole: every snapshot is fetched and verified before the first
-        sum changes, so an error leaves the sums as they were."""
+        sum changes, and the batch is marked done with the last one, so a checkpoint never
+        disagrees with the sums whatever fails afterwards."""
+        started = time.perf_counter()
         if executor.needs_adopt:
             arena.adopt(list(batch_done.keys))
         fold = (
@@ -325,10 +352,20 @@ class TrajectoryRun:
         self._folding = True
         for step, view in enumerate(views):
             fold(step, view)
+        self.done[batch_done.index] = True
         self._folding = False
         del views, view  # drop the mappings before the snapshots' pages are recycled
+        for name, seconds in (
+            ("simulate_s", batch_done.simulate_s),
+            ("store_s", batch_done.store_s),
+        ):
+            self.timing[name] = self.timing.get(name, 0.0) + seconds
         for key in batch_done.keys:
-            arena.release(key)
+            try:
+                arena.release(key)
+            except Exception:  # noqa: BLE001 - folded already; a stranded snapshot is gc's
+                log.warning("could not release folded snapshot %s", key, exc_info=True)
+        self.timing["fold_s"] += time.perf_counter() - started
 
     def _release_run(self, arena, run_name: str) -> None:
         """After an error or interrupt: release every snapshot this run left in the arena
@@ -439,6 +476,33 @@ class TrajectoryRun:
             z_stderr=aggregator.z_stderr(),
             meta=meta,
         )
+
+
+@contextlib.contextmanager
+def _worker_failures(interrupts: DeferredInterrupts):
+    """A dead worker process (``BrokenProcessPool``) as one clear error, or as the
+    interrupt it was when Ctrl-C reached the workers too (one process group)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield
+    except BrokenProcessPool:
+        if interrupts.pending:
+            raise KeyboardInterrupt from None
+        raise SimulationError(
+            "a worker process died (killed by the system, out of memory?); the batches "
+            "folded so far are checkpointed: rerun with --resume to continue"
+        ) from None
+
+
+def _submit(executor, batch, interrupts: DeferredInterrupts):
+    with _worker_failures(interrupts):
+        return executor.submit(batch)
+
+
+def _batch_result(future, interrupts: DeferredInterrupts) -> BatchDone:
+    with _worker_failures(interrupts):
+        return future.result()
 
 
 def _safe_name(stem: str) -> str:

@@ -334,6 +334,26 @@ def test_translate_is_deterministic_and_layer_ordered():
     assert [first.find_bit(i.qubits[0]).index for i in first.data] == [0, 1, 0, 1, 0, 1]
 
 
+def test_nothing_written_after_a_partial_barrier_moves_before_it(tmp_path):
+    path = write(
+        tmp_path,
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nx q[0];\nbarrier q[0];\nx q[1];\nx q[1];\n',
+    )
+    executed = prepare(path).circuit
+    assert names(executed) == ["x", "barrier", "x", "x"]
+    (barrier_step, end) = snapshot_points(executed, "barriers")
+    assert (barrier_step, end) == (2, 4)  # the state there has x on q0 only
+
+
+def test_box_scopes_are_inlined(tmp_path):
+    path = write(
+        tmp_path,
+        'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[2] q;\nh q[0];\nbox { cx q[0], q[1]; }\n',
+    )
+    executed = prepare(path).circuit
+    assert "box" not in all_names(executed) and names(executed)[-1] == "cx"
+
+
 def test_translate_control_flow_and_noiseless_equivalence():
     qc = load_circuit(EXAMPLES / "midcircuit.qasm")
     stripped = strip_final_measurements(qc)

@@ -200,3 +200,46 @@ def test_interrupted_run_resumes_exactly(tmp_path, arena_args, arena_root, how):
     assert os.path.exists(out)
     with Arena.open_existing(arena_root) as arena:  # nothing of either run stays behind
         assert arena.keys() == [] and arena.stats()["unowned_snapshots"] == 0
+
+
+def _worker_pids(parent: int) -> list[int]:
+    """Pool workers (spawned Python processes) among ``parent``'s children."""
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout
+    pids = []
+    for pid in map(int, out.split()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in cmdline:
+            pids.append(pid)
+    return pids
+
+
+@pytest.mark.slow
+def test_a_killed_worker_ends_the_run_in_one_line_and_resume_is_exact(tmp_path, arena_args):
+    path, args, proc = _start_long_run(tmp_path, arena_args, tmp_path / "w.npz")
+    proc.kill()  # the default long run has no workers: start one that has
+    proc.communicate()
+    args = [*args, "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisefs", *map(str, args + arena_args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: len(_worker_pids(proc.pid)) == 2), "no workers appeared"
+        assert _wait_for((tmp_path / "w.npz.ckpt.npz").exists), "no checkpoint appeared"
+        os.kill(_worker_pids(proc.pid)[0], signal.SIGKILL)  # as the OOM killer would
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode not in (0, 130) and "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "worker process died" in lines[0] and "--resume" in lines[0]
+    resumed = noisefs_cli(*args, "--resume", *arena_args, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    result = Result.load(tmp_path / "w.npz")
+    assert result.trajectories == 3000
+    assert np.max(np.abs(result.rho - aer_reference_steps(result.meta, result.steps))) <= 1e-8

@@ -8,6 +8,8 @@ from qiskit import qasm2
 from qiskit.circuit.random import random_circuit
 
 import noisefs
+from noisefs.arena import Arena
+from noisefs.engine import TrajectoryRun
 from noisefs.oracle import aer_reference, aer_reference_steps
 from tests import circuits
 
@@ -178,3 +180,50 @@ def test_result_file_has_spec_keys_and_loads_without_pickle(tmp_path, run_kwargs
         "spilled_files",
     }
     assert not (tmp_path / "ghz.noisefs.npz.ckpt.npz").exists()
+
+
+def test_a_failed_release_neither_stops_nor_double_counts(tmp_path, run_kwargs, monkeypatch):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    release, calls = Arena.release, []
+
+    def flaky(self, key):
+        calls.append(key)
+        if len(calls) == 5:
+            raise OSError(5, "simulated EIO while freeing a snapshot")
+        return release(self, key)
+
+    monkeypatch.setattr(Arena, "release", flaky)
+    result = noisefs.run(path, trajectories=80, seed=3, batch=10, **run_kwargs)
+    monkeypatch.undo()
+    assert result.trajectories == 80
+    assert_matches_aer(result, every_step=True)
+    with Arena.open_existing(run_kwargs["arena"]) as arena:
+        assert arena.keys() == []  # the snapshot whose release failed was swept at the end
+
+
+def test_target_tol_after_a_resume_with_gaps_folds_a_contiguous_set(
+    tmp_path, run_kwargs, monkeypatch
+):
+    """A checkpoint may hold batches 0 and 4-7 but not 1-3 (workers finish out of order);
+    stopping early must still fold 0..K'-1, the trajectories the result claims."""
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    out = tmp_path / "gap.npz"
+    simulate_and_fold = TrajectoryRun._simulate_and_fold
+
+    def with_gaps_then_interrupt(self, job, batches, aggregator):
+        skipped = [1, 2, 3, *range(8, len(batches))]
+        self.done[skipped] = True  # so only 0 and 4-7 run
+        simulate_and_fold(self, job, batches, aggregator)
+        self.done[skipped] = False
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrajectoryRun, "_simulate_and_fold", with_gaps_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        noisefs.run(path, trajectories=200, seed=3, batch=10, output=out, **run_kwargs)
+    monkeypatch.undo()
+    result = noisefs.run(
+        path, trajectories=200, seed=3, batch=10, output=out, resume=True, target_tol=0.5,
+        **run_kwargs,
+    )  # fmt: skip
+    assert result.trajectories == 80  # batches 0-7, nothing more, nothing less
+    assert_matches_aer(result, every_step=True)

@@ -362,16 +362,20 @@ def _wires(inst: CircuitInstruction) -> set:
 
 def _levels(data: Sequence[CircuitInstruction]) -> list[tuple[int, int]]:
     """ASAP layer of each instruction: ``(layer, 0)`` for an operation, ``(m, 1)`` for a
-    barrier that sits after layer ``m`` of its wires (barriers synchronise, never count)."""
+    barrier after layer ``m`` (barriers synchronise, never count). Every barrier, even a
+    partial one, is a cut for the order: nothing written after it moves before it, so the
+    snapshot taken there shows exactly what was written before it."""
     wire_level: dict = {}
+    floor = 0  # the layer of the last barrier: nothing after it goes below
     levels = []
     for inst in data:
         wires = _wires(inst)
         depth = max((wire_level.get(w, 0) for w in wires), default=0)
+        depth = max(depth, floor)
         if inst.operation.name == "barrier":
+            depth = max([depth, *wire_level.values()])
             levels.append((depth, 1))
-            for w in wires:
-                wire_level[w] = depth
+            floor = depth
         else:
             levels.append((depth + 1, 0))
             for w in wires:
@@ -389,6 +393,28 @@ def _layer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
     out = qc.copy_empty_like()
     for i in order:
         out._append(qc.data[i])
+    return out
+
+
+def _unbox(qc: QuantumCircuit) -> QuantumCircuit:
+    """Inline top-level ``box`` scopes (Aer does not run them; a box only groups)."""
+    if not any(inst.operation.name == "box" for inst in qc.data):
+        return qc
+    out = qc.copy_empty_like()
+    for inst in qc.data:
+        if inst.operation.name != "box":
+            out._append(inst)
+            continue
+        body = _unbox(inst.operation.blocks[0])
+        outer = dict(zip(body.qubits, inst.qubits, strict=True))
+        outer.update(zip(body.clbits, inst.clbits, strict=True))
+        for nested in body.data:
+            out._append(
+                nested.replace(
+                    qubits=[outer[q] for q in nested.qubits],
+                    clbits=[outer[c] for c in nested.clbits],
+                )
+            )
     return out
 
 
@@ -463,6 +489,7 @@ def translate(
         ) from None
     if out.num_qubits != qc.num_qubits or list(out.qubits) != list(qc.qubits):
         raise CircuitError("translation changed the qubits of the circuit")  # pragma: no cover
+    out = _unbox(out)
     _check_basis(out)
     return _aer_ordered(_layer_ordered(out))
 

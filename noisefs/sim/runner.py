@@ -28,12 +28,29 @@ class Batch:
     seed: int
 
 
-def plan_batches(trajectories: int, batch_size: int, seed: int) -> list[Batch]:
+@dataclass(frozen=True)
+class BatchPlan:
+    """``trajectories`` split into batches of ``batch_size`` with the seed contract; batches
+    are made on demand (a plan of a million batches holds no million objects)."""
+
+    trajectories: int
+    batch_size: int
+    seed: int
+
+    def __len__(self) -> int:
+        return -(-self.trajectories // self.batch_size)
+
+    def __getitem__(self, index: int) -> Batch:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * self.batch_size
+        size = min(self.batch_size, self.trajectories - start)
+        return Batch(index=index, start=start, size=size, seed=self.seed + start)
+
+
+def plan_batches(trajectories: int, batch_size: int, seed: int) -> BatchPlan:
     """Split ``trajectories`` into batches of ``batch_size`` with the seed contract."""
-    return [
-        Batch(index=i, start=start, size=min(batch_size, trajectories - start), seed=seed + start)
-        for i, start in enumerate(range(0, trajectories, batch_size))
-    ]
+    return BatchPlan(trajectories, batch_size, seed)
 
 
 @dataclass(frozen=True)
@@ -65,14 +82,18 @@ class SimulationError(NoiseFSError):
 
 def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
     """Run one batch in Aer; return one (size × 2ⁿ) stack of pure states per snapshot step."""
-    from qiskit_aer import AerSimulator
+    from qiskit_aer import AerError, AerSimulator
 
     simulator = AerSimulator(
         method="statevector",
         noise_model=job.noise_model,
         max_parallel_threads=job.aer_threads,
     )
-    result = simulator.run(job.circuit, shots=batch.size, seed_simulator=batch.seed).result()
+    try:
+        result = simulator.run(job.circuit, shots=batch.size, seed_simulator=batch.seed).result()
+    except AerError as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        raise SimulationError(f"Aer could not simulate batch {batch.index}: {message}") from None
     if not result.success:
         raise SimulationError(f"Aer failed on batch {batch.index}: {result.status}")
     data = result.data(0)
@@ -141,12 +162,16 @@ class LocalExecutor:
 _worker_state: dict = {}
 
 
-def _worker_init(arena_root: str, spill_dir: str | None, job: SimulationJob) -> None:
+def _worker_init(
+    arena_root: str, spill_dir: str | None, timeout_s: float, job: SimulationJob
+) -> None:
     # The parent handles Ctrl-C and checkpoints; workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from noisefs.arena import Arena
 
-    _worker_state["arena"] = Arena(root=arena_root, quota=None, max_files=None, spill_dir=spill_dir)
+    _worker_state["arena"] = Arena(
+        root=arena_root, quota=None, max_files=None, spill_dir=spill_dir, timeout_s=timeout_s
+    )
     _worker_state["job"] = job
 
 
@@ -168,7 +193,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=get_context("spawn"),
             initializer=_worker_init,
-            initargs=(str(Path(arena.root)), spill, job),
+            initargs=(str(Path(arena.root)), spill, arena.timeout_s, job),
         )
         self.slots = 2 * workers
 
