@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from noisefs.units import format_bytes
+
+
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
 
 
 class Progress:
@@ -17,11 +25,15 @@ class Progress:
         if enabled:
             from tqdm import tqdm
 
+            # a terminal that reports no width (e.g. under `script`) would get an empty bar
+            sized = _columns() > 0
             self._bar = tqdm(
                 total=total,
                 initial=initial,
                 unit="traj",
-                dynamic_ncols=True,
+                dynamic_ncols=sized,
+                ncols=None if sized else 100,
+                nrows=None if sized else 24,
                 file=sys.stderr,
                 leave=False,
             )

@@ -243,3 +243,27 @@ def test_a_killed_worker_ends_the_run_in_one_line_and_resume_is_exact(tmp_path, 
     result = Result.load(tmp_path / "w.npz")
     assert result.trajectories == 3000
     assert np.max(np.abs(result.rho - aer_reference_steps(result.meta, result.steps))) <= 1e-8
+
+
+@pytest.mark.slow
+def test_workers_do_not_outlive_a_killed_run(tmp_path, arena_args, arena_root):
+    _, args, proc = _start_long_run(tmp_path, arena_args, tmp_path / "o.npz")
+    proc.kill()
+    proc.communicate()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisefs", *map(str, [*args, "--workers", "2"] + arena_args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: len(_worker_pids(proc.pid)) == 2), "no workers appeared"
+        workers = _worker_pids(proc.pid)
+        assert _wait_for((tmp_path / "o.npz.ckpt.npz").exists), "no checkpoint appeared"
+        proc.kill()
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), timeout=20)
+    assert noisefs_cli("gc", "--arena", arena_root).returncode == 0
+    with Arena.open_existing(arena_root) as arena:
+        assert arena.live_owners() == [] and arena.keys() == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -167,12 +168,26 @@ def _worker_init(
 ) -> None:
     # The parent handles Ctrl-C and checkpoints; workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     from noisefs.arena import Arena
 
     _worker_state["arena"] = Arena(
         root=arena_root, quota=None, max_files=None, spill_dir=spill_dir, timeout_s=timeout_s
     )
     _worker_state["job"] = job
+
+
+def _exit_with_parent(poll_s: float = 0.5) -> None:
+    """Exit as soon as the parent is gone (SIGKILLed): an orphaned worker would sit on its
+    arena data as a live owner forever. Exiting releases its lock, so gc reclaims it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="noisefs-parent-watch", daemon=True).start()
 
 
 def _worker_run(batch: Batch) -> BatchDone:
