@@ -20,12 +20,12 @@ from noisefs import __version__
 from noisefs.aggregate import Aggregator
 from noisefs.atomic import check_writable, writing
 from noisefs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from noisefs.errors import InputError, NoiseParameterError, TooLargeError
+from noisefs.errors import InputError, NoiseParameterError, TooLargeError, WorkerDied
 from noisefs.interrupts import DeferredInterrupts
 from noisefs.options import RunOptions, default_batch
 from noisefs.progress import Progress
 from noisefs.result import Result
-from noisefs.sim.runner import BatchDone, SimulationError, SimulationJob, plan_batches
+from noisefs.sim.runner import BatchDone, SimulationJob, plan_batches
 
 log = logging.getLogger("noisefs")
 
@@ -237,6 +237,11 @@ class TrajectoryRun:
                     checkpoint.done.size,
                 )
                 return checkpoint.seed, checkpoint.done, checkpoint.elapsed_s
+            if opts.output.exists():
+                raise InputError(
+                    f"--resume: {opts.output} is already complete (no checkpoint beside it); "
+                    "leave out --resume to run again and replace it"
+                )
             log.warning(
                 "--resume: no checkpoint beside %s, starting from the beginning", opts.output
             )
@@ -260,6 +265,8 @@ class TrajectoryRun:
             spill_quota=opts.spill_quota_bytes,
             timeout_s=opts.put_timeout_s,
         ) as arena:
+            if opts.spill_dir is not None:
+                arena.prepare_spill()  # a bad --spill fails now, not when the tmpfs fills
             self.arena_settings = self.arena_start = arena.stats()
             executor = self._executor(arena, job)
             # pending batch indices, ascending: submitted in order, so every batch below one
@@ -489,9 +496,10 @@ def _worker_failures(interrupts: DeferredInterrupts):
     except BrokenProcessPool:
         if interrupts.pending:
             raise KeyboardInterrupt from None
-        raise SimulationError(
-            "a worker process died (killed by the system, out of memory?); the batches "
-            "folded so far are checkpointed: rerun with --resume to continue"
+        raise WorkerDied(
+            "a worker process died (killed by the system, out of memory?; from Python, "
+            "workers>1 needs the caller under `if __name__ == '__main__':`); with an output "
+            "file the batches folded so far are checkpointed: rerun with --resume"
         ) from None
 
 

@@ -90,6 +90,12 @@ class OutputError(NoiseFSError, OSError):
     exit_code = EXIT_STORAGE
 
 
+class WorkerDied(NoiseFSError):
+    """A worker process died mid-run, typically killed for memory (exit 3: a resource failure)."""
+
+    exit_code = EXIT_STORAGE
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The CLI exit code for an exception (SPEC.md): 2 input, 3 storage, 130 interrupt."""
     if isinstance(exc, KeyboardInterrupt):

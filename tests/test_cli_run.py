@@ -132,6 +132,37 @@ def test_full_output_filesystem_exits_3_and_leaves_no_file(tmp_path, arena_args)
         assert os.listdir(mnt) == []  # neither the result nor its temporary file
 
 
+BAD_STORAGE = {
+    "arena_parent_missing": (["--arena", "{tmp}/missing/arena"], "does not exist"),
+    "arena_in_proc": (["--arena", "/proc/noisefs-test"], "cannot create it"),
+    "arena_shared_dir": (["--arena", "/tmp"], "shared directory"),
+    "spill_under_a_file": (["--spill", "{tmp}/ok.qasm/spill"], "cannot create it"),
+    "spill_in_proc": (["--spill", "/proc/noisefs-test"], "cannot create it"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_STORAGE))
+def test_bad_storage_paths_exit_3_at_once_in_one_line(tmp_path, arena_args, case):
+    path = circuits.write(tmp_path, "ok.qasm", circuits.GHZ4)
+    extra, expected = BAD_STORAGE[case]
+    extra = [arg.replace("{tmp}", str(tmp_path)) for arg in extra]
+    proc = noisefs_cli("run", path, "-k", 4, *arena_args, *extra)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "chmod" not in lines[0], proc.stderr
+    assert not (tmp_path / "missing").exists()
+
+
+def test_resume_of_a_complete_output_is_refused(tmp_path, arena_args):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    out = tmp_path / "done.npz"
+    assert noisefs_cli("run", path, "-k", 8, "-o", out, "-q", *arena_args).returncode == 0
+    before = out.read_bytes()
+    again = noisefs_cli("run", path, "-k", 8, "-o", out, "--resume", *arena_args)
+    assert again.returncode == 2 and "already complete" in again.stderr
+    assert out.read_bytes() == before
+
+
 def _wait_for(predicate, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ nothing). Foreign-owned directories and symlinks are refused too.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -95,11 +96,18 @@ def check_dir_fd(fd: int, path: Path, what: str = "arena") -> None:
             what,
         )
     mode = stat.S_IMODE(st.st_mode)
+    if mode & (stat.S_ISVTX | 0o002):  # /tmp, /dev/shm: never suggest chmod there
+        raise _refuse(
+            path,
+            f"it is a shared directory (mode {mode:04o})",
+            f"use a directory of your own inside it, e.g. --arena {path / f'noisefs-{os.geteuid()}'}",
+            what,
+        )
     if mode & 0o077:
         raise _refuse(
             path,
             f"mode {mode:04o} lets other users in",
-            f"run 'chmod 700 {path}' if it is yours to tighten, or choose another --arena",
+            f"run 'chmod 700 {path}' to make it private, or choose another --arena",
             what,
         )
 
@@ -133,16 +141,29 @@ def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "
     path = Path(os.path.abspath(path))
     _check_ancestors(path, what)
     if create:
-        if not path.parent.exists():
-            os.makedirs(path.parent, mode=0o700, exist_ok=True)
         try:
+            if not path.parent.exists():
+                if what != "spill":  # a mistyped --arena must not grow directories at /
+                    raise _refuse(
+                        path,
+                        f"its directory {path.parent} does not exist",
+                        "create it first or choose another --arena",
+                        what,
+                    )
+                os.makedirs(path.parent, mode=0o700, exist_ok=True)
             os.mkdir(path, 0o700)
         except FileExistsError:
             pass
+        except OSError as exc:
+            if isinstance(exc, UnsafePathError):
+                raise
+            raise _refuse(
+                path, f"cannot create it ({exc.strerror})", "choose another --arena", what
+            ) from None
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
-        raise
+    except NotADirectoryError:  # a file where a parent directory should be: missing too
+        raise FileNotFoundError(errno.ENOENT, "No such directory", str(path)) from None
     if stat.S_ISLNK(st.st_mode):
         raise _refuse(path, "it is a symbolic link", "point --arena at a real directory", what)
     if not stat.S_ISDIR(st.st_mode):

@@ -51,7 +51,13 @@ from noisefs.arena.paths import (
     validate_index,
     validate_run,
 )
-from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot, InputError
+from noisefs.errors import (
+    ArenaError,
+    ArenaFull,
+    CorruptSnapshot,
+    InputError,
+    UnsafePathError,
+)
 from noisefs.units import format_bytes, parse_size
 
 log = logging.getLogger("noisefs.arena")
@@ -284,7 +290,8 @@ class Arena:
             raise ArenaError(f"arena {self.root}: handle is closed")
 
     def _spill_fd(self, create: bool) -> int | None:
-        """The spill directory's fd, opened (and created when asked) on first need."""
+        """The spill directory's fd, opened (and created when asked) on first need; None when
+        it does not exist and ``create`` is false."""
         with self._spill_lock:
             if self._spill_dir_fd is None:
                 try:
@@ -292,8 +299,17 @@ class Arena:
                         self.spill_dir, create=create, what="spill"
                     )
                 except FileNotFoundError:
+                    if create:
+                        raise UnsafePathError(
+                            f"spill directory {self.spill_dir} cannot be created; choose another --spill"
+                        ) from None
                     return None
             return self._spill_dir_fd
+
+    def prepare_spill(self) -> None:
+        """Create and check the spill directory now, so a bad one fails before any work."""
+        self._check()
+        self._spill_fd(create=True)
 
     def _tier_fd(self, tier: str) -> int | None:
         return self._data_fd if tier == "tmpfs" else self._spill_fd(create=False)
