@@ -5,7 +5,6 @@ Public surface (everything else is private)::
     noisefs.Arena        the quota- and inode-bounded snapshot store
     noisefs.run          simulate a circuit file, aggregate, return a Result
     noisefs.Result       the data of a result file
-    noisefs.managed      decorator that routes AerSimulator.run through the arena
     noisefs.NoiseFSError and its subclasses
 """
 
@@ -40,7 +39,6 @@ __all__ = [
     "TooLargeError",
     "UnsafePathError",
     "__version__",
-    "managed",
     "run",
 ]
 
@@ -50,7 +48,6 @@ _LAZY = {
     "Arena": ("noisefs.arena", "Arena"),
     "run": ("noisefs.api", "run"),
     "Result": ("noisefs.result", "Result"),
-    "managed": ("noisefs.decorator", "managed"),
 }
 
 

@@ -78,3 +78,19 @@ def writing(path: str | os.PathLike, what: str = "result file") -> Iterator[None
         raise
     except OSError as exc:
         raise OutputError(f"could not write the {what} {path}: {exc.strerror or exc}") from exc
+
+
+def remove_stale_temps(path: str | os.PathLike, min_age_s: float = 5.0) -> int:
+    """Remove temporary files that an :func:`atomic_write` of ``path`` killed midway left
+    (``.<name>.*.tmp``, older than ``min_age_s``); return how many went."""
+    import glob
+    import time
+
+    target = Path(path)
+    removed = 0
+    for temp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - temp.lstat().st_mtime >= min_age_s and temp.is_file():
+                temp.unlink()
+                removed += 1
+    return removed

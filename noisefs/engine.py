@@ -18,7 +18,7 @@ import numpy as np
 
 from noisefs import __version__
 from noisefs.aggregate import Aggregator
-from noisefs.atomic import check_writable, writing
+from noisefs.atomic import check_writable, remove_stale_temps, writing
 from noisefs.checkpoint import Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from noisefs.errors import InputError, NoiseParameterError, TooLargeError, WorkerDied
 from noisefs.interrupts import DeferredInterrupts
@@ -152,6 +152,8 @@ class TrajectoryRun:
         started = time.perf_counter()
         if self.options.output is not None:
             check_writable(self.options.output)
+            for path in (self.options.output, checkpoint_path(self.options.output)):
+                remove_stale_temps(path)  # what a SIGKILL during a write left
         self._prepare()
         opts = self.options
         aggregator = Aggregator(self.num_qubits, len(self.steps), self.density, opts.keep_qubits)

@@ -62,17 +62,30 @@ def _positive_int(name: str, value, minimum: int = 1) -> int:
     return number
 
 
+def _path(name: str, value: object) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise InputError(f"{name} must be a file or directory path, not {value!r}")
+    return Path(value)
+
+
 def parse_keep_qubits(text: str | tuple | list | None) -> tuple[int, ...] | None:
     """``"0,2,3"`` or a sequence of ints → sorted unique tuple."""
     if text is None:
         return None
-    items = text.split(",") if isinstance(text, str) else list(text)
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = [text]
     try:
-        qubits = sorted({int(str(item).strip()) for item in items if str(item).strip()})
-    except ValueError:
+        items = text.split(",") if isinstance(text, str) else list(text)
+        values = [int(str(item).strip()) for item in items if str(item).strip()]
+    except (TypeError, ValueError):
         raise InputError(
             f"--keep-qubits takes comma-separated qubit indices, not {text!r}"
         ) from None
+    if len(set(values)) != len(values):
+        raise InputError(f"--keep-qubits names a qubit twice: {text!r}")
+    qubits = sorted(
+        values
+    )  # the reduced state keeps Qiskit's order: lowest qubit least significant
     if not qubits or qubits[0] < 0:
         raise InputError(f"--keep-qubits takes non-negative qubit indices, not {text!r}")
     return tuple(qubits)
@@ -90,6 +103,8 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
         "arena": "arena_root",
         "spill": "spill_dir",
         "spill_quota": "spill_quota_bytes",
+        "checkpoint_interval": "checkpoint_interval_s",
+        "put_timeout": "put_timeout_s",
     }
     values: dict = {}
     for name, value in kwargs.items():
@@ -98,7 +113,7 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
             raise InputError(f"unknown run option {name!r}")
         if value is not None:
             values[name] = value
-    out: dict = {"circuit": Path(circuit)}
+    out: dict = {"circuit": _path("circuit", circuit)}
     if "trajectories" in values:
         out["trajectories"] = _positive_int("trajectories", values.pop("trajectories"))
     if "seed" in values:
@@ -142,7 +157,7 @@ def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
         out["put_timeout_s"] = parse_duration(values.pop("put_timeout_s"))
     for name in ("output", "arena_root", "spill_dir"):
         if name in values:
-            out[name] = Path(values.pop(name)).expanduser()
+            out[name] = _path(name, values.pop(name)).expanduser()
     if "snapshots" in values:
         out["snapshots"] = str(values.pop("snapshots"))
     if "scheduler" in values:

@@ -106,3 +106,17 @@ def test_gc_of_missing_arena(shm_root):
     done = noisefs("gc", "--arena", str(shm_root), "--dry-run")
     assert done.returncode == 0 and "no arena" in done.stdout
     assert not shm_root.exists()
+
+
+def test_gc_unowned_drops_what_closed_handles_left(make_arena, shm_root):
+    arena = make_arena()
+    kept = arena.put(np.ones(1000))
+    arena.close()  # a clean close leaves the snapshot for a consumer
+    status = noisefs("status", "--arena", shm_root)
+    assert "gc --unowned" in status.stdout
+    plain = json.loads(noisefs("gc", "--arena", shm_root, "--json").stdout)
+    assert plain["snapshots"] == 0 and plain["unowned_snapshots"] == 0
+    dropped = json.loads(noisefs("gc", "--arena", shm_root, "--unowned", "--json").stdout)
+    assert dropped["unowned_snapshots"] == 1
+    with Arena.open_existing(shm_root) as again:
+        assert kept not in again.keys() and again.keys() == []

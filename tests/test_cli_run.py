@@ -68,7 +68,12 @@ def test_inspect_table_json_and_plot(tmp_path, arena_args):
     bad = noisefs_cli("inspect", tmp_path / "ghz.qasm")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "pickle" not in bad.stderr  # never suggest loading a file unsafely
-    for target in (tmp_path, tmp_path / "missing" / "p.png", "/sys/noisefs-test.png"):
+    for target in (
+        tmp_path,
+        tmp_path / "missing" / "p.png",
+        "/sys/noisefs-test.png",
+        tmp_path / "p.xyz",
+    ):
         bad_plot = noisefs_cli("inspect", out, "--plot", target)
         assert bad_plot.returncode == 2, bad_plot.stderr
         assert len(bad_plot.stderr.strip().splitlines()) == 1 and "--plot" in bad_plot.stderr
@@ -151,6 +156,19 @@ def test_bad_storage_paths_exit_3_at_once_in_one_line(tmp_path, arena_args, case
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0] and "chmod" not in lines[0], proc.stderr
     assert not (tmp_path / "missing").exists()
+
+
+def test_temporary_files_of_a_killed_write_are_removed_by_the_next_run(tmp_path, arena_args):
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    out = tmp_path / "r[1].npz"
+    stale = [tmp_path / ".r[1].npz.k9x2.tmp", tmp_path / ".r[1].npz.ckpt.npz.k9x3.tmp"]
+    for temp in stale:
+        temp.write_bytes(b"half a file")
+        os.utime(temp, (time.time() - 60, time.time() - 60))
+    other = tmp_path / ".unrelated.npz.k9x4.tmp"
+    other.write_bytes(b"not ours")
+    assert noisefs_cli("run", path, "-k", 8, "-o", out, "-q", *arena_args).returncode == 0
+    assert not any(temp.exists() for temp in stale) and other.exists() and out.exists()
 
 
 def test_resume_of_a_complete_output_is_refused(tmp_path, arena_args):
@@ -281,16 +299,16 @@ def test_workers_do_not_outlive_a_killed_run(tmp_path, arena_args, arena_root):
     _, args, proc = _start_long_run(tmp_path, arena_args, tmp_path / "o.npz")
     proc.kill()
     proc.communicate()
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # no pipes: orphaned workers would hold them open
         [sys.executable, "-m", "noisefs", *map(str, [*args, "--workers", "2"] + arena_args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         assert _wait_for(lambda: len(_worker_pids(proc.pid)) == 2), "no workers appeared"
         workers = _worker_pids(proc.pid)
         assert _wait_for((tmp_path / "o.npz.ckpt.npz").exists), "no checkpoint appeared"
         proc.kill()
-        proc.communicate()
+        proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -89,8 +89,9 @@ def _listing(fd: int) -> dict[str, os.stat_result]:
     return out
 
 
-def gc(arena, dry_run: bool = False) -> dict:
+def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
     report = {
+        "unowned_snapshots": 0,
         "dry_run": dry_run,
         "dead_owners": 0,
         "partial_files": 0,
@@ -138,6 +139,15 @@ def gc(arena, dry_run: bool = False) -> dict:
             report["partial_files"] += len(stray)
             if not dry_run:
                 drop_rows(arena, conn, stray)
+            if unowned:  # asked for: snapshots that handles closed without consuming
+                left = conn.execute(
+                    "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'ready' AND owner IS NULL"
+                ).fetchall()
+                report["unowned_snapshots"] = len(left)
+                report["bytes"] += sum(r[3] for r in left if r[1] == "tmpfs")
+                report["files"] += sum(1 for r in left if r[1] == "tmpfs")
+                if not dry_run:
+                    drop_rows(arena, conn, left)
             _files_vs_rows(arena, conn, report, dry_run, now)
         if not dry_run:  # give the pages of deleted rows back to the tmpfs
             arena._ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()

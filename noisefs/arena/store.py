@@ -552,7 +552,8 @@ class Arena:
         self._check()
         return audit.check(self, fix=fix)
 
-    def gc(self, dry_run: bool = False) -> dict:
-        """Reclaim what dead processes left; never a live owner's data."""
+    def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
+        """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
+        also drop ready snapshots that handles closed without consuming."""
         self._check()
-        return audit.gc(self, dry_run=dry_run)
+        return audit.gc(self, dry_run=dry_run, unowned=unowned)

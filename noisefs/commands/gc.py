@@ -21,6 +21,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--dry-run", action="store_true", help="report what would be reclaimed, change nothing"
     )
+    parser.add_argument(
+        "--unowned",
+        action="store_true",
+        help="also drop snapshots that closed handles left unconsumed (no live process "
+        "will read them; a consumer that still wants them loses them)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -37,7 +43,7 @@ def main(args) -> int:
         print(json.dumps(report) if args.json else f"no arena at {root}: nothing to reclaim")
         return 0
     with arena:
-        report = arena.gc(dry_run=args.dry_run)
+        report = arena.gc(dry_run=args.dry_run, unowned=args.unowned)
     report["root"] = str(root)
     if args.json:
         print(json.dumps(report, sort_keys=True))
@@ -48,5 +54,6 @@ def main(args) -> int:
         f"{report['dead_owners']} dead owners, {report['partial_files']} partial files, "
         f"{report['snapshots']} snapshots of dead owners, {report['orphan_files']} orphan files, "
         f"{report['missing_files']} rows without a file, {report['lock_files']} stale lock files"
+        + (f", {report['unowned_snapshots']} unowned snapshots" if args.unowned else "")
     )
     return 0

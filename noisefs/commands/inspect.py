@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import zipfile
 
@@ -34,8 +35,8 @@ def load_result(path: str):
         return Result.load(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except KeyError as exc:
-        raise InputError(f"{path}: not a noisefs result file (no {exc} array)") from None
+    except KeyError:
+        raise InputError(f"{path}: not a noisefs result file (an array is missing)") from None
     except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
         # numpy's own message for a non-npz file suggests allow_pickle: never repeat that
         raise InputError(
@@ -108,6 +109,15 @@ def plot(result, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install 'noisefs[plot]'") from None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    image_format = os.path.splitext(path)[1].lstrip(".").lower()
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if image_format not in formats:
+        raise InputError(
+            f"--plot {path}: cannot tell the image format from its extension; use one of "
+            + ", ".join(f".{name}" for name in sorted(formats))
+        )
     steps = result.steps
     purity = result.purity()
     fig, axes = plt.subplots(
@@ -134,7 +144,7 @@ def plot(result, path: str) -> None:
     axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
     fig.tight_layout()
     with writing(path, "plot"), atomic_write(path) as handle:
-        fig.savefig(handle, format="png", dpi=100)
+        fig.savefig(handle, format=image_format, dpi=100)
     plt.close(fig)
 
 

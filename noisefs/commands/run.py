@@ -100,10 +100,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--arena", default=None, metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
     )
     g.add_argument(
-        "--quota", default=None, metavar="SIZE", help="arena quota, e.g. 512MiB (default 1GiB)"
+        "--quota",
+        default=None,
+        metavar="SIZE",
+        help="arena quota, e.g. 512MiB; stored in the arena for every later user "
+        "(default: the arena's stored quota, 1GiB for a new arena)",
     )
     g.add_argument(
-        "--max-files", default=None, metavar="N", help="arena inode bound (default 10000)"
+        "--max-files",
+        default=None,
+        metavar="N",
+        help="arena inode bound; stored like --quota (default: the stored one, 10000 for a new arena)",
     )
     g.add_argument(
         "--spill",

@@ -83,7 +83,11 @@ def render(s: dict) -> str:
             f"{s['live_owners']} live of {s['owners']} registered"
             + (f" (pids {', '.join(map(str, s['owner_pids']))})" if s["owner_pids"] else ""),
         ),
-        ("unowned", f"{s['unowned_snapshots']} snapshots left by handles that closed"),
+        (
+            "unowned",
+            f"{s['unowned_snapshots']} snapshots left by handles that closed"
+            + (" (`noisefs gc --unowned` drops them)" if s["unowned_snapshots"] else ""),
+        ),
     ]
     runs = s["runs"]
     rows.append(

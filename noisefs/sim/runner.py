@@ -164,11 +164,11 @@ _worker_state: dict = {}
 
 
 def _worker_init(
-    arena_root: str, spill_dir: str | None, timeout_s: float, job: SimulationJob
+    parent: int, arena_root: str, spill_dir: str | None, timeout_s: float, job: SimulationJob
 ) -> None:
     # The parent handles Ctrl-C and checkpoints; workers just stop when told.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent()
+    _exit_with_parent(parent)
     from noisefs.arena import Arena
 
     _worker_state["arena"] = Arena(
@@ -177,10 +177,12 @@ def _worker_init(
     _worker_state["job"] = job
 
 
-def _exit_with_parent(poll_s: float = 0.5) -> None:
-    """Exit as soon as the parent is gone (SIGKILLed): an orphaned worker would sit on its
-    arena data as a live owner forever. Exiting releases its lock, so gc reclaims it."""
-    parent = os.getppid()
+def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Exit as soon as the parent (pid ``parent``, passed in: it may already be gone when
+    this worker finished starting) is gone: an orphaned worker would sit on its arena data
+    as a live owner forever. Exiting releases its lock, so gc reclaims it."""
+    if os.getppid() != parent:
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -208,7 +210,7 @@ class ProcessExecutor:
             max_workers=workers,
             mp_context=get_context("spawn"),
             initializer=_worker_init,
-            initargs=(str(Path(arena.root)), spill, arena.timeout_s, job),
+            initargs=(os.getpid(), str(Path(arena.root)), spill, arena.timeout_s, job),
         )
         self.slots = 2 * workers
 
