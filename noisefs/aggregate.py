@@ -20,7 +20,9 @@ def z_expectations(probabilities: np.ndarray, num_qubits: int) -> np.ndarray:
     Summed over reshaped views, so no 2ⁿ × n sign table is ever built (at 26 qubits that
     table alone would take 13 GiB)."""
     batch = probabilities.shape[0]
-    out = np.empty((batch, num_qubits), dtype=np.float64)
+    out = np.zeros((batch, num_qubits), dtype=np.float64)
+    if batch == 0:
+        return out
     rest = probabilities
     for q in reversed(range(num_qubits)):  # peel off the most significant qubit each time
         halves = rest.reshape(batch, 2, -1)

@@ -97,3 +97,10 @@ def test_probabilities_only_mode_keeps_no_matrix():
     assert np.allclose(agg.z_mean()[0], [0, 0])
     # sample std of (+1, -1) is sqrt(2); divided by sqrt(2 trajectories)
     assert np.allclose(agg.z_stderr()[0], [1, 1])
+
+
+def test_an_empty_batch_changes_nothing():
+    agg = Aggregator(2, 1)
+    agg.fold_states(0, np.zeros((0, 4), dtype=complex))
+    agg.fold_states(0, np.array([[1, 0, 0, 0]], dtype=complex))
+    assert agg.count[0] == 1 and np.allclose(agg.z_mean()[0], [1, 1])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from noisefs.arena import Arena
-from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot
+from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot, UnsafePathError
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 from tests.test_arena_fixtures import data_files, du_bytes
 
@@ -130,3 +130,26 @@ def test_ledger_files_are_private(make_arena, shm_root):
         path = shm_root / name
         if path.exists():
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, name
+
+
+def test_views_are_seen_whatever_path_spells_the_arena(make_arena, shm_root, tmp_path):
+    first = make_arena()
+    link = tmp_path / "link"
+    os.symlink(shm_root.parent, link)  # e.g. /dev/shm reached through /run/shm
+    second = Arena(link / shm_root.name)
+    try:
+        key = first.put(np.arange(1000.0))
+        part = first.get(key)[10:20]
+        second.release(key)
+        second.put(np.full(1000, -1.0))
+        np.testing.assert_array_equal(part, np.arange(10.0, 20.0))
+    finally:
+        second.close()
+
+
+def test_a_file_among_the_ancestors_is_a_clear_refusal(tmp_path, spill):
+    (tmp_path / "afile").write_bytes(b"")
+    with pytest.raises(UnsafePathError, match="does not exist"):
+        Arena(tmp_path / "afile" / "x" / "arena", spill_dir=spill)
+    with pytest.raises(UnsafePathError, match="is not a directory"):
+        Arena(tmp_path / "afile" / "arena", spill_dir=spill)

@@ -10,7 +10,9 @@ never deleted: nothing unconsumed is dropped).
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import stat
 import time
 
@@ -18,6 +20,8 @@ from noisefs.arena import ledger, owners
 from noisefs.arena.admission import META_INODES, meta_bytes
 from noisefs.arena.paths import unlink_quiet
 from noisefs.errors import CorruptSnapshot
+
+log = logging.getLogger("noisefs.arena")
 
 ORPHAN_AGE_S = 5.0
 
@@ -149,8 +153,11 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                 if not dry_run:
                     drop_rows(arena, conn, left)
             _files_vs_rows(arena, conn, report, dry_run, now)
-        if not dry_run:  # give the pages of deleted rows back to the tmpfs
-            arena._ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
+        if not dry_run:  # give the pages of deleted rows back to the tmpfs (best effort)
+            try:
+                arena._ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
+            except sqlite3.OperationalError:
+                log.debug("incremental_vacuum skipped", exc_info=True)
     finally:
         for fd in held:
             os.close(fd)

@@ -120,8 +120,12 @@ def _check_ancestors(path: Path, what: str) -> None:
         current = current / part
         try:
             st = os.lstat(current)
-        except FileNotFoundError:
-            return
+        except (FileNotFoundError, NotADirectoryError):
+            return  # missing: reported by the caller when it matters
+        except OSError as exc:
+            raise _refuse(
+                path, f"cannot look at {current} ({exc.strerror})", "check the path", what
+            ) from None
         if stat.S_ISLNK(st.st_mode) and st.st_uid not in (0, os.geteuid()):
             raise _refuse(
                 path,
@@ -142,7 +146,14 @@ def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "
     _check_ancestors(path, what)
     if create:
         try:
-            if not path.parent.exists():
+            if path.parent.exists() and not path.parent.is_dir():
+                raise _refuse(
+                    path,
+                    f"cannot create it ({path.parent} is not a directory)",
+                    "choose another --arena",
+                    what,
+                )
+            if not path.parent.is_dir():
                 if what != "spill":  # a mistyped --arena must not grow directories at /
                     raise _refuse(
                         path,

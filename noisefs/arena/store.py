@@ -137,6 +137,9 @@ class Arena:
             explicit["spill_quota_bytes"] = parse_size(spill_quota)
         self._root_fd = open_private_dir(self.root, create=_register)
         self._fds = [self._root_fd]
+        # the arena's identity whatever path spelled it (symlinked ancestors, relative paths)
+        root_stat = os.fstat(self._root_fd)
+        self._identity = f"{root_stat.st_dev}:{root_stat.st_ino}"
         self._lock_fd: int | None = None
         self._owner_id: int | None = None
         self._spill_dir_fd: int | None = None
@@ -463,13 +466,13 @@ class Arena:
         if row is None or row[8] != "ready":
             raise KeyError(key)
         view = tiers.read_verified(self._maps, self._tier_fd(row[1]), key, row)
-        views.track(str(self.root), key, view)
+        views.track(self._identity, key, view)
         return view
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
         self._check()
-        live = views.held(str(self.root), key)
+        live = views.held(self._identity, key)
         with self._ledger.transaction() as conn:
             row = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)

@@ -28,7 +28,8 @@ def _map_array(view: np.ndarray) -> np.ndarray:
 
 
 def track(root: str, key: str, view: np.ndarray) -> None:
-    """Remember that ``view`` (of snapshot ``key`` in arena ``root``) was handed out."""
+    """Remember that ``view`` (of snapshot ``key`` in the arena identified by ``root``, its
+    device and inode) was handed out."""
     global _tracked
     ref = weakref.ref(_map_array(view))
     with _lock:
