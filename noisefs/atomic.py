@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -83,9 +85,6 @@ def writing(path: str | os.PathLike, what: str = "result file") -> Iterator[None
 def remove_stale_temps(path: str | os.PathLike, min_age_s: float = 5.0) -> int:
     """Remove temporary files that an :func:`atomic_write` of ``path`` killed midway left
     (``.<name>.*.tmp``, older than ``min_age_s``); return how many went."""
-    import glob
-    import time
-
     target = Path(path)
     removed = 0
     for temp in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):

@@ -131,12 +131,10 @@ class TrajectoryRun:
 
     def _fingerprint(self) -> dict:
         opts = self.options
-        import qiskit
-        import qiskit_aer
-
+        versions = _library_versions()
         return {
             # another Aer or Qiskit may draw other random numbers for the same seeds
-            "versions": [qiskit.__version__, qiskit_aer.__version__],
+            "versions": [versions["qiskit"], versions["qiskit-aer"]],
             "circuit_sha256": self.prepared.source_sha256,
             "executed_sha256": hashlib.sha256(self.executed_qasm.encode()).hexdigest(),
             "steps": list(map(int, self.steps)),
@@ -171,7 +169,7 @@ class TrajectoryRun:
                 f"{len(batches)}); rerun without --resume to start afresh"
             )
         self.seed, self.done = seed, done
-        self.elapsed_before, self.started = elapsed_before, started
+        self.elapsed_before, self.started = elapsed_before, started  # for _elapsed()
         run_name = f"{_safe_name(opts.circuit.stem)}-{secrets.token_hex(4)}"
         job = SimulationJob(
             self.circuit_with_saves, self.labels, self.noise_model, opts.store, run_name
@@ -183,7 +181,7 @@ class TrajectoryRun:
             if self._folding:  # a batch is half folded: keep the last consistent checkpoint
                 log.warning("stopped in the middle of folding a batch; not checkpointing")
             else:
-                self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+                self._checkpoint(aggregator, self._elapsed())
             if isinstance(exc, KeyboardInterrupt) and opts.output is not None:
                 folded = int(aggregator.count[-1]) if aggregator.count.size else 0
                 raise KeyboardInterrupt(
@@ -195,20 +193,20 @@ class TrajectoryRun:
         result = self._result(aggregator)
         if opts.output is not None:
             write_started = time.perf_counter()
-            self.timing["total_s"] = elapsed_before + time.perf_counter() - started
+            self.timing["total_s"] = self._elapsed()
             result.meta["timing"] = dict(self.timing)
             try:
                 with writing(opts.output):
                     result.save(opts.output)
             except BaseException:  # keep the finished sums: --resume then only writes
                 try:
-                    self._checkpoint(aggregator, elapsed_before + time.perf_counter() - started)
+                    self._checkpoint(aggregator, self._elapsed())
                 except Exception:  # noqa: BLE001 - the write error itself is what to report
                     log.debug("no checkpoint either", exc_info=True)
                 raise
             self.timing["write_s"] = time.perf_counter() - write_started
             checkpoint_path(opts.output).unlink(missing_ok=True)
-        self.timing["total_s"] = elapsed_before + time.perf_counter() - started
+        self.timing["total_s"] = self._elapsed()
         result.meta["timing"] = dict(self.timing)
         return result
 
@@ -405,7 +403,7 @@ class TrajectoryRun:
         """Whether ``--target-tol`` was met (None without one); warns when it was not."""
         if self.options.target_tol is None:
             return None
-        reached = bool(np.all(aggregator.z_stderr() <= self.options.target_tol))
+        reached = self._within_tol(aggregator)
         if not reached:
             log.warning(
                 "--target-tol %g not reached: largest <Z> standard error %.3g after %d trajectories; "
@@ -417,8 +415,10 @@ class TrajectoryRun:
         return reached
 
     def _tolerance_reached(self, aggregator: Aggregator) -> bool:
-        if aggregator.count[-1] < MIN_TRAJECTORIES_FOR_TOL:
-            return False
+        """Whether to stop early: enough trajectories for the errors to mean something."""
+        return aggregator.count[-1] >= MIN_TRAJECTORIES_FOR_TOL and self._within_tol(aggregator)
+
+    def _within_tol(self, aggregator: Aggregator) -> bool:
         return bool(np.all(aggregator.z_stderr() <= self.options.target_tol))
 
     def _checkpoint(self, aggregator: Aggregator, elapsed_s: float) -> None:
@@ -439,18 +439,11 @@ class TrajectoryRun:
     # -- the result ----------------------------------------------------------------------
 
     def _result(self, aggregator: Aggregator) -> Result:
-        import qiskit
-        import qiskit_aer
-
         opts = self.options
         trajectories = int(aggregator.count[-1])
         stats = self.arena_settings
         meta = {
-            "versions": {
-                "noisefs": __version__,
-                "qiskit": qiskit.__version__,
-                "qiskit-aer": qiskit_aer.__version__,
-            },
+            "versions": _library_versions(),
             "circuit": str(opts.circuit),
             "circuit_sha256": self.prepared.source_sha256,
             "executed_qasm": self.executed_qasm,
@@ -485,6 +478,17 @@ class TrajectoryRun:
             z_stderr=aggregator.z_stderr(),
             meta=meta,
         )
+
+
+def _library_versions() -> dict[str, str]:
+    import qiskit
+    import qiskit_aer
+
+    return {
+        "noisefs": __version__,
+        "qiskit": qiskit.__version__,
+        "qiskit-aer": qiskit_aer.__version__,
+    }
 
 
 @contextlib.contextmanager

@@ -83,9 +83,8 @@ def parse_keep_qubits(text: str | tuple | list | None) -> tuple[int, ...] | None
         ) from None
     if len(set(values)) != len(values):
         raise InputError(f"--keep-qubits names a qubit twice: {text!r}")
-    qubits = sorted(
-        values
-    )  # the reduced state keeps Qiskit's order: lowest qubit least significant
+    # the reduced state keeps Qiskit's order: the lowest kept qubit is least significant
+    qubits = sorted(values)
     if not qubits or qubits[0] < 0:
         raise InputError(f"--keep-qubits takes non-negative qubit indices, not {text!r}")
     return tuple(qubits)

@@ -167,6 +167,10 @@ class Admission:
                 )
                 ledger.bump(conn, free_bytes=-alloc, free_files=-1)
                 return Placement(row_id, key, "tmpfs", slot, alloc, True)
+        # new bytes are about to be admitted: by the bounds stored now, which another
+        # process may have changed since this handle opened (recycling needs no bounds)
+        a._refresh_settings(conn)
+        if allow_tmpfs:
             c = ledger.counters(conn)
             placement = self._new_tmpfs(
                 conn, c, meta_bytes(a._root_fd), alloc, meta_row, key_prefix

@@ -353,7 +353,6 @@ class Arena:
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
         while True:
             with self._ledger.transaction() as conn:
-                self._refresh_settings(conn)
                 placement = self._admission.place(
                     conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
                 )

@@ -13,7 +13,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "gc",
         help="reclaim what dead processes left",
-        description=__doc__.splitlines()[0].split(": ", 1)[1].capitalize(),
+        description="Reclaim what dead processes left in an arena (never a live owner's data).",
     )
     parser.add_argument(
         "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"

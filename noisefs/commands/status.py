@@ -14,7 +14,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "status",
         help="usage of an arena",
-        description=__doc__.splitlines()[0].split(": ", 1)[1].capitalize(),
+        description="Usage of an arena: bytes, files, free list, spill, peaks, owners, runs.",
     )
     parser.add_argument(
         "--arena", metavar="DIR", help="arena root (default /dev/shm/noisefs-<uid>)"
