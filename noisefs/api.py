@@ -26,9 +26,9 @@ def run(
     Trajectory i uses Aer shot seed ``seed + i``: the averages equal Aer's own average over
     ``trajectories`` shots with ``seed_simulator=seed`` to 1e-8.
     """
-    from noisefs.engine import TrajectoryRun
     from noisefs.errors import InputError
     from noisefs.options import make_options
+    from noisefs.pipeline.trajectory import TrajectoryRun
     from noisefs.sim.noise import noise_params
 
     noise = noise_params(**{name: options.pop(name) for name in _NOISE_OPTIONS if name in options})

@@ -14,9 +14,6 @@ STORES = ("factored", "dense")
 DEFAULT_TRAJECTORIES = 1000
 DEFAULT_MAX_DM_QUBITS = 12
 DEFAULT_SEED_TRANSPILER = 1234
-# A batch's snapshots are sized so that one batch of one snapshot stays near this many bytes.
-TARGET_SNAPSHOT_BYTES = 4 * 2**20
-MAX_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -180,10 +177,3 @@ def _scheduler(address: str) -> str:
 def default_output(circuit: Path) -> Path:
     """``<circuit stem>.noisefs.npz`` beside the circuit."""
     return circuit.with_name(f"{circuit.stem}.noisefs.npz")
-
-
-def default_batch(num_qubits: int, num_snapshots: int, store: str) -> int:
-    """Trajectories per batch: big enough for BLAS, small enough that a batch stays light."""
-    dim = 2**num_qubits
-    per_trajectory = 16 * dim * (dim if store == "dense" else 1) * max(1, num_snapshots)
-    return max(1, min(MAX_BATCH, TARGET_SNAPSHOT_BYTES * max(1, num_snapshots) // per_trajectory))

@@ -9,8 +9,8 @@ from qiskit.circuit.random import random_circuit
 
 import noisefs
 from noisefs.arena import Arena
-from noisefs.engine import TrajectoryRun
 from noisefs.oracle import aer_reference, aer_reference_steps
+from noisefs.pipeline.loop import RunLoop
 from tests import circuits
 
 TOL = 1e-8
@@ -208,16 +208,15 @@ def test_target_tol_after_a_resume_with_gaps_folds_a_contiguous_set(
     stopping early must still fold 0..K'-1, the trajectories the result claims."""
     path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
     out = tmp_path / "gap.npz"
-    simulate_and_fold = TrajectoryRun._simulate_and_fold
+    run_loop = RunLoop.run
 
-    def with_gaps_then_interrupt(self, job, batches, aggregator):
-        skipped = [1, 2, 3, *range(8, len(batches))]
-        self.done[skipped] = True  # so only 0 and 4-7 run
-        simulate_and_fold(self, job, batches, aggregator)
-        self.done[skipped] = False
+    def with_gaps_then_interrupt(self):
+        for start, stop in ((10, 40), (80, 200)):  # so only batches 0 and 4-7 run
+            self._submitted.add(start, stop)
+        run_loop(self)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(TrajectoryRun, "_simulate_and_fold", with_gaps_then_interrupt)
+    monkeypatch.setattr(RunLoop, "run", with_gaps_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         noisefs.run(path, trajectories=200, seed=3, batch=10, output=out, **run_kwargs)
     monkeypatch.undo()

@@ -156,8 +156,8 @@ def _raise_interrupt(signum, frame):
 
 
 def main(args: argparse.Namespace) -> int:
-    from noisefs.engine import TrajectoryRun, describe
     from noisefs.options import default_output, make_options
+    from noisefs.pipeline.trajectory import TrajectoryRun
     from noisefs.sim.noise import noise_params
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM checkpoints like Ctrl-C
@@ -187,3 +187,26 @@ def main(args: argparse.Namespace) -> int:
             f"{summary['snapshots']} snapshot(s), seed {summary['seed']}, {summary['timing'].get('total_s', 0):.1f} s"
         )
     return 0
+
+
+def describe(result) -> dict:
+    """The one-object JSON summary that ``noisefs run --json`` prints."""
+    import numpy as np
+
+    meta = result.meta
+    return {
+        "output": str(result.path) if result.path else None,
+        "circuit": meta["circuit"],
+        "num_qubits": meta["num_qubits"],
+        "trajectories": result.trajectories,
+        "seed": meta["seed"],
+        "snapshots": len(result.steps),
+        "steps": [int(s) for s in result.steps],
+        "z_mean_final": [float(z) for z in result.z_mean[-1]],
+        "z_stderr_max": float(np.max(result.z_stderr)) if result.z_stderr.size else 0.0,
+        "purity_final": float(result.purity()[-1]) if result.rho is not None else None,
+        "target_tol": meta.get("target_tol"),
+        "target_reached": meta.get("target_reached"),
+        "arena": meta["arena"],
+        "timing": meta.get("timing", {}),
+    }

@@ -13,60 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg.blas import zherk
 
-
-def z_expectations(probabilities: np.ndarray, num_qubits: int) -> np.ndarray:
-    """⟨Z_q⟩ of each row of ``probabilities`` (B × 2ⁿ): (B × n), qubit 0 least significant.
-
-    Summed over reshaped views, so no 2ⁿ × n sign table is ever built (at 26 qubits that
-    table alone would take 13 GiB)."""
-    batch = probabilities.shape[0]
-    out = np.zeros((batch, num_qubits), dtype=np.float64)
-    if batch == 0:
-        return out
-    rest = probabilities
-    for q in reversed(range(num_qubits)):  # peel off the most significant qubit each time
-        halves = rest.reshape(batch, 2, -1)
-        sums = halves.sum(axis=2)
-        out[:, q] = sums[:, 0] - sums[:, 1]
-        rest = halves[:, 0] + halves[:, 1]
-    return out
-
-
-def z_signs(num_qubits: int) -> np.ndarray:
-    """(2ⁿ, n) matrix of eigenvalues of Z_q on each basis state (qubit 0 least significant)."""
-    index = np.arange(2**num_qubits)[:, None]
-    bits = (index >> np.arange(num_qubits)[None, :]) & 1
-    return (1 - 2 * bits).astype(np.float64)
-
-
-def _to_kept_matrix(states: np.ndarray, num_qubits: int, keep: tuple[int, ...]) -> np.ndarray:
-    """Reshape Ψ (B × 2ⁿ) into A (2ᵏ × B·2ⁿ⁻ᵏ) so that A A† = Σ_b Tr_rest ψ_b ψ_b†."""
-    batch = states.shape[0]
-    tensor = states.reshape((batch,) + (2,) * num_qubits)
-    # tensor axis 1 + a holds qubit n-1-a (C order: most significant first)
-    rest = [q for q in range(num_qubits) if q not in keep]
-    kept_axes = [1 + num_qubits - 1 - q for q in reversed(keep)]
-    rest_axes = [1 + num_qubits - 1 - q for q in reversed(rest)]
-    moved = tensor.transpose(kept_axes + [0] + rest_axes)
-    return moved.reshape(2 ** len(keep), batch * 2 ** len(rest))
-
-
-def _partial_trace_dense(rhos: np.ndarray, num_qubits: int, keep: tuple[int, ...]) -> np.ndarray:
-    """Σ_b Tr_rest ρ_b for a stack of density matrices (B × 2ⁿ × 2ⁿ)."""
-    n = num_qubits
-    tensor = rhos.reshape((rhos.shape[0],) + (2,) * (2 * n))
-    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    row = [letters[i] for i in range(n)]
-    col = [letters[n + i] for i in range(n)]
-    for q in range(n):
-        if q not in keep:
-            col[n - 1 - q] = row[n - 1 - q]  # trace: same index on row and column
-    out_row = [row[n - 1 - q] for q in reversed(keep)]
-    out_col = [col[n - 1 - q] for q in reversed(keep)]
-    # "Z" (the batch axis) is never among the 2n ≤ 50 index letters used above
-    spec = "Z" + "".join(row) + "".join(col) + "->Z" + "".join(out_row) + "".join(out_col)
-    d = 2 ** len(keep)
-    return np.einsum(spec, tensor).reshape(-1, d, d).sum(axis=0)
+from noisefs.aggregate.linalg import partial_trace_dense, to_kept_matrix, z_expectations
 
 
 @dataclass
@@ -112,7 +59,7 @@ class Aggregator:
         if self.density == "full":
             self.rho_sum[step] = zherk(1.0, states.T, beta=1.0, c=self.rho_sum[step], overwrite_c=1)
         elif self.density == "reduced":
-            kept = _to_kept_matrix(states, self.num_qubits, self.keep)
+            kept = to_kept_matrix(states, self.num_qubits, self.keep)
             self.rho_sum[step] = zherk(1.0, kept, beta=1.0, c=self.rho_sum[step], overwrite_c=1)
         probabilities = states.real**2 + states.imag**2
         self._fold_diagonals(step, probabilities)
@@ -128,7 +75,7 @@ class Aggregator:
         if self.density == "full":
             self._add_upper(step, rhos.sum(axis=0))
         elif self.density == "reduced":
-            self._add_upper(step, _partial_trace_dense(rhos, self.num_qubits, self.keep))
+            self._add_upper(step, partial_trace_dense(rhos, self.num_qubits, self.keep))
         probabilities = np.einsum("bii->bi", rhos).real
         self._fold_diagonals(step, probabilities)
 
@@ -142,6 +89,54 @@ class Aggregator:
         self.z_sum[step] += z.sum(axis=0)
         self.z_sqsum[step] += np.square(z).sum(axis=0)
         self.count[step] += probabilities.shape[0]
+
+    # -- combining -----------------------------------------------------------------------
+
+    def compatible(self, other: Aggregator) -> bool:
+        """Whether ``other`` sums the same quantities (qubits, steps, density, kept qubits)."""
+        return (self.num_qubits, self.num_steps, self.density, self.keep) == (
+            other.num_qubits,
+            other.num_steps,
+            other.density,
+            other.keep,
+        )
+
+    def merge(self, other: Aggregator) -> Aggregator:
+        """Add ``other``'s sums into this one (``self`` is returned).
+
+        Exact up to floating-point addition: the sums are plain sums, so merging the folds
+        of two disjoint sets of trajectories equals folding their union."""
+        if not self.compatible(other):
+            raise ValueError(
+                f"cannot merge sums of {other.num_qubits} qubits / {other.num_steps} steps / "
+                f"{other.density} into {self.num_qubits} / {self.num_steps} / {self.density}"
+            )
+        for mine, theirs in zip(self.rho_sum, other.rho_sum, strict=True):
+            mine += theirs  # upper triangles only on both sides, in place (Fortran order kept)
+        self.prob_sum += other.prob_sum
+        self.z_sum += other.z_sum
+        self.z_sqsum += other.z_sqsum
+        self.count += other.count
+        return self
+
+    @classmethod
+    def from_state(
+        cls,
+        state: dict[str, np.ndarray],
+        num_qubits: int,
+        num_steps: int,
+        density: str = "full",
+        keep: tuple[int, ...] | None = None,
+    ) -> Aggregator:
+        """An aggregator holding ``state`` (the inverse of :meth:`state`)."""
+        aggregator = cls(num_qubits, num_steps, density, keep)
+        aggregator.load_state(state)
+        return aggregator
+
+    @property
+    def folded(self) -> int:
+        """Trajectories folded into every step (the last step counts them all)."""
+        return int(self.count[-1]) if self.count.size else 0
 
     # -- results -------------------------------------------------------------------------
 

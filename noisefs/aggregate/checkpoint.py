@@ -1,8 +1,9 @@
 """Atomic checkpoints of an aggregation, so ``--resume`` continues exactly.
 
-A checkpoint holds the aggregator's sums, the exact set of folded batches, the seed, the
-batch size and a fingerprint of everything that shapes the result. Batches folded after
-the last checkpoint are simply simulated again: trajectory i always uses seed S + i.
+A checkpoint holds the aggregator's sums, the exact set of folded trajectories (as ranges,
+so it does not depend on the batch sizes chosen before or after it), the seed and a
+fingerprint of everything that shapes the result. Trajectories folded after the last
+checkpoint are simply simulated again: trajectory i always uses seed S + i.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ def checkpoint_path(output: str | os.PathLike) -> Path:
 class Checkpoint:
     fingerprint: dict
     seed: int
-    batch: int
-    done: np.ndarray  # bool, one entry per batch
+    folded: np.ndarray  # int64 (m, 2): sorted disjoint [start, stop) trajectory ranges
     state: dict[str, np.ndarray]
     elapsed_s: float = 0.0
 
@@ -37,11 +37,17 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
     header = {
         "fingerprint": checkpoint.fingerprint,
         "seed": checkpoint.seed,
-        "batch": checkpoint.batch,
         "elapsed_s": checkpoint.elapsed_s,
     }
+    folded = np.asarray(checkpoint.folded, dtype=np.int64).reshape(-1, 2)
     with atomic_write(path, mode=0o600) as handle:
-        np.savez(handle, header=np.str_(json.dumps(header)), done=checkpoint.done, **arrays)
+        np.savez(handle, header=np.str_(json.dumps(header)), folded=folded, **arrays)
+
+
+def _ranges_of_batches(done: np.ndarray, batch: int, trajectories: int) -> np.ndarray:
+    """Checkpoints of noisefs 0.1 recorded done batches of one fixed size."""
+    starts = np.flatnonzero(done) * batch
+    return np.stack([starts, np.minimum(starts + batch, trajectories)], axis=1).astype(np.int64)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
@@ -57,11 +63,15 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint | None:
             for name in data.files
             if name.startswith("state_")
         }
+        if "folded" in data.files:
+            folded = np.array(data["folded"], dtype=np.int64).reshape(-1, 2)
+        else:
+            trajectories = int(header["fingerprint"]["trajectories"])
+            folded = _ranges_of_batches(np.array(data["done"]), int(header["batch"]), trajectories)
         return Checkpoint(
             fingerprint=header["fingerprint"],
             seed=int(header["seed"]),
-            batch=int(header["batch"]),
-            done=np.array(data["done"], dtype=bool),
+            folded=folded,
             state=state,
             elapsed_s=float(header.get("elapsed_s", 0.0)),
         )

@@ -1,0 +1,62 @@
+"""Fold one batch of snapshots from the arena into an aggregator: all or nothing.
+
+Every snapshot is fetched and verified before the first sum changes, so a corrupt or
+missing snapshot leaves the sums untouched; once folded, the snapshots are released
+(a failed release is logged, never counted twice: the batch is already in the sums).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from noisefs.aggregate.sums import Aggregator
+
+log = logging.getLogger("noisefs")
+
+STORES = ("factored", "dense")
+
+
+def fold_batch(
+    arena,
+    keys: Sequence[str],
+    aggregator: Aggregator,
+    store: str = "factored",
+    *,
+    on_first_fold: Callable[[], None] | None = None,
+    on_folded: Callable[[], None] | None = None,
+) -> None:
+    """Fold the snapshots ``keys`` (one per snapshot step, in step order) into ``aggregator``
+    and release them.
+
+    ``store`` says what each snapshot holds: ``"factored"`` a (B, 2ⁿ) stack of pure states,
+    ``"dense"`` a (B, 2ⁿ, 2ⁿ) stack of density matrices. ``on_first_fold`` runs once every
+    snapshot is verified, just before the first sum changes; ``on_folded`` right after the
+    last fold, before any release: the place to mark the batch done, so that bookkeeping
+    never disagrees with the sums whatever fails afterwards.
+    """
+    if store not in STORES:
+        raise ValueError(f"store must be one of {STORES}, not {store!r}")
+    if len(keys) != aggregator.num_steps:
+        raise ValueError(f"{len(keys)} snapshots for {aggregator.num_steps} steps")
+    fold = aggregator.fold_densities if store == "dense" else aggregator.fold_states
+    views = [arena.get(key) for key in keys]  # verified, before any sum changes
+    if on_first_fold is not None:
+        on_first_fold()
+    for step, view in enumerate(views):
+        fold(step, view)
+    if on_folded is not None:
+        on_folded()
+    del views, view  # drop the mappings before the snapshots' pages are recycled
+    release_all(arena, keys)
+
+
+def release_all(arena, keys: Sequence[str]) -> None:
+    """Release ``keys``; a key that will not go is logged and left to gc."""
+    for key in keys:
+        try:
+            arena.release(key)
+        except KeyError:
+            pass
+        except Exception:  # noqa: BLE001 - folded already; a stranded snapshot is gc's
+            log.warning("could not release folded snapshot %s", key, exc_info=True)

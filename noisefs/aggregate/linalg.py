@@ -1,0 +1,60 @@
+"""Linear algebra of the folds: ⟨Z_q⟩ from probabilities, partial traces of batches."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def z_expectations(probabilities: np.ndarray, num_qubits: int) -> np.ndarray:
+    """⟨Z_q⟩ of each row of ``probabilities`` (B × 2ⁿ): (B × n), qubit 0 least significant.
+
+    Summed over reshaped views, so no 2ⁿ × n sign table is ever built (at 26 qubits that
+    table alone would take 13 GiB)."""
+    batch = probabilities.shape[0]
+    out = np.zeros((batch, num_qubits), dtype=np.float64)
+    if batch == 0:
+        return out
+    rest = probabilities
+    for q in reversed(range(num_qubits)):  # peel off the most significant qubit each time
+        halves = rest.reshape(batch, 2, -1)
+        sums = halves.sum(axis=2)
+        out[:, q] = sums[:, 0] - sums[:, 1]
+        rest = halves[:, 0] + halves[:, 1]
+    return out
+
+
+def z_signs(num_qubits: int) -> np.ndarray:
+    """(2ⁿ, n) matrix of eigenvalues of Z_q on each basis state (qubit 0 least significant)."""
+    index = np.arange(2**num_qubits)[:, None]
+    bits = (index >> np.arange(num_qubits)[None, :]) & 1
+    return (1 - 2 * bits).astype(np.float64)
+
+
+def to_kept_matrix(states: np.ndarray, num_qubits: int, keep: tuple[int, ...]) -> np.ndarray:
+    """Reshape Ψ (B × 2ⁿ) into A (2ᵏ × B·2ⁿ⁻ᵏ) so that A A† = Σ_b Tr_rest ψ_b ψ_b†."""
+    batch = states.shape[0]
+    tensor = states.reshape((batch,) + (2,) * num_qubits)
+    # tensor axis 1 + a holds qubit n-1-a (C order: most significant first)
+    rest = [q for q in range(num_qubits) if q not in keep]
+    kept_axes = [1 + num_qubits - 1 - q for q in reversed(keep)]
+    rest_axes = [1 + num_qubits - 1 - q for q in reversed(rest)]
+    moved = tensor.transpose(kept_axes + [0] + rest_axes)
+    return moved.reshape(2 ** len(keep), batch * 2 ** len(rest))
+
+
+def partial_trace_dense(rhos: np.ndarray, num_qubits: int, keep: tuple[int, ...]) -> np.ndarray:
+    """Σ_b Tr_rest ρ_b for a stack of density matrices (B × 2ⁿ × 2ⁿ)."""
+    n = num_qubits
+    tensor = rhos.reshape((rhos.shape[0],) + (2,) * (2 * n))
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    row = [letters[i] for i in range(n)]
+    col = [letters[n + i] for i in range(n)]
+    for q in range(n):
+        if q not in keep:
+            col[n - 1 - q] = row[n - 1 - q]  # trace: same index on row and column
+    out_row = [row[n - 1 - q] for q in reversed(keep)]
+    out_col = [col[n - 1 - q] for q in reversed(keep)]
+    # "Z" (the batch axis) is never among the 2n ≤ 50 index letters used above
+    spec = "Z" + "".join(row) + "".join(col) + "->Z" + "".join(out_row) + "".join(out_col)
+    d = 2 ** len(keep)
+    return np.einsum(spec, tensor).reshape(-1, d, d).sum(axis=0)

@@ -1,0 +1,28 @@
+"""Executors: where batches are simulated (see :mod:`noisefs.execute.protocol`).
+
+:func:`make_executor` is the one place that picks the backend from the run's options:
+a Dask cluster (``scheduler``), local worker processes (``workers > 1``), or a thread.
+"""
+
+from __future__ import annotations
+
+from noisefs.execute.protocol import BatchDone, Executor
+from noisefs.sim.aer import SimulationJob
+
+
+def make_executor(arena, job: SimulationJob, *, workers: int = 1, scheduler=None) -> Executor:
+    """The executor for these options; every one satisfies :class:`Executor`."""
+    if scheduler is not None:
+        from noisefs.execute.dask import DaskExecutor
+
+        return DaskExecutor(arena, job, scheduler)
+    if workers > 1:
+        from noisefs.execute.processes import ProcessExecutor
+
+        return ProcessExecutor(arena, job, workers)
+    from noisefs.execute.local import LocalExecutor
+
+    return LocalExecutor(arena, job)
+
+
+__all__ = ["BatchDone", "Executor", "make_executor"]

@@ -1,0 +1,51 @@
+"""Simulation in a background thread of this process (Aer releases the GIL), so the loop
+folds one batch while Aer computes the next."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from noisefs.aggregate import release_all
+from noisefs.execute.protocol import BatchDone
+from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
+from noisefs.sim.batches import Batch
+
+
+def run_batch(arena, job: SimulationJob, batch: Batch) -> BatchDone:
+    """Simulate ``batch`` and put its snapshots into ``arena``; all or nothing."""
+    started = time.perf_counter()
+    per_step = simulate(job, batch)
+    simulated = time.perf_counter()
+    keys: list[str] = []
+    try:
+        for step, states in enumerate(per_step):
+            snapshot = to_snapshot(states, job.store)
+            keys.append(arena.put(snapshot, run=job.run_name, step=step, batch=batch.index))
+    except BaseException:
+        release_all(arena, keys)
+        raise
+    return BatchDone(
+        batch,
+        keys=tuple(keys),
+        simulate_s=simulated - started,
+        store_s=time.perf_counter() - simulated,
+    )
+
+
+class LocalExecutor:
+    """``threads`` simulation threads sharing this process's arena handle."""
+
+    needs_adopt = False
+
+    def __init__(self, arena, job: SimulationJob, threads: int = 1) -> None:
+        self._arena = arena
+        self._job = job
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="noisefs-sim")
+        self.slots = threads + 1
+
+    def submit(self, batch: Batch) -> Future[BatchDone]:
+        return self._pool.submit(run_batch, self._arena, self._job, batch)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,84 @@
+"""``workers`` local processes, each with its own Arena handle on the same root.
+
+The parent adopts each finished batch's snapshots so they outlive the worker. Workers
+ignore Ctrl-C (the parent checkpoints and tells them to stop) and exit by themselves when
+the parent is gone, so a killed run leaves nothing a live owner holds.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from noisefs.execute.local import run_batch
+from noisefs.execute.protocol import BatchDone
+from noisefs.sim.aer import SimulationJob
+from noisefs.sim.batches import Batch
+
+_worker_state: dict = {}
+
+
+def _worker_init(
+    parent: int, arena_root: str, spill_dir: str | None, timeout_s: float, job: SimulationJob
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent(parent)
+    from noisefs.arena import Arena
+
+    _worker_state["arena"] = Arena(
+        root=arena_root, quota=None, max_files=None, spill_dir=spill_dir, timeout_s=timeout_s
+    )
+    _worker_state["job"] = job
+
+
+def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """Exit as soon as the parent (pid ``parent``, passed in: it may already be gone when
+    this worker finished starting) is gone: an orphaned worker would sit on its arena data
+    as a live owner forever. Exiting releases its lock, so gc reclaims it."""
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="noisefs-parent-watch", daemon=True).start()
+
+
+def _worker_run(batch: Batch) -> BatchDone:
+    return run_batch(_worker_state["arena"], _worker_state["job"], batch)
+
+
+class ProcessExecutor:
+    """Spawned worker processes; Aer in each gets an equal share of the cores."""
+
+    needs_adopt = True
+
+    def __init__(self, arena, job: SimulationJob, workers: int) -> None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        spill = str(arena.spill_dir) if getattr(arena, "spill_dir", None) else None
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(
+                os.getpid(),
+                str(Path(arena.root)),
+                spill,
+                arena.timeout_s,
+                job.with_threads(threads),
+            ),
+        )
+        self.slots = 2 * workers
+
+    def submit(self, batch: Batch) -> Future[BatchDone]:
+        return self._pool.submit(_worker_run, batch)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
