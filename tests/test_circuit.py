@@ -530,3 +530,106 @@ def test_prepare(tmp_path):
     )
     with pytest.raises(CircuitError, match=r"c\.qasm: cannot translate"):
         prepare(opaque)
+
+
+# --------------------------------------------------------------------- sources: path, text, circuit
+
+SOURCES = [p for p in sorted(EXAMPLES.glob("*.qasm")) + BENCH if p.name != BROKEN]
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
+def test_file_text_and_circuit_give_the_same_executed_circuit(path):
+    from_file = prepare(path)
+    data = path.read_bytes()
+    text = data.decode("utf-8", errors="replace")
+    from_text = prepare(text)
+    from_circuit = prepare(load_circuit(path))
+    expected = executed_qasm(from_file.circuit)
+    assert executed_qasm(from_text.circuit) == expected
+    assert executed_qasm(from_circuit.circuit) == expected
+    assert from_file.removed_measurements == from_text.removed_measurements
+    assert from_file.removed_measurements == from_circuit.removed_measurements
+    assert (from_file.path, from_file.label, from_file.name) == (str(path), str(path), path.stem)
+    assert from_file.source_kind == "file" and from_file.source_sha256 == sha256(data)
+    assert from_text.source_kind == "text" and from_text.path is None
+    assert from_text.label == "<OpenQASM text>" and from_text.name == "circuit"
+    assert from_text.source_sha256 == sha256(text.encode("utf-8"))
+    if data.decode("utf-8", errors="replace").encode("utf-8") == data:
+        assert from_text.source_sha256 == from_file.source_sha256  # the text of a UTF-8 file
+    assert from_circuit.source_kind == "circuit" and from_circuit.path is None
+    assert len(from_circuit.source_sha256) == 64
+
+
+def sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_path_or_text_rule(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; x q[0];'
+    assert prepare(one_line).source_kind == "text"  # header: text, even on one line
+    assert prepare("  // hi\n" + one_line).source_kind == "text"
+    assert prepare('include "qelib1.inc";\nqreg q[1];\nx q[0];\n').source_kind == "text"
+    write(tmp_path, one_line, "x.qasm")
+    assert prepare("x.qasm").source_kind == "file"  # no newline, no header: a file name
+    assert prepare(tmp_path / "x.qasm").name == "x"
+    weird = write(tmp_path, one_line, "OPENQASM 2.0;")  # a Path is always a path
+    assert prepare(weird).source_kind == "file"
+    with pytest.raises(CircuitError, match="no such file .*OPENQASM header"):
+        prepare("qreg q[1]; x q[0];")
+    with pytest.raises(InputError, match="not bytes"):
+        prepare(one_line.encode())
+
+
+def test_text_errors_name_the_line():
+    with pytest.raises(CircuitError, match=r"^<OpenQASM text>:4: 'foo' is not defined") as info:
+        prepare('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nfoo q[0];\n')
+    assert info.value.line == 4 and info.value.file == "<OpenQASM text>"
+    with pytest.raises(CircuitError, match=r"^<OpenQASM text>:5: syntax error"):
+        prepare("OPENQASM 3.0;\nqubit[2] q;\n\nh q[0]\nx q[1];\n")
+    with pytest.raises(CircuitError, match="the text is empty"):
+        prepare("\n\n")
+    with pytest.raises(CircuitError, match=r"^<OpenQASM text>: cannot translate"):
+        prepare('OPENQASM 2.0;\ninclude "qelib1.inc";\nopaque magic a;\nqreg q[1];\nmagic q[0];\n')
+
+
+def test_file_errors_carry_file_and_line(tmp_path):
+    path = write(tmp_path, 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\nfoo q[0];\n')
+    with pytest.raises(CircuitError) as info:
+        prepare(path)
+    assert (info.value.file, info.value.line) == (str(path), 4)
+
+
+def test_quantum_circuit_source():
+    from qiskit.circuit import Gate, Parameter
+
+    qc = QuantumCircuit(2, 2, name="bell pair!")
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    before = qc.copy()
+    prepared = prepare(qc)
+    assert qc == before  # not modified
+    assert prepared.name == "bell_pair" and prepared.label == "circuit 'bell pair!'"
+    assert prepared.removed_measurements == 2
+    twin = QuantumCircuit(2, 2, name="bell pair!")
+    twin.h(0)
+    twin.cx(0, 1)
+    twin.measure([0, 1], [0, 1])
+    assert prepare(twin).source_sha256 == prepared.source_sha256  # deterministic
+    twin.x(0)
+    assert prepare(twin).source_sha256 != prepared.source_sha256
+    assert prepare(QuantumCircuit(1)).name == "circuit"  # Qiskit's automatic name
+    theta = Parameter("theta")
+    free = QuantumCircuit(1)
+    free.rx(theta, 0)
+    with pytest.raises(CircuitError, match="unbound parameters \\(theta\\)"):
+        prepare(free)
+    with pytest.raises(CircuitError, match="no qubits"):
+        prepare(QuantumCircuit(0, name="empty"))
+    opaque = QuantumCircuit(1, name="op")
+    opaque.append(Gate("magic", 1, []), [0])
+    with pytest.raises(CircuitError, match="^circuit 'op': cannot translate"):
+        prepare(opaque)
