@@ -1,0 +1,54 @@
+"""The one patch: ``qiskit_aer.backends.aerbackend.AerBackend.run``, installed once.
+
+Every Aer backend (``AerSimulator``, ``AerSimulator.from_backend``, and so Aer's
+``EstimatorV2``/``SamplerV2`` and qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` over
+it) runs through ``AerBackend.run``. The replacement is ``functools.wraps(original)``, so
+``AerBackend.run.__wrapped__`` is the original: noisefs's own runner and :func:`original_run`
+use it to bypass interception. Outside every managed scope the replacement calls the
+original at once, with the caller's arguments unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+_LOCK = threading.Lock()
+_MARK = "_noisefs_managed"
+
+
+def install() -> None:
+    """Patch ``AerBackend.run`` (idempotent, thread-safe)."""
+    from qiskit_aer.backends.aerbackend import AerBackend
+
+    with _LOCK:
+        current = AerBackend.run
+        if getattr(current, _MARK, False):
+            return
+        original = current
+
+        @functools.wraps(original)
+        def run(self, circuits, parameter_binds=None, **run_options):
+            from noisefs.managed.scope import active_scope
+
+            scope = active_scope()
+            if scope is None:
+                return original(self, circuits, parameter_binds, **run_options)
+            return scope.run_job(self, circuits, parameter_binds, run_options, original)
+
+        setattr(run, _MARK, True)
+        AerBackend.run = run
+
+
+def installed() -> bool:
+    """Whether ``AerBackend.run`` is intercepted (it stays so once installed)."""
+    from qiskit_aer.backends.aerbackend import AerBackend
+
+    return bool(getattr(AerBackend.run, _MARK, False))
+
+
+def original_run():
+    """Aer's own ``AerBackend.run``, whether or not it is intercepted."""
+    from qiskit_aer.backends.aerbackend import AerBackend
+
+    return getattr(AerBackend.run, "__wrapped__", AerBackend.run)

@@ -1,0 +1,209 @@
+"""Run one intercepted ``backend.run`` call: batched, passed through, or refused.
+
+Batches call ``AerBackend._execute_circuits_job`` (what the original ``run``'s job calls, with
+``format_result=False``), never the intercepted ``run``; their raw outputs are merged
+(:mod:`noisefs.managed.merge`) and formatted by Aer's own ``_format_results``, so the
+``Result`` and its ``Statevector``/``DensityMatrix`` types are the installed Aer's.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from qiskit.providers import JobStatus, JobV1
+
+from noisefs.managed import batching
+from noisefs.managed.merge import ExperimentMerger, merge_outputs
+from noisefs.managed.states import StateFolder
+
+
+class ManagedJob(JobV1):
+    """The job a managed ``backend.run`` returns; its :meth:`result` works after the scope."""
+
+    def __init__(self, backend, job_id: str, result=None, error=None, inner=None, note=None):
+        super().__init__(backend, job_id)
+        self._result = result
+        self._error = error
+        self._inner = inner  # a passed-through Aer job
+        self._note = note or {}
+
+    def submit(self) -> None:
+        """Nothing to do: a managed job has run (or been submitted to Aer) when returned."""
+
+    def result(self, timeout: float | None = None):
+        """The job's :class:`qiskit.result.Result`; raises what the job raised."""
+        if self._inner is not None:
+            if self._result is None:
+                result = self._inner.result(timeout=timeout)
+                if isinstance(getattr(result, "metadata", None), dict):
+                    result.metadata["noisefs"] = self._note
+                self._result = result
+            return self._result
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def status(self) -> JobStatus:
+        """DONE, ERROR, or the passed-through Aer job's own status."""
+        if self._inner is not None:
+            return self._inner.status()
+        return JobStatus.ERROR if self._error is not None else JobStatus.DONE
+
+
+class _Passthrough(Exception):
+    """Internal: the job turned out to be one Aer must run whole (the reason is the message)."""
+
+
+def run_managed(scope, backend, circuits, parameter_binds, run_options: dict, original_run):
+    """Run one ``backend.run`` call inside ``scope``; return a :class:`ManagedJob`."""
+    from qiskit import QuantumCircuit
+
+    single = isinstance(circuits, QuantumCircuit)
+    circuit_list = [circuits] if single else list(circuits)
+    reason = batching.static_verdict(backend, run_options)  # raises for a refused option
+    if reason is None and not all(isinstance(c, QuantumCircuit) for c in circuit_list):
+        reason = "not every circuit is a QuantumCircuit"
+    if reason is None:
+        shots = batching.total_shots(backend, run_options)
+        job_id = str(uuid.uuid4())
+        try:
+            result, note = _run_batched(
+                scope, backend, circuit_list, parameter_binds, run_options, shots, job_id
+            )
+            return ManagedJob(backend, job_id, result=result, note=note)
+        except _Passthrough as exc:
+            reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - surfaced by result(), as Aer's jobs do
+            return ManagedJob(backend, job_id, error=exc)
+    scope.record_passthrough(reason)
+    inner = original_run(backend, circuits, parameter_binds=parameter_binds, **run_options)
+    return ManagedJob(
+        backend, inner.job_id(), inner=inner, note={"mode": "passthrough", "reason": reason}
+    )
+
+
+def _execute(backend, circuits, parameter_binds, options: dict, job_id: str) -> dict:
+    return backend._execute_circuits_job(
+        circuits, parameter_binds, dict(options), job_id=job_id, format_result=False
+    )
+
+
+def _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id) -> str:
+    """The method every batch runs with; for ``automatic``, what Aer picks for the whole
+    job's shot count (a 1-shot probe of the user's circuits, plus Aer's shots rule)."""
+    method = batching.effective_option(backend, run_options, "method", "automatic")
+    if method and method != "automatic":
+        return method
+    probe_options = {**run_options, "shots": 1, "seed_simulator": seed}
+    probe = _execute(backend, circuits, parameter_binds, probe_options, job_id)
+    if not probe.get("success", False):
+        raise _Passthrough("the 1-shot probe of the automatic method failed; Aer reports it")
+    expanded = _expand(circuits, parameter_binds)
+    for k, raw in enumerate(probe["results"]):
+        meta = raw.get("metadata", {})
+        picked = meta.get("method", "statevector")
+        if picked != "statevector":
+            raise _Passthrough(f"the automatic method picks {picked!r} for experiment {k}")
+        if batching.automatic_picks_density_matrix(expanded[k], meta, shots):
+            raise _Passthrough(
+                f"the automatic method picks 'density_matrix' for experiment {k} at {shots} "
+                "shots (noise, more shots than 2^qubits): Aer samples it from one evolution"
+            )
+    return "statevector"
+
+
+def _expand(circuits, parameter_binds) -> list:
+    out = []
+    counts = batching.binds_per_circuit(circuits, parameter_binds)
+    for circuit, count in zip(circuits, counts, strict=True):
+        out.extend([circuit] * count)
+    return out
+
+
+def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, job_id):
+    started = time.perf_counter()
+    seed, drawn = batching.draw_seed(backend, run_options)
+    rewritten = [batching.rewrite_circuit(c) for c in circuits]
+    run_circuits = [r.circuit for r in rewritten]
+    experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
+    method = _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id)
+    plan = batching.plan_offsets(shots, scope.options.batch)
+    arena = scope.arena()
+    folder = StateFolder(arena, run_name=f"managed-{job_id[:8]}")
+    mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
+    peak = {"bytes": 0, "files": 0}
+
+    def submit(pool, index):
+        offset, size = plan[index]
+        options = {**run_options, "shots": size, "seed_simulator": seed + offset}
+        options["method"] = method
+        return pool.submit(_execute, backend, run_circuits, parameter_binds, options, job_id)
+
+    first_output = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="noisefs-managed") as pool:
+        pending = submit(pool, 0)
+        for index in range(len(plan)):
+            raw = pending.result()
+            if not raw.get("success", False):
+                return _failed(backend, raw, seed, index), {}
+            if index == 0:
+                sampled = [
+                    k
+                    for k, r in enumerate(raw["results"])
+                    if r.get("metadata", {}).get("measure_sampling")
+                ]
+                if sampled:
+                    raise _Passthrough(
+                        f"Aer samples experiment {sampled[0]} from one evolution "
+                        "(measurement sampling: no per-shot noise); batching would change it"
+                    )
+                first_output = {k: v for k, v in raw.items() if k != "results"}
+            if index + 1 < len(plan):
+                pending = submit(pool, index + 1)  # Aer runs the next batch while we fold
+            if len(raw["results"]) != len(mergers):
+                raise RuntimeError(
+                    f"Aer returned {len(raw['results'])} results for {len(mergers)} experiments"
+                )
+            for merger, result in zip(mergers, raw.pop("results"), strict=True):
+                merger.add(result, index)
+            del raw
+            stats = arena.stats()
+            peak["bytes"] = max(peak["bytes"], int(stats.get("peak_bytes", 0)))
+            peak["files"] = max(peak["files"], int(stats.get("peak_files", 0)))
+    output = merge_outputs(
+        first_output, [m.output() for m in mergers], time.perf_counter() - started
+    )
+    note = {
+        "mode": "batched",
+        "seed_simulator": seed,
+        "seed_drawn": drawn,
+        "shots": shots,
+        "batch": scope.options.batch,
+        "batches": len(plan),
+        "method": method,
+        "arena": {
+            "root": str(arena.root),
+            "snapshots": folder.snapshots,
+            "snapshot_bytes": folder.bytes,
+            "peak_bytes": peak["bytes"],
+            "peak_files": peak["files"],
+            "quota_bytes": int(arena.quota_bytes),
+            "max_files": int(arena.max_files),
+        },
+    }
+    output["metadata"]["noisefs"] = note
+    output["job_id"] = job_id
+    scope.record_batched(len(plan))
+    return type(backend)._format_results(output), note
+
+
+def _failed(backend, raw: dict, seed: int, index: int):
+    """A failed batch's output formatted as Aer would, noting which batch failed."""
+    raw.setdefault("metadata", {})["noisefs"] = {
+        "mode": "batched",
+        "seed_simulator": seed,
+        "failed_batch": index,
+    }
+    return type(backend)._format_results(raw)
