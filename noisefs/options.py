@@ -1,9 +1,16 @@
-"""Options of a run: one frozen dataclass, validated once, shared by the CLI and the API."""
+"""Options of a run: one table of option specs drives the CLI's argparse, ``noisefs.run``'s
+keyword arguments and ``noisefs.managed``'s, validated once into a frozen dataclass.
+
+Adding an option is one :class:`OptionSpec` row (and a :class:`RunOptions` field when
+the run reads it); a test checks that every CLI flag has its keyword and the reverse.
+"""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +25,11 @@ DEFAULT_SEED_TRANSPILER = 1234
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Everything that shapes a run. Units are in the names; sizes in bytes, times in seconds."""
+    """Everything that shapes a run. Units are in the names; sizes in bytes, times in seconds.
 
-    circuit: Path
+    ``circuit`` is a file path, OpenQASM text or a ``QuantumCircuit``."""
+
+    circuit: object
     trajectories: int = DEFAULT_TRAJECTORIES
     seed: int | None = None
     snapshots: str = "barriers"
@@ -33,7 +42,8 @@ class RunOptions:
     batch: int | None = None
     workers: int = 1
     store: str = "factored"
-    scheduler: str | None = None
+    scheduler: object | None = None  # an address or a distributed.Client
+    scheduler_file: Path | None = None
     resume: bool = False
     optimize: int = 0
     seed_transpiler: int = DEFAULT_SEED_TRANSPILER
@@ -47,25 +57,83 @@ class RunOptions:
         return dataclasses.replace(self, **changes)
 
 
-def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise InputError(f"--{name} must be an integer, not {value!r}")
+# -- value parsers (each names the option it reads in its messages) ----------------------
+
+
+def _integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str, object], int]:
+    def parse(flag: str, value: object) -> int:
+        if isinstance(value, bool):
+            raise InputError(f"{flag} must be an integer, not {value!r}")
+        try:
+            number = value if isinstance(value, int) else int(str(value).strip())
+        except ValueError:
+            raise InputError(f"{flag} must be an integer, not {value!r}") from None
+        if number < minimum:
+            raise InputError(f"{flag} must be at least {minimum}, not {number}")
+        if maximum is not None and number > maximum:
+            raise InputError(f"{flag} must be at most {maximum}, not {number}")
+        return number
+
+    return parse
+
+
+def _seed(flag: str, value: object) -> int:
+    seed = _integer(minimum=0)(flag, value)
+    if seed >= 2**63:
+        raise InputError(f"{flag} must be below 2**63, not {seed}")
+    return seed
+
+
+def _optimize(flag: str, value: object) -> int:
+    level = _integer(minimum=0)(flag, value)
+    if level > 3:
+        raise InputError(f"{flag} takes 0, 1, 2 or 3, not {level}")
+    return level
+
+
+def _size(flag: str, value: object) -> int:
+    return parse_size(value)
+
+
+def _duration(flag: str, value: object) -> float:
+    return parse_duration(value)
+
+
+def _positive_float(flag: str, value: object) -> float:
     try:
-        number = int(str(value).strip()) if not isinstance(value, int) else value
-    except ValueError:
-        raise InputError(f"--{name} must be an integer, not {value!r}") from None
-    if number < minimum:
-        raise InputError(f"--{name} must be at least {minimum}, not {number}")
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{flag} takes a positive number, not {value!r}") from None
+    if not number > 0:
+        raise InputError(f"{flag} must be positive, not {number}")
     return number
 
 
-def _path(name: str, value: object) -> Path:
+def _path(flag: str, value: object) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise InputError(f"{name} must be a file or directory path, not {value!r}")
-    return Path(value)
+        raise InputError(f"{flag} must be a file or directory path, not {value!r}")
+    return Path(value).expanduser()
 
 
-def parse_keep_qubits(text: str | tuple | list | None) -> tuple[int, ...] | None:
+def _store(flag: str, value: object) -> str:
+    if str(value) not in STORES:
+        raise InputError(f"{flag} takes 'factored' or 'dense', not {value!r}")
+    return str(value)
+
+
+def _text(flag: str, value: object) -> str:
+    return str(value)
+
+
+def _flag(flag: str, value: object) -> bool:
+    return bool(value)
+
+
+def _raw(flag: str, value: object) -> object:
+    return value  # validated by its consumer (the noise model, the scheduler connection)
+
+
+def parse_keep_qubits(text: str | tuple | list | int | None) -> tuple[int, ...] | None:
     """``"0,2,3"`` or a sequence of ints → sorted unique tuple."""
     if text is None:
         return None
@@ -87,91 +155,183 @@ def parse_keep_qubits(text: str | tuple | list | None) -> tuple[int, ...] | None
     return tuple(qubits)
 
 
-def make_options(circuit: str | os.PathLike, **kwargs) -> RunOptions:
+def _keep(flag: str, value: object) -> tuple[int, ...] | None:
+    return parse_keep_qubits(value)  # type: ignore[arg-type]
+
+
+# -- the table -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option: its keyword, its CLI flags, how to validate it and where it goes.
+
+    ``field`` is the :class:`RunOptions` field it sets, or ``None`` for a noise parameter
+    (passed to :func:`noisefs.sim.noise.noise_params`). ``aliases`` are further keyword
+    names accepted from Python (the field's own name among them)."""
+
+    name: str
+    flags: tuple[str, ...]
+    help: str
+    group: str
+    parse: Callable[[str, object], object]
+    field: str | None = None
+    metavar: str | None = None
+    aliases: tuple[str, ...] = ()
+    is_flag: bool = False
+    choices: tuple[str, ...] | None = None
+    managed: bool = False  # also an option of noisefs.managed(...)
+
+    @property
+    def flag(self) -> str:
+        return self.flags[0]
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
+    field = name if field == "" else field
+    aliases = tuple(a for a in (field,) if a and a != name) + kw.pop("aliases", ())
+    return OptionSpec(name, tuple(flags), help, group, parse, field, aliases=aliases, **kw)
+
+
+SIM, NOISE, OUT, ARENA = "simulation", "noise", "output", "arena and execution"
+OPTIONS: tuple[OptionSpec, ...] = (
+    _spec("trajectories", ("--trajectories", "-k"), "number of trajectories (default 1000)", SIM, _integer(), metavar="K"),
+    _spec("seed", ("--seed",), "trajectory i uses Aer shot seed S+i (default: random, recorded)", SIM, _seed, metavar="S"),
+    _spec("snapshots", ("--snapshots",), "final | barriers (default) | layers | every:N", SIM, _text, metavar="WHEN"),
+    _spec("optimize", ("--optimize",), "transpiler optimization level (default 0: every gate you wrote suffers noise)", SIM, _optimize, metavar="N"),
+    _spec("seed_transpiler", ("--seed-transpiler",), f"transpiler seed (default {DEFAULT_SEED_TRANSPILER})", SIM, _integer(minimum=0), metavar="S"),
+    _spec("target_tol", ("--target-tol",), "stop once every <Z_q> standard error is at most X", SIM, _positive_float, metavar="X"),
+    _spec("t1", ("--t1",), "T1 relaxation time, e.g. 50us or 50e-6", NOISE, _raw, field=None),
+    _spec("t2", ("--t2",), "T2 dephasing time (at most 2*T1)", NOISE, _raw, field=None),
+    _spec("time_1q", ("--time-1q",), "duration of sx and x, e.g. 50ns", NOISE, _raw, field=None),
+    _spec("time_2q", ("--time-2q",), "duration of cx, e.g. 300ns", NOISE, _raw, field=None),
+    _spec("p1", ("--p1",), "1-qubit depolarizing probability", NOISE, _raw, field=None),
+    _spec("p2", ("--p2",), "2-qubit depolarizing probability", NOISE, _raw, field=None),
+    _spec("readout", ("--readout",), "symmetric readout flip probability (default 0)", NOISE, _raw, field=None),
+    _spec("calibration", ("--calibration",), "JSON or TOML file with per-qubit T1/T2 and per-gate errors", NOISE, _raw, field=None, metavar="FILE"),
+    _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, _path, metavar="PATH"),
+    _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default 12)", OUT, _integer(minimum=0), metavar="N"),
+    _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
+    _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, _flag, is_flag=True),
+    _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default 5; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
+    _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, _path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),
+    _spec("quota", ("--quota",), "arena quota, e.g. 512MiB; stored in the arena for every later user (default: the arena's stored quota, 1GiB for a new arena)", ARENA, _size, field="quota_bytes", metavar="SIZE", managed=True),
+    _spec("max_files", ("--max-files",), "arena inode bound; stored like --quota (default: the stored one, 10000 for a new arena)", ARENA, _integer(), metavar="N", managed=True),
+    _spec("spill", ("--spill",), "spill directory (default ~/.cache/noisefs/spill)", ARENA, _path, field="spill_dir", metavar="DIR", managed=True),
+    _spec("spill_quota", ("--spill-quota",), "bound of the spill tier (default: leave 5%% of its filesystem free)", ARENA, _size, field="spill_quota_bytes", metavar="SIZE", managed=True),
+    _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default 120s)", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
+    _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, _integer(), metavar="B", managed=True),
+    _spec("workers", ("--workers",), "local worker processes (default 1: one simulation thread)", ARENA, _integer(), metavar="W"),
+    _spec("store", ("--store",), "snapshot form (default factored: psi; dense: rho)", ARENA, _store, choices=STORES),
+    _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
+    _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),
+)  # fmt: skip
+BY_KEYWORD: dict[str, OptionSpec] = {
+    keyword: spec for spec in OPTIONS for keyword in (spec.name, *spec.aliases)
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, specs=OPTIONS) -> None:
+    """Add ``specs`` to ``parser`` in their groups (every default None: unset)."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for spec in specs:
+        title = spec.group
+        if spec.group == NOISE:
+            title = (
+                "noise (defaults: T1 50us, T2 70us, 1q gate 50ns, 2q gate 300ns, p1 1e-3, p2 1e-2)"
+            )
+        group = groups.setdefault(spec.group, parser.add_argument_group(title))
+        if spec.is_flag:
+            group.add_argument(
+                *spec.flags, dest=spec.name, action="store_true", default=None, help=spec.help
+            )
+        else:
+            group.add_argument(
+                *spec.flags, dest=spec.name, default=None, metavar=spec.metavar,
+                choices=spec.choices, help=spec.help,
+            )  # fmt: skip
+
+
+def split_options(**kwargs) -> tuple[dict, dict]:
+    """Validate keyword options by the table: (RunOptions fields, noise parameters).
+
+    Unknown names are refused by name; ``None`` means unset."""
+    fields: dict = {}
+    noise: dict = {}
+    for keyword, value in kwargs.items():
+        spec = BY_KEYWORD.get(keyword)
+        if spec is None:
+            raise InputError(f"unknown run option {keyword!r}")
+        if value is None:
+            continue
+        if spec.field is None:
+            noise[spec.name] = value
+        else:
+            fields[spec.field] = spec.parse(spec.flag, value)
+    return fields, noise
+
+
+def make_options(circuit: object, **kwargs) -> RunOptions:
     """Validate user-facing option values (human units allowed) into :class:`RunOptions`.
 
-    Noise options are handled separately by :func:`noisefs.sim.noise.noise_params`.
-    Unknown names are rejected by name.
-    """
-    fields = {f.name for f in dataclasses.fields(RunOptions)}
-    aliases = {
-        "quota": "quota_bytes",
-        "arena": "arena_root",
-        "spill": "spill_dir",
-        "spill_quota": "spill_quota_bytes",
-        "checkpoint_interval": "checkpoint_interval_s",
-        "put_timeout": "put_timeout_s",
-    }
-    values: dict = {}
-    for name, value in kwargs.items():
-        name = aliases.get(name, name)
-        if name not in fields:
-            raise InputError(f"unknown run option {name!r}")
-        if value is not None:
-            values[name] = value
-    out: dict = {"circuit": _path("circuit", circuit)}
-    if "trajectories" in values:
-        out["trajectories"] = _positive_int("trajectories", values.pop("trajectories"))
-    if "seed" in values:
-        seed = _positive_int("seed", values.pop("seed"), minimum=0)
-        if seed >= 2**63:
-            raise InputError(f"--seed must be below 2**63, not {seed}")
-        out["seed"] = seed
-    for name in ("batch", "workers", "max_files"):
-        if name in values:
-            out[name] = _positive_int(name.replace("_", "-"), values.pop(name))
-    if "optimize" in values:
-        level = _positive_int("optimize", values.pop("optimize"), minimum=0)
-        if level > 3:
-            raise InputError(f"--optimize takes 0, 1, 2 or 3, not {level}")
-        out["optimize"] = level
-    if "max_dm_qubits" in values:
-        out["max_dm_qubits"] = _positive_int(
-            "max-dm-qubits", values.pop("max_dm_qubits"), minimum=0
-        )
-    for name in ("quota_bytes", "spill_quota_bytes"):
-        if name in values:
-            out[name] = parse_size(values.pop(name))
-    if "store" in values:
-        store = str(values.pop("store"))
-        if store not in STORES:
-            raise InputError(f"--store takes 'factored' or 'dense', not {store!r}")
-        out["store"] = store
-    if "keep_qubits" in values:
-        out["keep_qubits"] = parse_keep_qubits(values.pop("keep_qubits"))
-    if "target_tol" in values:
-        try:
-            tol = float(values.pop("target_tol"))
-        except ValueError:
-            raise InputError("--target-tol takes a positive number") from None
-        if not tol > 0:
-            raise InputError(f"--target-tol must be positive, not {tol}")
-        out["target_tol"] = tol
-    if "checkpoint_interval_s" in values:
-        out["checkpoint_interval_s"] = parse_duration(values.pop("checkpoint_interval_s"))
-    if "put_timeout_s" in values:
-        out["put_timeout_s"] = parse_duration(values.pop("put_timeout_s"))
-    for name in ("output", "arena_root", "spill_dir"):
-        if name in values:
-            out[name] = _path(name, values.pop(name)).expanduser()
-    if "snapshots" in values:
-        out["snapshots"] = str(values.pop("snapshots"))
-    if "scheduler" in values:
-        out["scheduler"] = _scheduler(str(values.pop("scheduler")))
-    out.update(values)
-    return RunOptions(**out)
+    Noise options are refused here: :func:`make_run` takes both."""
+    fields, noise = split_options(**kwargs)
+    if noise:
+        raise InputError(f"noise options {sorted(noise)} go to noisefs.sim.noise.noise_params")
+    return _run_options(circuit, fields)
 
 
-def _scheduler(address: str) -> str:
-    """``--scheduler``: refused with a clear message while Dask execution is not built."""
+def make_run(circuit: object, **kwargs):
+    """``(RunOptions, NoiseParams)`` from the keyword options of ``noisefs.run``."""
+    from noisefs.sim.noise import noise_params
+
+    fields, noise = split_options(**kwargs)
+    return _run_options(circuit, fields), noise_params(**noise)
+
+
+def _run_options(circuit: object, fields: dict) -> RunOptions:
+    if "scheduler" in fields or "scheduler_file" in fields:
+        _check_dask(fields)
+    return RunOptions(circuit=circuit_source(circuit), **fields)
+
+
+def circuit_source(circuit: object) -> object:
+    """A path stays a :class:`Path`; a ``QuantumCircuit`` and OpenQASM text pass as they are
+    (text: a string that holds a newline or starts with ``OPENQASM``)."""
+    if isinstance(circuit, os.PathLike):
+        return Path(circuit)
+    if isinstance(circuit, str):
+        if not circuit.strip():
+            raise InputError("circuit must be a file path, OpenQASM text or a QuantumCircuit")
+        if "\n" in circuit or circuit.lstrip().upper().startswith("OPENQASM"):
+            return circuit
+        return Path(circuit)
+    from qiskit import QuantumCircuit
+
+    if isinstance(circuit, QuantumCircuit):
+        return circuit
+    raise InputError(
+        f"circuit must be a file path, OpenQASM text or a QuantumCircuit, not {type(circuit).__name__}"
+    )
+
+
+def _check_dask(fields: dict) -> None:
+    """``--scheduler``/``--scheduler-file``: one of them, and the Dask extra installed."""
     import importlib.util
 
-    if importlib.util.find_spec("noisefs.distributed") is None:
+    if "scheduler" in fields and "scheduler_file" in fields:
+        raise InputError("give --scheduler or --scheduler-file, not both")
+    if importlib.util.find_spec("noisefs.execute.dask") is None:
         raise InputError(
-            f"--scheduler {address}: running on a Dask cluster is not available in this version "
-            "of noisefs; use --workers N for local processes"
+            "running on a Dask cluster is not available in this version of noisefs; "
+            "use --workers N for local processes"
         )
-    return address
+    if importlib.util.find_spec("distributed") is None:
+        raise InputError("--scheduler needs Dask: pip install 'noisefs[dask]'")
 
 
 def default_output(circuit: Path) -> Path:

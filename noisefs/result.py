@@ -33,6 +33,21 @@ class Result:
     def num_qubits(self) -> int:
         return int(self.z_mean.shape[1])
 
+    def density_matrix(self, step: int = -1):
+        """The averaged state at snapshot ``step`` as a ``qiskit.quantum_info.DensityMatrix``
+        (Qiskit's qubit order), for ``state_fidelity``, ``partial_trace`` and plotting.
+
+        With ``keep_qubits`` it is the reduced state of those qubits; without ``rho`` (more
+        qubits than ``max_dm_qubits``) it raises ``ValueError``."""
+        from qiskit.quantum_info import DensityMatrix
+
+        if self.rho is None:
+            raise ValueError(
+                "this result keeps no density matrix (more qubits than max_dm_qubits); "
+                "rerun with a higher max_dm_qubits or with keep_qubits"
+            )
+        return DensityMatrix(self.rho[step])
+
     def purity(self) -> np.ndarray | None:
         """Tr ρ² at each step, or None without ρ."""
         if self.rho is None:
