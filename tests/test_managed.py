@@ -1,0 +1,300 @@
+"""noisefs.managed against real Aer: wrapped vs unwrapped with the same seed, no mocks."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.result import Result
+from qiskit_aer import AerSimulator
+from qiskit_aer.backends.aerbackend import AerBackend
+from qiskit_aer.jobs import AerJob
+from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
+
+import noisefs.managed
+from noisefs.errors import InputError
+from noisefs.managed import UnbatchableJob, managed, unmanaged
+from tests.test_arena_fixtures import du_bytes, inode_count
+
+
+def noise_model(readout_only: bool = False) -> NoiseModel:
+    model = NoiseModel()
+    if not readout_only:
+        model.add_all_qubit_quantum_error(depolarizing_error(0.05, 1), ["h", "x", "sx", "rx"])
+        model.add_all_qubit_quantum_error(depolarizing_error(0.1, 2), ["cx"])
+    model.add_all_qubit_readout_error(ReadoutError([[0.9, 0.1], [0.2, 0.8]]))
+    return model
+
+
+def dynamic_circuit() -> QuantumCircuit:
+    """Saves at several points (reduced, conditional, inside control flow), mid-circuit
+    measurement and a condition."""
+    qc = QuantumCircuit(3, 3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.save_statevector(label="sv", pershot=True)
+    qc.save_density_matrix(label="dm")
+    qc.save_density_matrix([2, 0], label="dm20")
+    qc.save_probabilities(label="p")
+    qc.save_expectation_value(SparsePauliOp("ZZI"), [0, 1, 2], label="zz")
+    qc.measure(0, 0)
+    with qc.if_test((qc.clbits[0], 1)):
+        qc.x(2)
+        qc.save_expectation_value(SparsePauliOp("ZII"), [0, 1, 2], label="in_if")
+    qc.cx(1, 2)
+    qc.save_probabilities([1, 2], label="p12")
+    qc.save_expectation_value(SparsePauliOp("IIZ"), [0, 1, 2], label="cz", conditional=True)
+    qc.save_density_matrix(label="cdm", conditional=True)
+    qc.save_density_matrix([1], label="dm1_pershot", pershot=True)
+    qc.save_statevector(label="last")
+    qc.measure([1, 2], [1, 2])
+    return qc
+
+
+def as_array(value):
+    if isinstance(value, list) and value and hasattr(value[0], "data"):
+        return [np.asarray(v) for v in value]
+    return np.asarray(value)
+
+
+def averaged_rho(states) -> np.ndarray:
+    vectors = [np.asarray(s) for s in states]
+    if vectors[0].ndim == 2:  # per-shot density matrices
+        return np.mean(vectors, axis=0)
+    return np.mean([np.outer(v, v.conj()) for v in vectors], axis=0)
+
+
+PER_SHOT_STATES = {"sv", "dm1_pershot"}
+
+
+def assert_same(ref: Result, got: Result, experiments: int) -> None:
+    """Counts and memory identical, averages equal to 1e-8, per-shot states averaged."""
+    assert isinstance(got, Result)
+    for e in range(experiments):
+        a, b = ref.data(e), got.data(e)
+        assert sorted(a) == sorted(b)
+        assert ref.get_counts(e) == got.get_counts(e) if "counts" in a else True
+        assert ref.results[e].shots == got.results[e].shots
+        assert ref.results[e].seed_simulator == got.results[e].seed_simulator
+        for key, expected in a.items():
+            actual = b[key]
+            if key in ("counts", "memory"):
+                assert actual == expected, key
+            elif key in PER_SHOT_STATES:
+                assert type(actual).__name__ == "DensityMatrix"
+                np.testing.assert_allclose(np.asarray(actual), averaged_rho(expected), atol=1e-8)
+            elif isinstance(expected, dict):
+                assert expected.keys() == actual.keys(), key
+                for k in expected:
+                    assert type(actual[k]) is type(expected[k])
+                    np.testing.assert_allclose(
+                        as_array(actual[k]), as_array(expected[k]), atol=1e-8
+                    )
+            else:
+                assert type(actual) is type(expected), key
+                np.testing.assert_allclose(as_array(actual), as_array(expected), atol=1e-8)
+
+
+@pytest.fixture
+def scope_kwargs(arena_root, tmp_path):
+    return {"root": arena_root, "spill_dir": tmp_path / "spill", "quota": "8MiB"}
+
+
+def test_saves_midcircuit_several_circuits(scope_kwargs):
+    sim = AerSimulator(noise_model=noise_model())
+    circuits = [dynamic_circuit(), dynamic_circuit().compose(QuantumCircuit(3, 3), front=True)]
+    circuits[1].x(1)  # a different second circuit
+    circuits[1].measure(1, 1)
+    ref = sim.run(circuits, shots=250, seed_simulator=11, memory=True).result()
+    with managed(batch=64, **scope_kwargs) as scope:
+        job = sim.run(circuits, shots=250, seed_simulator=11, memory=True)
+    got = job.result()  # after the scope exited
+    assert_same(ref, got, 2)
+    note = got.metadata["noisefs"]
+    assert note["mode"] == "batched" and note["batches"] == 4 and note["seed_simulator"] == 11
+    assert note["arena"]["snapshots"] > 0
+    assert scope.stats()["batched_jobs"] == 1
+    assert type(got.data(0)["dm20"]).__name__ == "DensityMatrix"
+    assert np.asarray(got.data(0)["dm20"]).shape == (4, 4)
+    assert job.status().name == "DONE" and job.job_id()
+
+
+def test_parameter_binds_and_float_shots(scope_kwargs):
+    theta = Parameter("θ")
+    qc = QuantumCircuit(2, 2)
+    qc.rx(theta, 0)
+    qc.cx(0, 1)
+    qc.measure(0, 0)
+    qc.save_density_matrix(label="dm")
+    qc.save_expectation_value(SparsePauliOp("ZZ"), [0, 1], label="zz")
+    qc.measure(1, 1)
+    binds = [{theta: [0.1, 1.2, 2.5]}]
+    sim = AerSimulator(noise_model=noise_model())
+    ref = sim.run(qc, parameter_binds=binds, shots=100, seed_simulator=3, memory=True).result()
+    with managed(batch=30, **scope_kwargs):
+        got = sim.run(qc, parameter_binds=binds, shots=100.0, seed_simulator=3, memory=True)
+    got = got.result()
+    assert_same(ref, got, 3)
+    assert got.metadata["noisefs"]["batches"] == 4
+
+
+def test_measurement_sampled_circuits_pass_through(scope_kwargs):
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.cx(1, 2)
+    qc.rx(0.3, 2)  # not Clifford: the statevector method
+    qc.measure_all()
+    for sim in (AerSimulator(), AerSimulator(noise_model=noise_model(readout_only=True))):
+        ref = sim.run(qc, shots=500, seed_simulator=5, memory=True).result()
+        with managed(batch=50, **scope_kwargs) as scope:
+            got = sim.run(qc, shots=500, seed_simulator=5, memory=True).result()
+        assert ref.get_counts() == got.get_counts()
+        assert ref.get_memory() == got.get_memory()
+        assert got.metadata["noisefs"]["mode"] == "passthrough"
+        assert "measurement sampling" in got.metadata["noisefs"]["reason"]
+        assert scope.stats()["passthroughs"]
+
+
+def test_automatic_method_density_matrix_passes_through(scope_kwargs):
+    # noise and more shots than 2^3: Aer's automatic method picks density_matrix
+    qc = QuantumCircuit(3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.save_density_matrix(label="dm")
+    qc.measure_all()
+    sim = AerSimulator(noise_model=noise_model())
+    ref = sim.run(qc, shots=200, seed_simulator=9).result()
+    with managed(batch=50, **scope_kwargs):
+        got = sim.run(qc, shots=200, seed_simulator=9).result()
+    assert ref.results[0].metadata["method"] == "density_matrix"
+    assert got.metadata["noisefs"]["mode"] == "passthrough"
+    assert ref.get_counts() == got.get_counts()
+    np.testing.assert_allclose(np.asarray(got.data()["dm"]), np.asarray(ref.data()["dm"]))
+
+
+def test_seed_drawn_and_recorded(scope_kwargs):
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure(0, 0)
+    qc.rx(0.4, 0)  # after a measurement of its qubit: no sampling, statevector
+    qc.measure(0, 1)
+    sim = AerSimulator(noise_model=noise_model())
+    with managed(batch=40, **scope_kwargs):
+        got = sim.run(qc, shots=120, memory=True).result()
+    note = got.metadata["noisefs"]
+    assert note["seed_drawn"] is True
+    ref = sim.run(qc, shots=120, memory=True, seed_simulator=note["seed_simulator"]).result()
+    assert ref.get_memory() == got.get_memory()
+
+
+def test_refused_option(scope_kwargs):
+    qc = QuantumCircuit(1, 1)
+    qc.h(0)
+    qc.measure(0, 0)
+    sim = AerSimulator(noise_model=noise_model())
+    with managed(**scope_kwargs):
+        with pytest.raises(UnbatchableJob, match="shot_branching_enable"):
+            sim.run(qc, shots=10, shot_branching_enable=True)
+    assert issubclass(UnbatchableJob, InputError)
+    with pytest.raises(InputError):
+        managed(batch=0)
+
+
+def test_exception_propagates_and_arena_is_clean(scope_kwargs, arena_root):
+    class Boom(Exception):
+        pass
+
+    boom = Boom("inside")
+    qc = dynamic_circuit()
+    sim = AerSimulator(noise_model=noise_model())
+
+    @managed(batch=32, **scope_kwargs)
+    def experiment():
+        sim.run(qc, shots=64, seed_simulator=1).result()
+        raise boom
+
+    with pytest.raises(Boom) as caught:
+        experiment()
+    assert caught.value is boom
+    assert list((arena_root / "data").iterdir()) == []  # every snapshot released
+    # outside any scope Aer is untouched, and the original stays reachable
+    assert isinstance(sim.run(qc, shots=4), AerJob)
+    assert AerBackend.run.__wrapped__.__module__ == "qiskit_aer.backends.aerbackend"
+    assert noisefs.managed.active_scope() is None
+
+
+def test_worker_thread_nesting_and_concurrent_scopes(scope_kwargs):
+    qc = dynamic_circuit()
+    sim = AerSimulator(noise_model=noise_model())
+
+    def batch_of(job) -> int:
+        return job.result().metadata["noisefs"]["batch"]
+
+    @managed(batch=40, **scope_kwargs)
+    def experiment():
+        with ThreadPoolExecutor(2) as pool:  # a library's own worker threads
+            from_worker = pool.submit(lambda: sim.run(qc, shots=60, seed_simulator=2)).result()
+        with managed(batch=16, **scope_kwargs):
+            inner = sim.run(qc, shots=60, seed_simulator=2)
+        outer = sim.run(qc, shots=60, seed_simulator=2)
+        with unmanaged():
+            untouched = sim.run(qc, shots=60, seed_simulator=2)
+        return from_worker, inner, outer, untouched
+
+    from_worker, inner, outer, untouched = experiment()
+    assert batch_of(from_worker) == 40 and batch_of(inner) == 16 and batch_of(outer) == 40
+    assert isinstance(untouched, AerJob)
+
+    seen: dict[str, int] = {}
+
+    def in_thread(name: str, batch: int) -> None:
+        with managed(batch=batch, **scope_kwargs):
+            seen[name] = batch_of(sim.run(qc, shots=50, seed_simulator=4))
+
+    threads = [threading.Thread(target=in_thread, args=(f"t{b}", b)) for b in (10, 25)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"t10": 10, "t25": 25}
+
+
+def test_arena_bound_holds_for_many_per_shot_saves(arena_root, tmp_path):
+    quota, max_files = 1 << 20, 24
+    qc = QuantumCircuit(5)
+    for step in range(3):
+        qc.h(range(5))
+        qc.cx(0, 1)
+        qc.save_statevector(label=f"s{step}", pershot=True)
+    sim = AerSimulator(noise_model=noise_model())
+    samples: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            if (arena_root / "data").exists():
+                samples.append((du_bytes(arena_root), inode_count(arena_root)))
+
+    sampler = threading.Thread(target=sample)
+    with managed(
+        batch=200, root=arena_root, quota=quota, max_files=max_files, spill_dir=tmp_path / "s"
+    ):
+        sampler.start()
+        try:
+            result = sim.run(qc, shots=3000, seed_simulator=8).result()
+        finally:
+            done.set()
+            sampler.join()
+    note = result.metadata["noisefs"]
+    assert note["batches"] == 15 and note["arena"]["snapshot_bytes"] == 3000 * 3 * 32 * 16
+    assert samples
+    assert max(b for b, _ in samples) <= quota
+    assert max(f for _, f in samples) <= max_files
+    assert type(result.data()["s2"]).__name__ == "DensityMatrix"
