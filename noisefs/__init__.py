@@ -3,9 +3,10 @@
 Public surface (everything else is private)::
 
     noisefs.Arena        the quota- and inode-bounded snapshot store
-    noisefs.run          simulate a circuit file, aggregate, return a Result
+    noisefs.run          simulate a circuit (file, OpenQASM text or QuantumCircuit)
+    noisefs.managed      batch, bound and average every Aer job of a block or function
     noisefs.Result       the data of a result file
-    noisefs.NoiseFSError and its subclasses
+    noisefs.NoiseFSError and its subclasses (each maps to one CLI exit code)
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from noisefs.errors import (
     InputError,
     NoiseFSError,
     NoiseParameterError,
+    OutputError,
+    SimulationError,
     TooLargeError,
     UnsafePathError,
+    WorkerDied,
 )
 
 __version__ = "0.1.0"
@@ -35,10 +39,14 @@ __all__ = [
     "InputError",
     "NoiseFSError",
     "NoiseParameterError",
+    "OutputError",
     "Result",
+    "SimulationError",
     "TooLargeError",
     "UnsafePathError",
+    "WorkerDied",
     "__version__",
+    "managed",
     "run",
 ]
 
@@ -47,6 +55,7 @@ __all__ = [
 _LAZY = {
     "Arena": ("noisefs.arena", "Arena"),
     "run": ("noisefs.api", "run"),
+    "managed": ("noisefs.managed", "managed"),
     "Result": ("noisefs.result", "Result"),
 }
 
