@@ -35,6 +35,9 @@ def collect(root) -> dict:
     with arena:
         figures = arena.stats()
         live = arena.live_owners()
+    from noisefs.daemon.statusfile import read_status
+
+    figures["daemon"] = read_status(root)
     figures["exists"] = True
     figures["live_owners"] = len(live)
     figures["owner_pids"] = sorted({o["pid"] for o in live})
@@ -43,6 +46,20 @@ def collect(root) -> dict:
 
 def _pct(used: int, total: int) -> str:
     return f"{100.0 * used / total:5.1f} %" if total else "  -  "
+
+
+def _daemon_row(d: dict | None) -> str:
+    if not d:
+        return "none (`noisefs daemon` polices arenas and ingests <root>/inbox)"
+    if not d["running"]:
+        return f"not running (last: pid {d.get('pid', '?')}, {d.get('state', '?')})"
+    runs = d.get("runs", {})
+    ingest = ", ".join(f"{name}: {r['ingested']}" for name, r in sorted(runs.items())) or "none"
+    rejected = sum(d.get("counters", {}).get("rejected", {}).values())
+    return (
+        f"pid {d.get('pid')}, up {d.get('uptime_s', 0):.0f} s, {d.get('mode')}; "
+        f"ingested {ingest}; rejected {rejected}"
+    )
 
 
 def render(s: dict) -> str:
@@ -93,6 +110,7 @@ def render(s: dict) -> str:
     rows.append(
         ("runs", ", ".join(f"{name}: {count}" for name, count in sorted(runs.items())) or "none")
     )
+    rows.append(("daemon", _daemon_row(s.get("daemon"))))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

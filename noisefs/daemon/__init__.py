@@ -1,0 +1,18 @@
+"""``noisefs daemon``: the long-running process that polices arenas and ingests snapshots
+that other programs write into ``<arena>/inbox/<run>/<step>/``.
+
+One job per module: ``config`` (TOML + command line, validated), ``watch`` (watchdog
+events as hints, liveness, scan-only fallback), ``npyfile`` (safe probing and reading of
+foreign ``.npy`` files), ``ingest`` (claim, fold, reject, checkpoint, results), ``runs``
+(a run's running averages and its files), ``police`` (gc and watermark moves to spill),
+``metrics`` (Prometheus), ``notify`` (systemd), ``logs`` (stderr/journald),
+``statusfile`` (lock and status file) and ``process`` (signals and the main loop).
+See docs/daemon.md.
+"""
+
+from __future__ import annotations
+
+from noisefs.daemon.config import DaemonConfig, load_config
+from noisefs.daemon.process import run_daemon
+
+__all__ = ["DaemonConfig", "load_config", "run_daemon"]

@@ -1,0 +1,489 @@
+"""Ingest of foreign ``.npy`` snapshots written into ``<arena>/inbox/<run>/<step>/``.
+
+A candidate (from an event or a scan) is probed (:mod:`noisefs.daemon.npyfile`), claimed
+by renaming it into ``<arena>/daemon/claimed/`` (same filesystem, daemon-only), checked to
+be the inode that was probed, read, folded into the run's running average, and unlinked
+once a checkpoint covering it is durable (:mod:`noisefs.daemon.runs`). Rejected entries
+are renamed into ``<arena>/inbox/<run>/rejected/`` (a symlink moves itself; its target is
+never touched) with a log line naming the reason. Every operation is relative to a
+directory fd opened with ``O_NOFOLLOW``: nothing outside the arena is opened or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+
+from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
+from noisefs.daemon.npyfile import Probe, Reader, probe
+from noisefs.daemon.runs import RunAverage
+
+log = logging.getLogger("noisefs.daemon")
+
+MAX_QUBITS = 12  # a (2ⁿ, 2ⁿ) running sum per step: 256 MiB at 12 qubits
+MISSED_AGE_S = 2.0  # a file this old found by a rescan and never announced was missed
+FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
+
+
+def _fault(point: str, counter: dict) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec or not spec.startswith(point + ":"):
+        return
+    counter[point] = counter.get(point, 0) + 1
+    if counter[point] >= int(spec.split(":", 1)[1]):
+        os.kill(os.getpid(), 9)
+
+
+def _opendir(name: str, parent: int) -> int | None:
+    try:
+        return os.open(name, DIR_FLAGS, dir_fd=parent)
+    except OSError:
+        return None  # gone, a symlink (ELOOP), not a directory
+
+
+class Inbox:
+    """The inbox of one arena and the running averages of its runs."""
+
+    def __init__(
+        self, root_fd: int, root: Path, cfg, state_dir: Path, counters: dict, timing
+    ) -> None:
+        self.root = root
+        self.cfg = cfg
+        self.settle_s = timing.settle_s
+        self.done_grace_s = timing.done_grace_s
+        self.state_dir = state_dir
+        self.c = counters
+        for name in ("inbox", "daemon"):
+            try:
+                os.mkdir(name, 0o700, dir_fd=root_fd)
+            except FileExistsError:
+                pass
+        self.inbox_fd = os.open("inbox", DIR_FLAGS, dir_fd=root_fd)
+        self.daemon_fd = os.open("daemon", DIR_FLAGS, dir_fd=root_fd)
+        try:
+            os.mkdir("claimed", 0o700, dir_fd=self.daemon_fd)
+        except FileExistsError:
+            pass
+        self.claimed_fd = os.open("claimed", DIR_FLAGS, dir_fd=self.daemon_fd)
+        self.runs: dict[str, RunAverage] = {}
+        self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
+        self.todo: dict[tuple, float] = {}  # candidates → when first hinted
+        self.waiting: dict[tuple, tuple] = {}  # (size, mtime_ns, since, reason)
+        self.done: dict[str, float] = {}  # runs whose DONE appeared → grace deadline
+        self.usage = (0, 0)
+        self._dirs: dict[tuple, int | None] = {}
+        self._reader = Reader()
+        self._faults: dict = {}
+        self._last_ckpt = self._last_retry = time.monotonic()
+        trace = os.environ.get("NOISEFS_DAEMON_TRACE")
+        self._trace = open(trace, "a", buffering=1 << 16) if trace else None  # noqa: SIM115
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._recover()
+
+    # -- startup -----------------------------------------------------------------------
+
+    def _ckpt_path(self, run: str) -> Path:
+        return self.state_dir / f"{run}.ckpt.npz"
+
+    def _recover(self) -> None:
+        """Load checkpoints; unlink claimed files they count, queue the others to fold."""
+        for path in sorted(self.state_dir.glob("*.ckpt.npz")):
+            try:
+                run = RunAverage.load(path, self.cfg.results_dir)
+            except (OSError, ValueError, KeyError) as exc:
+                log.error("checkpoint %s unreadable (%s); kept aside, not folded", path, exc)
+                os.replace(path, path.with_suffix(".bad"))
+                continue
+            self.runs[run.run] = run
+        counted = {name for run in self.runs.values() for name in run.pending}
+        for name in os.listdir(self.claimed_fd):
+            parts = name.split("~", 3)
+            if name in counted:
+                os.unlink(name, dir_fd=self.claimed_fd)
+            elif len(parts) == 4 and RUN_NAME.fullmatch(parts[0]) and parts[1].isdigit():
+                self.todo[(parts[0], int(parts[1]), name, True)] = time.monotonic()
+            else:
+                log.warning("unknown entry %s in %s/daemon/claimed left alone", name, self.root)
+        for run in self.runs.values():
+            run.forget(list(counted))
+        if self.runs or self.todo:
+            log.info(
+                "%s: resumed %d runs from checkpoints, %d claimed files to fold",
+                self.root,
+                len(self.runs),
+                len(self.todo),
+            )
+
+    # -- discovery ---------------------------------------------------------------------
+
+    def hint(self, path: str, kind: str) -> None:
+        """An event about ``path`` (inside this inbox)."""
+        try:
+            rel = Path(path).relative_to(self.root / "inbox").parts
+        except ValueError:
+            return
+        if kind == "dir" or len(rel) < 3:
+            if len(rel) == 2 and rel[1] == "DONE":
+                self._note_done(rel[0])
+            elif kind == "dir" and 1 <= len(rel) <= 2:
+                self.scan(rel[0])  # a directory that appears: scan it (its watch came late)
+            return
+        if len(rel) == 3 and rel[1].isdigit() and self._wanted(rel[2]):
+            self.todo.setdefault((rel[0], int(rel[1]), rel[2], False), time.monotonic())
+
+    @staticmethod
+    def _wanted(name: str) -> bool:
+        return name.endswith(".npy") and not name.startswith(".")
+
+    def _note_done(self, run: str) -> None:
+        if run not in self.done:
+            self.done[run] = time.monotonic() + self.done_grace_s
+
+    def scan(self, only_run: str | None = None, count_missed: bool = False) -> None:
+        """List the inbox (or one run), queue what is there, measure the foreign usage."""
+        now = time.time()
+        total_bytes = total_files = 0
+        for run in [only_run] if only_run else os.listdir(self.inbox_fd):
+            run_fd = _opendir(run, self.inbox_fd)
+            if run_fd is None or not RUN_NAME.fullmatch(run):
+                if run_fd is not None:
+                    os.close(run_fd)
+                try:  # a stray entry: counted, never touched
+                    st = os.stat(run, dir_fd=self.inbox_fd, follow_symlinks=False)
+                    total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
+                except FileNotFoundError:
+                    pass
+                continue
+            st = os.fstat(run_fd)
+            total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
+            try:
+                for entry in os.scandir(run_fd):
+                    st = entry.stat(follow_symlinks=False)
+                    total_bytes += st.st_blocks * 512
+                    total_files += 1
+                    if entry.name == "DONE":
+                        self._note_done(run)
+                    elif entry.name.isdigit() and stat.S_ISDIR(st.st_mode):
+                        b, f = self._scan_step(run, run_fd, entry.name, now, count_missed)
+                        total_bytes, total_files = total_bytes + b, total_files + f
+                    elif entry.name.isdigit() and stat.S_ISLNK(st.st_mode):
+                        self._reject(run, run_fd, entry.name, int(entry.name), "symlink")
+                    elif entry.name == "rejected" and stat.S_ISDIR(st.st_mode):
+                        b, f = self._measure(run_fd, "rejected")
+                        total_bytes, total_files = total_bytes + b, total_files + f
+            finally:
+                os.close(run_fd)
+        self._close_dirs()
+        if only_run is None:  # the arena measures daemon/ (claimed files) itself
+            self.usage = (total_bytes, total_files)
+
+    def _scan_step(self, run, run_fd, step_name, now, count_missed) -> tuple[int, int]:
+        step_fd = _opendir(step_name, run_fd)
+        if step_fd is None:
+            return 0, 0
+        nbytes = nfiles = 0
+        try:
+            for entry in os.scandir(step_fd):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                nbytes += st.st_blocks * 512
+                nfiles += 1
+                if not self._wanted(entry.name):
+                    continue
+                key = (run, int(step_name), entry.name, False)
+                if key in self.todo or key in self.waiting:
+                    continue
+                if count_missed and now - st.st_mtime > MISSED_AGE_S:
+                    self.c["missed_events"] += 1
+                self.todo[key] = time.monotonic()
+        finally:
+            os.close(step_fd)
+        return nbytes, nfiles
+
+    def _measure(self, parent_fd: int, name: str) -> tuple[int, int]:
+        fd = _opendir(name, parent_fd)
+        if fd is None:
+            return 0, 0
+        try:
+            sts = [e.stat(follow_symlinks=False) for e in os.scandir(fd)]
+        except FileNotFoundError:
+            sts = []
+        finally:
+            os.close(fd)
+        return sum(s.st_blocks * 512 for s in sts), len(sts)
+
+    # -- taking files ------------------------------------------------------------------
+
+    def _dir(self, run: str, step: int | None) -> int | None:
+        key = (run, step)
+        if key not in self._dirs:
+            if step is None:
+                self._dirs[key] = _opendir(run, self.inbox_fd) if RUN_NAME.fullmatch(run) else None
+            else:
+                parent = self._dir(run, None)
+                self._dirs[key] = None if parent is None else _opendir(str(step), parent)
+        return self._dirs[key]
+
+    def _close_dirs(self) -> None:
+        for fd in self._dirs.values():
+            if fd is not None:
+                os.close(fd)
+        self._dirs.clear()
+
+    def process(self, budget_s: float = 0.2) -> int:
+        """Take queued candidates for up to ``budget_s``; retry waiting ones; return how
+        many were handled."""
+        deadline = time.monotonic() + budget_s
+        handled = 0
+        try:
+            if self.waiting and time.monotonic() - self._last_retry >= 0.2:
+                self._last_retry = time.monotonic()
+                for key in list(self.waiting):
+                    self.todo.setdefault(key, self._last_retry)
+            while self.todo and time.monotonic() < deadline:
+                key = next(iter(self.todo))
+                del self.todo[key]
+                self._take(key)
+                handled += 1
+            for run in self.runs.values():
+                run.flush()
+        finally:
+            self._close_dirs()
+            if self._trace:
+                self._trace.flush()
+        return handled
+
+    def _take(self, key: tuple) -> None:
+        run, step, name, claimed = key
+        dir_fd = self.claimed_fd if claimed else self._dir(run, step)
+        if dir_fd is None:
+            self.waiting.pop(key, None)
+            return
+        p = probe(dir_fd, name)
+        if p.verdict == "gone":
+            self.waiting.pop(key, None)
+        elif p.verdict == "reject":
+            self.waiting.pop(key, None)
+            self._reject(run, dir_fd, name, step, p.reason)
+        elif p.verdict == "wait":
+            self._wait(key, p, dir_fd)
+        else:
+            self.waiting.pop(key, None)
+            reason = self._shape_problem(run, p)
+            if reason:
+                p.close()
+                self._reject(run, dir_fd, name, step, reason)
+                return
+            if not claimed:
+                target = f"{run}~{step}~{secrets.token_hex(6)}~{name}"
+                try:
+                    os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=self.claimed_fd)
+                except FileNotFoundError:
+                    p.close()
+                    return
+                _fault("claimed", self._faults)
+                st = os.stat(target, dir_fd=self.claimed_fd, follow_symlinks=False)
+                assert p.st is not None
+                if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
+                    p.close()
+                    self._reject(run, self.claimed_fd, target, step, "replaced")
+                    return
+                name, dir_fd = target, self.claimed_fd
+            self._fold(run, step, name, p)
+
+    def _wait(self, key: tuple, p: Probe, dir_fd: int) -> None:
+        """A file not ready yet: retried; rejected once unchanged for ``settle_s`` (a
+        writer that holds it open is waited for however long)."""
+        st = p.st
+        sig = (st.st_size, st.st_mtime_ns) if st else (None, None)
+        old = self.waiting.get(key)
+        now = time.monotonic()
+        since = old[2] if old and old[:2] == sig else now
+        self.waiting[key] = (*sig, since, p.reason)
+        settled = now - since >= self.settle_s
+        if settled and p.reason in ("incomplete",):
+            del self.waiting[key]
+            self._reject(key[0], dir_fd, key[2], key[1], "truncated")
+
+    def _shape_problem(self, run: str, p: Probe) -> str:
+        shape = p.shape
+        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != shape[1]):
+            return "shape"
+        d = shape[0]
+        if d < 2 or d & (d - 1):
+            return "shape"
+        if d > 2**MAX_QUBITS:
+            return "too_large"
+        average = self.runs.get(run)
+        if average is not None and average.num_qubits is not None:
+            if d != 2**average.num_qubits:
+                return "shape"
+        return ""
+
+    def _fold(self, run: str, step: int, name: str, p: Probe) -> None:
+        try:
+            arr = self._reader.read(p)
+        except (OSError, EOFError):
+            p.close()
+            self._reject(run, self.claimed_fd, name, step, "truncated")
+            return
+        nbytes = int(p.st.st_size) if p.st else 0
+        p.close()
+        if not np.isfinite(arr).all():
+            self._reject(run, self.claimed_fd, name, step, "not_finite")
+            return
+        tol = 1e-4 if arr.dtype.itemsize <= 8 else 1e-6
+        norm = float(np.vdot(arr, arr).real) if arr.ndim == 1 else float(np.trace(arr).real)
+        if abs(norm - 1.0) > tol:
+            self._reject(run, self.claimed_fd, name, step, "not_normalized")
+            return
+        average = self.runs.get(run)
+        if average is None:
+            average = self.runs[run] = RunAverage(run, self._ckpt_path(run), self.cfg.results_dir)
+        average.fold(step, arr, name, nbytes)
+        self.c["ingested_files"] += 1
+        self.c["ingested_bytes"] += nbytes
+        if self._trace:
+            self._trace.write(f"{name.split('~', 3)[-1]} {time.time():.6f}\n")
+        _fault("folded", self._faults)
+
+    def _reject(self, run: str, dir_fd: int, name: str, step: int, reason: str) -> None:
+        """Rename ``name`` into ``<inbox>/<run>/rejected/`` (never follows, never deletes)."""
+        run_fd = self._dir(run, None) if RUN_NAME.fullmatch(run) else None
+        if run_fd is None:
+            log.warning("cannot reject %s (%s): run directory %s is gone", name, reason, run)
+            return
+        try:
+            os.mkdir("rejected", 0o700, dir_fd=run_fd)
+        except FileExistsError:
+            pass
+        rej_fd = _opendir("rejected", run_fd)
+        if rej_fd is None:
+            log.error(
+                "%s/inbox/%s/rejected is not a directory; %s left in place", self.root, run, name
+            )
+            return
+        base = name.split("~", 3)[-1] if dir_fd == self.claimed_fd else name
+        target = f"{step}-{base}"
+        try:
+            if os.path.lexists(f"/proc/self/fd/{rej_fd}/{target}"):
+                target = f"{step}-{secrets.token_hex(4)}-{base}"
+            os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=rej_fd)
+        except FileNotFoundError:
+            return
+        finally:
+            os.close(rej_fd)
+        self.c["rejected"][reason] = self.c["rejected"].get(reason, 0) + 1
+        average = self.runs.get(run)
+        if average is not None:
+            average.rejected[reason] = average.rejected.get(reason, 0) + 1
+        log.warning(
+            "rejected %s/inbox/%s/%s/%s: %s (moved to %s/inbox/%s/rejected/%s)",
+            self.root, run, step, base, reason, self.root, run, target,
+        )  # fmt: skip
+
+    # -- checkpoints and results -------------------------------------------------------
+
+    def checkpoint(self, interval_s: float, force: bool = False) -> None:
+        """Checkpoint dirty runs (every ``interval_s``, or now), then free their files."""
+        now = time.monotonic()
+        many = any(len(r.pending) >= 2048 for r in self.runs.values())
+        if not force and not many and now - self._last_ckpt < interval_s:
+            return
+        self._last_ckpt = now
+        for average in list(self.runs.values()):
+            if not average.dirty and not average.pending:
+                continue
+            names = average.save()
+            _fault("checkpointed", self._faults)
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=self.claimed_fd)
+                except FileNotFoundError:
+                    pass
+            average.forget(names)
+
+    def finish_ready_runs(self, force: bool = False) -> None:
+        """Write the result of every run whose DONE appeared, once its files are taken
+        (or its grace time is over)."""
+        for run, deadline in list(self.done.items()):
+            self.scan(run)  # synchronously: every file already there is taken first
+            busy = any(k[0] == run for k in self.todo) or any(k[0] == run for k in self.waiting)
+            if busy and not force and time.monotonic() < deadline:
+                continue
+            if busy:
+                log.warning("run %s: DONE seen but files still arriving; they start anew", run)
+            self._finish(run)
+            del self.done[run]
+
+    def _finish(self, run: str) -> None:
+        average = self.runs.pop(run, None)
+        run_fd = _opendir(run, self.inbox_fd)
+        if average is not None:
+            average.flush()
+            names = average.save()
+            for name in names:
+                try:
+                    os.unlink(name, dir_fd=self.claimed_fd)
+                except FileNotFoundError:
+                    pass
+            path = average.write_result(str(self.root), complete=True)
+            average.drop_checkpoint()
+            self.c["results_written"] += 1
+            self.finished[run] = {"ingested": average.ingested, "result": str(path), "done": True}
+            while len(self.finished) > 100:
+                del self.finished[next(iter(self.finished))]
+            log.info("run %s: %d files folded, result %s", run, average.ingested, path)
+        else:
+            log.info("run %s: DONE with nothing folded; no result written", run)
+        if run_fd is None:
+            return
+        try:
+            try:
+                os.unlink("DONE", dir_fd=run_fd)
+            except (FileNotFoundError, IsADirectoryError):
+                pass
+            for entry in os.listdir(run_fd):
+                if entry.isdigit():
+                    try:
+                        os.rmdir(entry, dir_fd=run_fd)  # only if empty
+                    except OSError:
+                        pass
+        finally:
+            os.close(run_fd)
+        try:
+            os.rmdir(run, dir_fd=self.inbox_fd)
+        except OSError:
+            pass
+
+    def shutdown(self) -> None:
+        """Checkpoint everything and write the averages so far (not marked complete); the
+        directory fds stay open until :meth:`close`."""
+        self.checkpoint(0, force=True)
+        for average in self.runs.values():
+            if average.steps:
+                path = average.write_result(str(self.root), complete=False)
+                log.info(
+                    "run %s: %d files folded so far, written to %s",
+                    average.run,
+                    average.ingested,
+                    path,
+                )
+
+    def close(self) -> None:
+        """Close the directory fds."""
+        for fd in (self.claimed_fd, self.daemon_fd, self.inbox_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._trace:
+            self._trace.close()

@@ -1,0 +1,194 @@
+"""Probing and reading foreign ``.npy`` files safely: nothing followed, nothing unpickled.
+
+A probe opens a directory entry relative to a directory fd with ``O_NOFOLLOW |
+O_NONBLOCK`` (a symlink is never followed, a FIFO never blocks), checks that it is a
+regular file with one link, that nobody holds it open for writing (a read lease,
+``F_SETLEASE``, is refused while a writer has it open), and that its size is exactly what
+its ``.npy`` header implies. The header is parsed by numpy's own header reader (a literal,
+never ``eval``/pickle) and object dtypes are refused, so the data is read as raw numbers.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import io
+import os
+import stat
+from dataclasses import dataclass
+
+import numpy as np
+
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
+F_RDLCK = getattr(fcntl, "F_RDLCK", 0)
+F_UNLCK = getattr(fcntl, "F_UNLCK", 2)
+MAGIC = b"\x93NUMPY"
+HEADER_PROBE = 4096
+ACCEPTED_KINDS = "cf"  # complex amplitudes / matrices; real density matrices
+
+
+@dataclass
+class Probe:
+    """What a probe found. ``verdict`` is ``ok``, ``wait`` (retry later), ``reject`` or
+    ``gone``; for ``ok`` the open ``fd`` (caller closes it) and the array layout are set."""
+
+    verdict: str
+    reason: str = ""
+    fd: int | None = None
+    st: os.stat_result | None = None
+    dtype: np.dtype | None = None
+    shape: tuple[int, ...] = ()
+    fortran: bool = False
+    offset: int = 0
+
+    def close(self) -> None:
+        """Close the probe's fd, if any."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+_leases_work = True
+
+
+def has_writer(fd: int) -> bool:
+    """True when some process holds the file open for writing (a read lease is refused).
+    Where leases are unavailable (disabled, another owner), False: size checks decide."""
+    global _leases_work
+    if not _leases_work:
+        return False
+    try:
+        fcntl.fcntl(fd, F_SETLEASE, F_RDLCK)
+    except OSError as exc:
+        if exc.errno == errno.EAGAIN:
+            return True
+        if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            _leases_work = False
+        return False  # EACCES: not our file; the size check still holds
+    fcntl.fcntl(fd, F_SETLEASE, F_UNLCK)
+    return False
+
+
+def parse_header(head: bytes) -> tuple[str, str, tuple | None]:
+    """(``verdict``, ``reason``, (dtype, shape, fortran, offset)) for the first bytes of a
+    file; ``wait`` while the header may still be being written."""
+    n = len(head)
+    if head[: min(n, 6)] != MAGIC[: min(n, 6)]:
+        return "reject", "not_npy", None
+    if n < 10:
+        return "wait", "incomplete", None
+    major = head[6]
+    if major == 1:
+        hlen, start = int.from_bytes(head[8:10], "little"), 10
+    elif major in (2, 3):
+        if n < 12:
+            return "wait", "incomplete", None
+        hlen, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        return "reject", "malformed", None
+    if n < start + hlen:
+        return ("wait", "incomplete", None) if hlen <= 1 << 20 else ("reject", "malformed", None)
+    try:
+        fp = io.BytesIO(head[: start + hlen])
+        version = np.lib.format.read_magic(fp)
+        reader = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = reader(fp, max_header_size=1 << 20)
+    except (ValueError, SyntaxError, TypeError, OverflowError):
+        return "reject", "malformed", None
+    if dtype.hasobject:
+        return "reject", "object_dtype", None
+    return "ok", "", (dtype, tuple(int(s) for s in shape), bool(fortran), start + hlen)
+
+
+def probe(dir_fd: int, name: str) -> Probe:
+    """Look at ``name`` in ``dir_fd`` without following anything; see the module docstring."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return Probe("gone")
+    if stat.S_ISLNK(st.st_mode):
+        return Probe("reject", "symlink", st=st)
+    if not stat.S_ISREG(st.st_mode):
+        return Probe("reject", "not_regular", st=st)
+    if st.st_nlink > 1:
+        return Probe("reject", "hard_link", st=st)
+    try:
+        fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return Probe("gone")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return Probe("reject", "symlink", st=st)
+        raise
+    result = Probe("wait", fd=fd)
+    try:
+        fst = os.fstat(fd)
+        result.st = fst
+        if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or not stat.S_ISREG(fst.st_mode):
+            result.reason = "replaced"
+            return result
+        if fst.st_nlink > 1:
+            result.verdict, result.reason = "reject", "hard_link"
+            return result
+        if has_writer(fd):
+            result.reason = "open_for_writing"
+            return result
+        head = os.pread(fd, HEADER_PROBE, 0)
+        if len(head) >= 12 and head[:6] == MAGIC:
+            want = (10 if head[6] == 1 else 12) + int.from_bytes(
+                head[8:10] if head[6] == 1 else head[8:12], "little"
+            )
+            if len(head) < want <= (1 << 20) + 12:
+                head = os.pread(fd, want, 0)
+        verdict, reason, layout = parse_header(head)
+        result.verdict, result.reason = verdict, reason
+        if layout is None:
+            return result
+        dtype, shape, fortran, offset = layout
+        expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if fst.st_size < expected:
+            result.verdict, result.reason = "wait", "incomplete"
+        elif fst.st_size > expected:
+            result.verdict, result.reason = "reject", "size_mismatch"
+        elif dtype.kind not in ACCEPTED_KINDS or dtype.fields is not None:
+            result.verdict, result.reason = "reject", "dtype"
+        else:
+            result.dtype, result.shape, result.fortran, result.offset = (
+                dtype,
+                shape,
+                fortran,
+                offset,
+            )
+        return result
+    finally:
+        if result.verdict != "ok":
+            result.close()
+
+
+class Reader:
+    """Reads a probed file's numbers into a reused buffer (no new pages per file)."""
+
+    def __init__(self) -> None:
+        self._buf = np.empty(0, np.uint8)
+
+    def read(self, p: Probe) -> np.ndarray:
+        """The array of an ``ok`` probe; a view of an internal buffer valid until the next
+        call (copy or fold it before reading another)."""
+        assert p.fd is not None and p.dtype is not None
+        nbytes = int(np.prod(p.shape, dtype=np.int64)) * p.dtype.itemsize
+        if self._buf.nbytes < nbytes or self._buf.nbytes > 4 * max(nbytes, 1 << 20):
+            self._buf = np.empty(max(nbytes, 1), np.uint8)
+        view = memoryview(self._buf)[:nbytes]
+        done = 0
+        while done < nbytes:
+            got = os.preadv(p.fd, [view[done:]], p.offset + done)
+            if got == 0:
+                raise EOFError("file shrank while it was read")
+            done += got
+        arr = self._buf[:nbytes].view(p.dtype)
+        return arr.reshape(p.shape, order="F" if p.fortran else "C")

@@ -1,0 +1,376 @@
+"""The daemon process: arenas held, signals, the main loop, reload, shutdown.
+
+Start: for each arena, take ``<root>/daemon.lock`` (a second daemon exits 3), open an
+:class:`~noisefs.arena.Arena` handle with the configured bounds and the inbox (checkpoints
+are loaded, claimed files recovered); start the inotify observer, *then* scan every inbox
+(a file written before the watch existed is found by the scan). Loop: fold what events and
+scans queued, retry files still being written, and on their timers rescan (counting what
+events missed), police (watermarks), gc, checkpoint, write ``status.json``, ping systemd's
+watchdog and check the observer is alive. SIGHUP reloads the config (all or nothing);
+SIGTERM/SIGINT end the loop: checkpoint, write every run's averages so far, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from noisefs.arena.paths import open_private_dir
+from noisefs.daemon.config import ArenaConfig, DaemonConfig, load_config
+from noisefs.daemon.ingest import Inbox
+from noisefs.daemon.logs import set_level, setup_logging
+from noisefs.daemon.metrics import Metrics
+from noisefs.daemon.notify import Notifier
+from noisefs.daemon.police import Police
+from noisefs.daemon.statusfile import take_lock, write_status
+from noisefs.daemon.watch import Watcher
+from noisefs.errors import InputError, NoiseFSError
+
+log = logging.getLogger("noisefs.daemon")
+
+WAKE = ("", "wake", "")
+
+
+def _counters() -> dict:
+    keys = ("ingested_files", "ingested_bytes", "reclaimed_bytes", "reclaimed_files")
+    more = ("moved_bytes", "moved_files", "missed_events", "results_written")
+    return {**{k: 0 for k in keys + more}, "rejected": {}}
+
+
+def _open_arena(cfg: ArenaConfig):
+    from noisefs.arena import Arena
+
+    return Arena(
+        root=cfg.root,
+        quota=cfg.quota_bytes,
+        max_files=cfg.max_files,
+        spill_dir=cfg.spill_dir,
+        spill_quota=cfg.spill_quota_bytes,
+        timeout_s=5.0,
+    )
+
+
+@dataclass
+class Held:
+    """One arena the daemon holds."""
+
+    cfg: ArenaConfig
+    root_fd: int
+    lock_fd: int
+    arena: object
+    inbox: Inbox
+    counters: dict
+    police: Police
+    last_gc: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.arena.close()
+        os.close(self.lock_fd)  # releases the flock
+        os.close(self.root_fd)
+
+
+class Daemon:
+    """``noisefs daemon``; :meth:`run` returns the exit code."""
+
+    def __init__(self, cfg: DaemonConfig, config_path: str | None, overrides: dict) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.overrides = overrides
+        self.hints: queue.SimpleQueue = queue.SimpleQueue()
+        self.held: dict[str, Held] = {}
+        self.watcher = Watcher(self.hints)
+        self.notifier = Notifier()
+        self.metrics = Metrics() if cfg.metrics_port is not None else None
+        self.started = time.time()
+        self.g = {"reloads_ok": 0, "reloads_error": 0, "started": self.started}
+        self._stop = False
+        self._reload = False
+
+    # -- arenas ------------------------------------------------------------------------
+
+    def _state_dir(self, cfg: ArenaConfig) -> Path:
+        import hashlib
+
+        base = self.cfg.state_dir or cfg.results_dir / ".noisefs-daemon"
+        tag = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
+        return base / f"{cfg.root.name}-{tag}"
+
+    def _hold(self, cfg: ArenaConfig) -> Held:
+        root_fd = open_private_dir(cfg.root, create=True)
+        try:
+            lock_fd = take_lock(root_fd, cfg.root)
+        except BaseException:
+            os.close(root_fd)
+            raise
+        try:
+            arena = _open_arena(cfg)
+            try:
+                cfg.results_dir.mkdir(parents=True, exist_ok=True)
+                counters = _counters()
+                inbox = Inbox(root_fd, cfg.root, cfg, self._state_dir(cfg), counters, self.cfg)
+            except BaseException:
+                arena.close()
+                raise
+        except BaseException:
+            os.close(lock_fd)
+            os.close(root_fd)
+            raise
+        return Held(cfg, root_fd, lock_fd, arena, inbox, counters, Police(counters))
+
+    def _release(self, held: Held) -> None:
+        try:
+            held.inbox.shutdown()
+            self._write_status(held, state="stopped")
+        finally:
+            held.inbox.close()
+            held.close()
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _on_stop(self, signum, frame) -> None:
+        self._stop = True
+        self.hints.put(WAKE)
+
+    def _on_hup(self, signum, frame) -> None:
+        self._reload = True
+        self.hints.put(WAKE)
+
+    # -- main --------------------------------------------------------------------------
+
+    def run(self) -> int:
+        setup_logging(self.cfg.log_level)
+        signal.signal(signal.SIGIO, signal.SIG_IGN)  # lease breaks must never kill us
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            for acfg in self.cfg.arenas:
+                self.held[str(acfg.root)] = self._hold(acfg)
+            if self.metrics is not None:
+                port = self.metrics.start(self.cfg.metrics_port or 0)
+                log.info("metrics on http://127.0.0.1:%d/metrics", port)
+            self._watch()
+            for held in self.held.values():
+                held.inbox.scan()
+            self._tick(force=True)
+            log.info("policing %s (%s)", ", ".join(self.held), self.watcher.mode)
+            self.notifier.ready(f"policing {len(self.held)} arena(s), {self.watcher.mode}")
+            self._loop()
+        finally:
+            self.notifier.stopping()
+            self.watcher.stop()
+            for held in list(self.held.values()):
+                try:
+                    self._release(held)
+                except Exception:  # noqa: BLE001 - release the others regardless
+                    log.exception("releasing %s failed", held.cfg.root)
+            self.held.clear()
+            if self.metrics is not None:
+                self.metrics.stop()
+        log.info("stopped")
+        return 0
+
+    def _watch(self) -> None:
+        self.watcher.set_paths({k: Path(k) / "inbox" for k in self.held})
+
+    def _loop(self) -> None:
+        while not self._stop:
+            busy = any(h.inbox.todo or h.inbox.waiting for h in self.held.values())
+            try:
+                item = self.hints.get(timeout=0.05 if busy else 0.25)
+                self._hint(item)
+                for _ in range(100_000):
+                    self._hint(self.hints.get_nowait())
+            except queue.Empty:
+                pass
+            for held in self.held.values():
+                held.inbox.process(0.2)
+            self._tick()
+            if self._reload:
+                self._reload = False
+                self._do_reload()
+
+    def _hint(self, item) -> None:
+        key, kind, path = item
+        held = self.held.get(key)
+        if held is not None:
+            held.inbox.hint(path, kind)
+
+    def _tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        last = getattr(self, "_last", {})
+        self._last = last
+        cfg = self.cfg
+
+        def due(name: str, interval: float) -> bool:
+            if force or now - last.get(name, 0.0) >= interval:
+                last[name] = now
+                return True
+            return False
+
+        scan_every = cfg.scan_only_interval_s if self.watcher.scan_only else cfg.scan_interval_s
+        if due("scan", scan_every):
+            for held in self.held.values():
+                held.inbox.scan(count_missed=not self.watcher.scan_only and not force)
+        for held in self.held.values():
+            held.inbox.checkpoint(cfg.checkpoint_interval_s)
+            held.inbox.finish_ready_runs()
+        if due("gc", cfg.gc_interval_s):
+            for held in self.held.values():
+                self._guard(held, "gc", held.police.gc, held.arena)
+        if due("police", cfg.police_interval_s):
+            for held in self.held.values():
+                self._guard(
+                    held, "police", held.police.enforce,
+                    held.arena, held.root_fd, held.inbox.usage, held.cfg,
+                )  # fmt: skip
+            self.watcher.check()
+            self._publish()
+        if due("status", cfg.status_interval_s):
+            for held in self.held.values():
+                self._write_status(held)
+        wd = self.notifier.watchdog_interval_s
+        if wd and due("watchdog", wd):
+            self.notifier.watchdog()
+
+    def _guard(self, held: Held, what: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except (NoiseFSError, OSError) as exc:
+            log.error("%s: %s failed: %s (retried next time)", held.cfg.root, what, exc)
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        if self.metrics is None:
+            return
+        self.g["scan_only"] = int(self.watcher.scan_only)
+        self.g["observer_restarts"] = self.watcher.restarts
+        self.metrics.update(
+            {
+                "arenas": {
+                    k: {
+                        "figures": dict(h.police.figures),
+                        "counters": {**h.counters, "rejected": dict(h.counters["rejected"])},
+                    }
+                    for k, h in self.held.items()
+                },
+                "global": dict(self.g),
+            }
+        )
+
+    def _write_status(self, held: Held, state: str = "running") -> None:
+        runs = dict(held.inbox.finished)
+        runs |= {
+            name: {
+                "ingested": r.ingested,
+                "num_qubits": r.num_qubits,
+                "steps": {str(s): n for s, n in r.counts().items()},
+                "rejected": r.rejected,
+            }
+            for name, r in held.inbox.runs.items()
+        }
+        status = {
+            "pid": os.getpid(),
+            "state": state,
+            "started": self.started,
+            "updated": time.time(),
+            "mode": self.watcher.mode,
+            "config": self.config_path,
+            "metrics_port": self.metrics.port if self.metrics else None,
+            "runs": runs,
+            "counters": held.counters,
+            "figures": held.police.figures,
+            "pressure": held.police.pressure,
+            "waiting_files": len(held.inbox.waiting),
+            "results_dir": str(held.cfg.results_dir),
+            "reloads": {"ok": self.g["reloads_ok"], "error": self.g["reloads_error"]},
+        }
+        try:
+            write_status(held.inbox.daemon_fd, status)
+        except OSError as exc:
+            log.error("%s: cannot write the status file: %s", held.cfg.root, exc)
+
+    # -- reload ------------------------------------------------------------------------
+
+    def _do_reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, self.overrides)
+            self._apply(new)
+        except (InputError, NoiseFSError, OSError) as exc:
+            self.g["reloads_error"] += 1
+            log.error("reload refused, the running configuration stays: %s", exc)
+        else:
+            self.g["reloads_ok"] += 1
+            log.info("reloaded %s", self.config_path or "the command line")
+        finally:
+            self.notifier.ready(f"policing {len(self.held)} arena(s), {self.watcher.mode}")
+            for held in self.held.values():
+                self._write_status(held)
+
+    def _apply(self, new: DaemonConfig) -> None:
+        """All or nothing: open what is new or changed first, then swap, then release."""
+        old_by_root = {str(h.cfg.root): h for h in self.held.values()}
+        new_by_root = {str(a.root): a for a in new.arenas}
+        opened: dict[str, Held] = {}
+        reopened: dict[str, object] = {}
+        bounds = ("quota_bytes", "max_files", "spill_dir", "spill_quota_bytes")
+        try:
+            for root, acfg in new_by_root.items():
+                held = old_by_root.get(root)
+                if held is None:
+                    opened[root] = self._hold(acfg)
+                elif any(getattr(acfg, b) != getattr(held.cfg, b) for b in bounds):
+                    reopened[root] = _open_arena(acfg)
+        except BaseException:
+            for h in opened.values():
+                h.close()
+            for root, arena in reopened.items():
+                arena.close()
+                old = old_by_root[root].arena  # store the old bounds again
+                _open_arena(
+                    ArenaConfig(
+                        root=Path(root),
+                        quota_bytes=old.quota_bytes,
+                        max_files=old.max_files,
+                        spill_dir=old.spill_dir,
+                        spill_quota_bytes=old.spill_quota_bytes,
+                    )
+                ).close()
+            raise
+        if new.metrics_port != self.cfg.metrics_port:
+            log.warning("metrics_port changes take effect at the next start")
+            new = type(new)(**{**new.__dict__, "metrics_port": self.cfg.metrics_port})
+        for root, held in old_by_root.items():
+            if root not in new_by_root:
+                self._release(held)
+                del self.held[root]
+        for root, arena in reopened.items():
+            held = self.held[root]
+            held.arena.close()
+            held.arena = arena
+        for root, acfg in new_by_root.items():
+            if root in self.held:
+                self.held[root].cfg = acfg
+                self.held[root].inbox.cfg = acfg
+                self.held[root].inbox.settle_s = new.settle_s
+                self.held[root].inbox.done_grace_s = new.done_grace_s
+        self.held.update(opened)
+        self.cfg = new
+        set_level(new.log_level)
+        self._watch()
+        for root in opened:
+            self.held[root].inbox.scan()
+        self._tick(force=True)
+
+
+def run_daemon(cfg: DaemonConfig, config_path: str | None, overrides: dict) -> int:
+    """Run the daemon until SIGTERM/SIGINT; the exit code."""
+    return Daemon(cfg, config_path, overrides).run()

@@ -1,0 +1,144 @@
+"""Filesystem events from ``watchdog`` (inotify), reduced to hints on a queue.
+
+Events are hints, never proof: the ingest side re-checks everything it is told about and
+rescans on its own schedule. The handler never raises (an exception in a watchdog handler
+would end the observer thread); the observer's and its emitters' liveness is checked by
+:meth:`Watcher.check`, which restarts a dead observer. When inotify's limits are hit
+(``ENOSPC``: ``max_user_watches``; ``EMFILE``: ``max_user_instances``) the watcher switches to
+scan-only mode: the daemon then rescans every ``scan_only_interval_s``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import queue
+from pathlib import Path
+
+from watchdog.events import (
+    DirCreatedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+
+log = logging.getLogger("noisefs.daemon")
+
+EVENTS = [DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent]
+# test hook: pretend inotify's watch limit is reached
+FAIL_ENV = "NOISEFS_DAEMON_INOTIFY_FAIL"
+
+
+class InboxHandler(FileSystemEventHandler):
+    """Puts ``(arena_key, kind, path)`` on a queue; ``kind`` is ``file`` or ``dir``."""
+
+    def __init__(self, hints: queue.SimpleQueue, key: str) -> None:
+        super().__init__()
+        self._hints = hints
+        self._key = key
+        self.errors = 0
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            moved = isinstance(event, FileMovedEvent | DirMovedEvent)
+            path = event.dest_path if moved else event.src_path
+            if isinstance(path, bytes):
+                path = os.fsdecode(path)
+            self._hints.put((self._key, "dir" if event.is_directory else "file", path))
+        except Exception:  # noqa: BLE001 - a handler must never end the observer thread
+            self.errors += 1
+            log.exception("event handler failed on %r (the next rescan covers it)", event)
+
+
+class Watcher:
+    """One watchdog observer for every arena's inbox, or scan-only mode."""
+
+    def __init__(self, hints: queue.SimpleQueue) -> None:
+        self._hints = hints
+        self._paths: dict[str, Path] = {}
+        self._observer = None
+        self.scan_only = False
+        self.reason = ""
+        self.restarts = 0
+        self.fallbacks = 0
+
+    @property
+    def mode(self) -> str:
+        """``inotify`` or ``scan-only``."""
+        return "scan-only" if self.scan_only else "inotify"
+
+    def set_paths(self, paths: dict[str, Path]) -> None:
+        """Watch exactly these inbox directories (restarts the observer when they change)."""
+        if paths != self._paths:
+            self._paths = dict(paths)
+            if not self.scan_only:
+                self._restart()
+
+    def _start(self) -> None:
+        from watchdog.observers.inotify import InotifyObserver
+
+        if os.environ.get(FAIL_ENV):
+            raise OSError(errno.ENOSPC, "inotify watch limit reached (simulated)")
+        observer = InotifyObserver(timeout=0.2)
+        try:
+            for key, path in self._paths.items():
+                observer.schedule(
+                    InboxHandler(self._hints, key), str(path), recursive=True, event_filter=EVENTS
+                )
+            observer.daemon = True
+            observer.start()
+        except BaseException:
+            observer.stop()
+            raise
+        self._observer = observer
+
+    def _stop_observer(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            try:
+                observer.stop()
+                observer.join(timeout=2)
+            except Exception:  # noqa: BLE001 - a broken observer is dropped either way
+                log.debug("stopping the observer failed", exc_info=True)
+
+    def _restart(self) -> None:
+        self._stop_observer()
+        if not self._paths:
+            return
+        try:
+            self._start()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
+                raise
+            self.scan_only = True
+            self.fallbacks += 1
+            self.reason = str(exc.strerror or exc)
+            log.warning(
+                "inotify unavailable (%s): scan-only mode, rescanning every few tenths of a "
+                "second; raise fs.inotify.max_user_watches / max_user_instances and restart "
+                "the daemon to get events back",
+                self.reason,
+            )
+
+    def alive(self) -> bool:
+        """True when the observer thread and all its emitters run."""
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        return all(e.is_alive() for e in list(observer.emitters))
+
+    def check(self) -> None:
+        """Restart a dead observer (a limit hit while adding a watch ends its emitter)."""
+        if self.scan_only or not self._paths or self.alive():
+            return
+        self.restarts += 1
+        log.warning("the inotify observer stopped; restarting it (a rescan follows)")
+        self._restart()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop_observer()

@@ -1,0 +1,178 @@
+"""Ingest by a real daemon over real inotify: exact averages, each file exactly once,
+rejects that touch nothing outside the arena, and kill -9 recovery."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noisefs.daemon.statusfile import read_status
+from tests.test_daemon_support import (
+    daemons_fixture,
+    leftovers,
+    log_text,
+    random_psi,
+    random_rho,
+    result,
+    save_renamed,
+    save_slowly,
+    wait_for,
+    wait_ingested,
+    wait_running,
+    write_config,
+)
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    yield from daemons_fixture(tmp_path)
+
+
+def _start(daemons, tmp_path, root, env=None, **top):
+    cfg = write_config(tmp_path / "d.toml", root, tmp_path / "results", **top)
+    proc = daemons.start("--config", str(cfg), env=env)
+    wait_running(root, proc)
+    return proc
+
+
+def test_ingest_equals_numpy_average_each_file_once(daemons, tmp_path, arena_root):
+    proc = _start(daemons, tmp_path, arena_root)
+    rng = np.random.default_rng(11)
+    dim, steps, per_step = 16, 3, 100
+    inbox = arena_root / "inbox" / "exp1"
+    sums = np.zeros((steps, dim, dim), complex)
+    slow = []
+    for step in range(steps):
+        (inbox / str(step)).mkdir(parents=True)
+        for i in range(per_step):
+            arr = random_psi(rng, dim) if i % 5 else random_rho(rng, dim)
+            sums[step] += np.outer(arr, arr.conj()) if arr.ndim == 1 else arr
+            path = inbox / str(step) / f"traj_{i}.npy"
+            if i % 3 == 0:
+                save_renamed(path, arr)
+            elif i % 3 == 1 or i % 20 != 2:
+                np.save(path, arr)  # the legacy way: the name is final while writing
+            else:
+                slow.append(threading.Thread(target=save_slowly, args=(path, arr)))
+                slow[-1].start()
+    for t in slow:
+        t.join()
+    (inbox / "DONE").touch()
+    results = tmp_path / "results"
+    wait_for(lambda: (results / "exp1.npz").exists(), 20, "the result", proc)
+    res = result(results, "exp1")
+    assert res["counts"].tolist() == [per_step] * steps
+    assert res["steps"].tolist() == list(range(steps))
+    assert res["rho"].shape == (steps, dim, dim)
+    assert np.abs(res["rho"] - sums / per_step).max() < 1e-10
+    meta = json.loads(str(res["meta"]))
+    assert meta["complete"] and meta["ingested_files"] == steps * per_step
+    wait_for(lambda: not leftovers(arena_root), 5, "inbox and claimed files freed", proc)
+    assert not (arena_root / "inbox" / "exp1").exists()
+    status = read_status(arena_root)
+    assert status["runs"]["exp1"]["ingested"] == steps * per_step
+    assert status["counters"]["rejected"] == {}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_rejects_touch_nothing_outside(daemons, tmp_path, arena_root):
+    proc = _start(daemons, tmp_path, arena_root)
+    rng = np.random.default_rng(5)
+    outside = Path("/dev/shm") / f"noisefs-test-outside-{uuid.uuid4().hex[:8]}"
+    outside.mkdir()
+    try:
+        good = random_psi(rng, 8)
+        target = outside / "victim.npy"
+        np.save(target, good)
+        before = target.read_bytes()
+        step = arena_root / "inbox" / "bad" / "0"
+        step.mkdir(parents=True)
+        save_renamed(step / "first.npy", good)  # fixes the run's shape: 3 qubits
+        wait_ingested(arena_root, "bad", 1, proc)
+        (step / "garbage.npy").write_bytes(b"this is not an npy file at all")
+        np.save(step / "pickled.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+        os.symlink(target, step / "link.npy")
+        os.link(target, step / "hard.npy")
+        save_renamed(step / "ints.npy", np.arange(8))
+        save_renamed(step / "nonsquare.npy", np.zeros((8, 4), complex))
+        save_renamed(step / "otherdim.npy", random_psi(rng, 16))
+        save_renamed(step / "nan.npy", np.full(8, np.nan, complex))
+        save_renamed(step / "unnormalised.npy", 3 * good)
+        os.mkfifo(step / "fifo.npy")
+        with open(step / "truncated.npy", "wb") as handle:  # header promises more data
+            np.save(handle, good)
+            handle.truncate(100)
+        expected = {
+            "not_npy": 1,
+            "object_dtype": 1,
+            "symlink": 1,
+            "hard_link": 1,
+            "dtype": 1,
+            "shape": 2,
+            "not_finite": 1,
+            "not_normalized": 1,
+            "not_regular": 1,
+            "truncated": 1,
+        }
+
+        def all_rejected():
+            s = read_status(arena_root)
+            return s if s["counters"]["rejected"] == expected else None
+
+        wait_for(all_rejected, 15, f"rejections {expected}", proc)
+        rejected = sorted(p.name for p in (arena_root / "inbox" / "bad" / "rejected").iterdir())
+        assert len(rejected) == sum(expected.values())
+        assert sorted(p.name for p in step.iterdir()) == []
+        # nothing outside the arena opened for writing, moved or deleted
+        assert target.read_bytes() == before
+        assert os.stat(target).st_nlink == 2  # the hard link now sits in rejected/
+        assert sorted(p.name for p in outside.iterdir()) == ["victim.npy"]
+        assert os.path.islink(arena_root / "inbox" / "bad" / "rejected" / "0-link.npy")
+        text = log_text(proc)
+        for reason in expected:
+            assert f": {reason} (moved to" in text
+        (arena_root / "inbox" / "bad" / "DONE").touch()
+        wait_for(lambda: (tmp_path / "results" / "bad.npz").exists(), 10, "result", proc)
+        res = result(tmp_path / "results", "bad")
+        assert res["counts"].tolist() == [1]
+        assert np.abs(res["rho"][0] - np.outer(good, good.conj())).max() < 1e-12
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.mark.parametrize("point", ["claimed:40", "folded:77", "checkpointed:1"])
+def test_kill9_mid_ingest_then_restart_folds_each_once(daemons, tmp_path, arena_root, point):
+    rng = np.random.default_rng(3)
+    dim, steps, per_step = 8, 2, 120
+    sums = np.zeros((steps, dim, dim), complex)
+    inbox = arena_root / "inbox" / "crash"
+    arena_root.mkdir(mode=0o700)
+    (arena_root / "inbox").mkdir(mode=0o700)
+    for step in range(steps):
+        (inbox / str(step)).mkdir(parents=True)
+        for i in range(per_step):
+            psi = random_psi(rng, dim)
+            sums[step] += np.outer(psi, psi.conj())
+            save_renamed(inbox / str(step) / f"t{i}.npy", psi)
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+    first = daemons.start("--config", str(cfg), env={"NOISEFS_DAEMON_FAULT": point})
+    assert first.wait(20) == -signal.SIGKILL, log_text(first)
+    second = daemons.start("--config", str(cfg), log="second.log")
+    wait_running(arena_root, second)
+    (inbox / "DONE").touch()
+    wait_for(lambda: (tmp_path / "results" / "crash.npz").exists(), 20, "result", second)
+    res = result(tmp_path / "results", "crash")
+    assert res["counts"].tolist() == [per_step] * steps
+    assert np.abs(res["rho"] - sums / per_step).max() < 1e-10
+    wait_for(lambda: not leftovers(arena_root), 5, "files freed", second)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(10) == 0
