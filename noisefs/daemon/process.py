@@ -311,9 +311,9 @@ class Daemon:
             self.g["reloads_ok"] += 1
             log.info("reloaded %s", self.config_path or "the command line")
         finally:
-            self.notifier.ready(f"policing {len(self.held)} arena(s), {self.watcher.mode}")
             for held in self.held.values():
                 self._write_status(held)
+            self.notifier.ready(f"policing {len(self.held)} arena(s), {self.watcher.mode}")
 
     def _apply(self, new: DaemonConfig) -> None:
         """All or nothing: open what is new or changed first, then swap, then release."""

@@ -1,0 +1,202 @@
+"""The daemon as a process: one per arena, signals, reload, systemd notify, journald
+logs, metrics, scan-only fallback, and `noisefs status`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+import pytest
+
+from noisefs.daemon.statusfile import read_status
+from tests.test_daemon_support import (
+    daemons_fixture,
+    log_text,
+    random_psi,
+    result,
+    save_renamed,
+    wait_for,
+    wait_ingested,
+    wait_running,
+    write_config,
+)
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    yield from daemons_fixture(tmp_path)
+
+
+def _stored_quota(root) -> int:
+    from noisefs.arena import Arena
+
+    with Arena.open_existing(root) as arena:
+        return arena.quota_bytes
+
+
+def test_second_daemon_exits_3_naming_the_holder(daemons, tmp_path, arena_root):
+    err = tmp_path / "daemon.log"
+    err.touch()
+    st = os.stat(err)
+    env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}  # stderr is "the journal"
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+    first = daemons.start("--config", str(cfg), env=env)
+    wait_running(arena_root, first)
+    second = subprocess.run(
+        [sys.executable, "-m", "noisefs", "daemon", "--arena", str(arena_root)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert second.returncode == 3, second.stderr
+    assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    assert "<6>policing" in log_text(first)  # journald priority prefix (info)
+    out = subprocess.run(
+        [sys.executable, "-m", "noisefs", "status", "--arena", str(arena_root)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0
+    assert f"pid {first.pid}" in out.stdout and "inotify" in out.stdout
+    first.send_signal(signal.SIGINT)
+    assert first.wait(10) == 0
+
+
+def test_sigterm_flushes_averages_and_exits_0(daemons, tmp_path, arena_root):
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    rng = np.random.default_rng(2)
+    step = arena_root / "inbox" / "partial" / "4"
+    step.mkdir(parents=True)
+    states = [random_psi(rng, 4) for _ in range(30)]
+    for i, psi in enumerate(states):
+        save_renamed(step / f"{i}.npy", psi)
+    wait_ingested(arena_root, "partial", 30, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
+    res = result(tmp_path / "results", "partial")
+    expected = np.mean([np.outer(p, p.conj()) for p in states], axis=0)
+    assert np.abs(res["rho"][0] - expected).max() < 1e-12
+    assert res["steps"].tolist() == [4] and res["counts"].tolist() == [30]
+    assert json.loads(str(res["meta"]))["complete"] is False
+    assert read_status(arena_root)["running"] is False
+    # a restart continues the same averages; DONE then writes the complete result
+    proc = daemons.start("--config", str(cfg), log="again.log")
+    wait_running(arena_root, proc)
+    more = [random_psi(rng, 4) for _ in range(10)]
+    for i, psi in enumerate(more):
+        save_renamed(step / f"more{i}.npy", psi)
+    (step.parent / "DONE").touch()
+    wait_for(
+        lambda: json.loads(str(result(tmp_path / "results", "partial")["meta"]))["complete"],
+        15,
+        "the complete result",
+        proc,
+    )
+    res = result(tmp_path / "results", "partial")
+    expected = np.mean([np.outer(p, p.conj()) for p in states + more], axis=0)
+    assert res["counts"].tolist() == [40]
+    assert np.abs(res["rho"][0] - expected).max() < 1e-12
+
+
+def test_sighup_applies_bounds_keeps_old_config_when_broken(daemons, tmp_path, arena_root):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(20)
+    try:
+        cfg = write_config(
+            tmp_path / "d.toml", arena_root, tmp_path / "results", arena={"quota": "64MiB"}
+        )
+        proc = daemons.start("--config", str(cfg), env={"NOTIFY_SOCKET": str(sock_path)})
+        assert sock.recv(4096).startswith(b"READY=1")
+        wait_running(arena_root, proc)
+        assert _stored_quota(arena_root) == 64 << 20
+        write_config(cfg, arena_root, tmp_path / "results", arena={"quota": "48MiB"})
+        proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1")
+        assert sock.recv(4096).startswith(b"READY=1")
+        assert _stored_quota(arena_root) == 48 << 20
+        assert read_status(arena_root)["reloads"] == {"ok": 1, "error": 0}
+        cfg.write_text(cfg.read_text() + "high_watermark = 0.3\nlow_watermark = 0.5\n")
+        proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1")
+        assert sock.recv(4096).startswith(b"READY=1")
+        cfg.write_text("this is [not toml\n")
+        proc.send_signal(signal.SIGHUP)
+        assert sock.recv(4096).startswith(b"RELOADING=1")
+        assert sock.recv(4096).startswith(b"READY=1")
+        wait_for(
+            lambda: read_status(arena_root)["reloads"] == {"ok": 1, "error": 2}, 5, "reloads", proc
+        )
+        assert _stored_quota(arena_root) == 48 << 20
+        text = log_text(proc)
+        assert "reload refused, the running configuration stays" in text
+        assert "low_watermark 0.5 must be below high_watermark" in text
+        assert proc.poll() is None  # still running, with the old config
+        proc.send_signal(signal.SIGTERM)
+        assert sock.recv(4096).startswith(b"STOPPING=1")
+        assert proc.wait(10) == 0
+    finally:
+        sock.close()
+
+
+def test_scan_only_fallback_and_metrics(daemons, tmp_path, arena_root):
+    pytest.importorskip("prometheus_client")
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results", metrics_port=0)
+    proc = daemons.start("--config", str(cfg), env={"NOISEFS_DAEMON_INOTIFY_FAIL": "1"})
+    status = wait_running(arena_root, proc)
+    assert status["mode"] == "scan-only"
+    assert "scan-only mode" in log_text(proc)
+    step = arena_root / "inbox" / "noevents" / "0"
+    step.mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    for i in range(5):
+        np.save(step / f"{i}.npy", random_psi(rng, 2))
+    os.symlink("/etc/passwd", step / "evil.npy")
+    status = wait_ingested(arena_root, "noevents", 5, proc)
+    wait_for(lambda: read_status(arena_root)["counters"]["rejected"], 5, "a reject", proc)
+    port = read_status(arena_root)["metrics_port"]
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return text if "noisefs_daemon_ingested_files_total" in text and " 5.0" in text else None
+
+    text = wait_for(scrape, 5, "metrics", proc)
+    for name in (
+        "noisefs_arena_used_bytes",
+        "noisefs_arena_quota_bytes",
+        "noisefs_arena_inodes",
+        "noisefs_arena_max_inodes",
+        "noisefs_arena_spilled_bytes",
+        "noisefs_daemon_reclaimed_bytes_total",
+        "noisefs_daemon_missed_events_total",
+        "noisefs_daemon_reloads_total",
+        f'noisefs_daemon_rejected_files_total{{arena="{arena_root}",reason="symlink"}} 1.0',
+        "noisefs_daemon_scan_only 1.0",
+    ):
+        assert name in text, name
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_bad_config_exits_2(tmp_path, arena_root):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[[arena]]\nroot = "{arena_root}"\nquota = "lots"\nwatermark = 2\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "noisefs", "daemon", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2 and "unknown key(s) watermark" in done.stderr
+    assert not arena_root.exists()
