@@ -88,16 +88,19 @@ def assert_same(ref: Result, got: Result, experiments: int) -> None:
             elif key in PER_SHOT_STATES:
                 assert type(actual).__name__ == "DensityMatrix"
                 np.testing.assert_allclose(np.asarray(actual), averaged_rho(expected), atol=1e-8)
-            elif isinstance(expected, dict):
-                assert expected.keys() == actual.keys(), key
-                for k in expected:
-                    assert type(actual[k]) is type(expected[k])
-                    np.testing.assert_allclose(
-                        as_array(actual[k]), as_array(expected[k]), atol=1e-8
-                    )
             else:
-                assert type(actual) is type(expected), key
-                np.testing.assert_allclose(as_array(actual), as_array(expected), atol=1e-8)
+                assert_close(actual, expected, key)
+
+
+def assert_close(actual, expected, where) -> None:
+    """Same type, same keys, values equal to 1e-8 (dicts: per key; also ProbDistribution)."""
+    assert type(actual) is type(expected), where
+    if isinstance(expected, dict):
+        assert expected.keys() == actual.keys(), where
+        for k in expected:
+            assert_close(actual[k], expected[k], (where, k))
+    else:
+        np.testing.assert_allclose(as_array(actual), as_array(expected), atol=1e-8)
 
 
 @pytest.fixture
@@ -298,3 +301,32 @@ def test_arena_bound_holds_for_many_per_shot_saves(arena_root, tmp_path):
     assert max(b for b, _ in samples) <= quota
     assert max(f for _, f in samples) <= max_files
     assert type(result.data()["s2"]).__name__ == "DensityMatrix"
+
+
+def test_every_save_subtype(scope_kwargs):
+    """probabilities_dict, expectation value variance, amplitudes (squared), accumulated,
+    per-shot and conditional variants of each, single saves."""
+    zz = SparsePauliOp("ZZI")
+    qc = QuantumCircuit(3, 3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.rx(0.3, 2)
+    qc.save_probabilities_dict(label="pd")
+    qc.save_expectation_value_variance(zz, [0, 1, 2], label="ev")
+    qc.save_amplitudes_squared([0, 3, 5], label="a2")
+    qc.save_expectation_value(zz, [0, 1, 2], label="acc", unnormalized=True)
+    qc.save_expectation_value(zz, [0, 1, 2], label="ps", pershot=True)
+    qc.measure(0, 0)
+    qc.save_probabilities_dict([1], label="cpd", conditional=True)
+    qc.save_expectation_value(zz, [0, 1, 2], label="cacc", unnormalized=True, conditional=True)
+    qc.save_expectation_value(zz, [0, 1, 2], label="cps", pershot=True, conditional=True)
+    qc.save_statevector(label="csv", conditional=True)
+    qc.save_amplitudes([0, 1], label="amp")
+    qc.x(0)
+    qc.measure(0, 1)
+    sim = AerSimulator(noise_model=noise_model())
+    ref = sim.run(qc, shots=120, seed_simulator=4, memory=True).result()
+    with managed(batch=50, **scope_kwargs):
+        got = sim.run(qc, shots=120, seed_simulator=4, memory=True).result()
+    assert got.metadata["noisefs"]["batches"] == 3
+    assert_same(ref, got, 1)

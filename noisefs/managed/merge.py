@@ -44,6 +44,16 @@ def _scale(total, count: int):
     return total / count
 
 
+def _join(chunks: list):
+    """Per-shot lists of the batches, in shot order, in the type Aer gave them."""
+    if all(isinstance(c, np.ndarray) for c in chunks):
+        return np.concatenate(chunks)
+    joined: list = []
+    for chunk in chunks:
+        joined.extend(chunk)
+    return joined
+
+
 class _Running:
     """Sum and count of per-shot values, for a ``mean`` label (per memory key)."""
 
@@ -118,13 +128,13 @@ class ExperimentMerger:
             slots = self.means.setdefault(label, {})
             for key, values in per_key.items():
                 slots.setdefault(key, _Running()).add(values)
-        elif spec.kind == "concat":
+        elif spec.kind == "concat":  # chunks, joined once at the end
             if spec.conditional:
                 merged = self.lists.setdefault(label, {})
                 for key, values in value.items():
-                    merged.setdefault(key, []).extend(values)
+                    merged.setdefault(key, []).append(values)
             else:
-                self.lists.setdefault(label, []).extend(value)
+                self.lists.setdefault(label, []).append(value)
         elif spec.kind == "sum":
             self.sums[label] = _add(self.sums.get(label), copy.copy(value))
         elif spec.conditional:
@@ -177,7 +187,12 @@ class ExperimentMerger:
                 return {key: run.value() for key, run in slots.items()}
             return slots[None].value()
         if spec.kind == "concat":
-            return self.lists.get(label)
+            chunks = self.lists.get(label)
+            if chunks is None:
+                return None
+            if spec.conditional:
+                return {key: _join(parts) for key, parts in chunks.items()}
+            return _join(chunks)
         if spec.kind == "sum":
             return self.sums.get(label)
         return self.last.get(label)
