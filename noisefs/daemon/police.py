@@ -30,6 +30,7 @@ class Police:
         self.pressure = ""  # why moving, while it is
         self._spill_full_logged = False
         self._no_move_logged = False
+        self._stuck = ""  # over a watermark with nothing of ours left to move
         self.figures: dict = {}
 
     def gc(self, arena) -> None:
@@ -96,7 +97,10 @@ class Police:
         f = self.measure(arena, root_fd, foreign)
         why = self.pressure or self._over(f, cfg, cfg.high_watermark, 1.0)
         if not why:
+            self._stuck = ""
             return 0
+        if self._stuck and not arena.cold_keys(1):
+            return 0  # still nothing to move; said so once
         if not (hasattr(arena, "move") and hasattr(arena, "cold_keys")):
             if not self._no_move_logged:
                 log.warning(
@@ -123,8 +127,18 @@ class Police:
                 break
             keys = arena.cold_keys(MOVE_BATCH)
             if not keys:
-                self.pressure = ""  # nothing of ours to move: foreign data or live writes
+                if not self._stuck:
+                    log.warning(
+                        "%s: %s still over the watermark with no cold snapshot left to move "
+                        "(the rest is foreign data, pages still mapped by writers, or live "
+                        "writes); writers wait for room, nothing is deleted",
+                        arena.root,
+                        why,
+                    )
+                self._stuck = why
+                self.pressure = ""
                 break
+            self._stuck = ""
             for key in keys:
                 try:
                     nbytes = arena.info(key)["alloc_bytes"]

@@ -1,0 +1,204 @@
+"""Policing by a real daemon: dead owners reclaimed within seconds beside a live run that
+ends exact; cold snapshots moved to spill at the watermarks and when another tenant fills
+the tmpfs, with nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from noisefs.daemon.statusfile import read_status
+from tests.conftest import EXAMPLES, mounted_tmpfs
+from tests.test_daemon_support import (
+    daemons_fixture,
+    log_text,
+    wait_for,
+    wait_running,
+    write_config,
+)
+
+HOLDER = r"""
+import json, sys
+import numpy as np
+from noisefs.arena import Arena
+root, spill, quota, n, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+arena = Arena(root=root, spill_dir=spill, quota=quota)
+rng = np.random.default_rng(0)
+keys = [arena.put(rng.random(size // 8), run="cold", step=i) for i in range(n)]
+print(json.dumps(keys), flush=True)
+sys.stdin.readline()
+rng = np.random.default_rng(0)
+tiers = []
+for key in keys:
+    tiers.append(arena.info(key)["tier"])
+    assert np.array_equal(np.asarray(arena.get(key)), rng.random(size // 8)), key
+    arena.release(key)
+print(json.dumps(tiers), flush=True)
+"""
+
+
+@pytest.fixture
+def daemons(tmp_path):
+    yield from daemons_fixture(tmp_path)
+
+
+def _holder(root, spill, quota, n, size):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root), str(spill), quota, str(n), str(size)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    return proc
+
+
+def _verify(holder) -> list[str]:
+    holder.stdin.write("verify\n")
+    holder.stdin.flush()
+    line = holder.stdout.readline()
+    assert holder.wait(30) == 0, "the holder lost or corrupted a snapshot"
+    return json.loads(line)
+
+
+def _need_tier_move(root) -> None:
+    from noisefs.arena import Arena
+
+    if not hasattr(Arena, "move") or not hasattr(Arena, "cold_keys"):
+        pytest.skip("Arena.move / cold_keys (the tier move) not built yet")
+
+
+def _kill(proc) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def test_watermark_moves_cold_snapshots_to_spill(daemons, tmp_path, arena_root):
+    _need_tier_move(arena_root)
+    spill = tmp_path / "spill"
+    cfg = write_config(
+        tmp_path / "d.toml",
+        arena_root,
+        tmp_path / "results",
+        arena={"quota": "8MiB", "spill": str(spill)},
+    )
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    holder = _holder(arena_root, spill, "8MiB", 24, 256 << 10)
+    try:
+        keys = json.loads(holder.stdout.readline())
+        assert len(keys) == 24
+
+        def relieved():
+            s = read_status(arena_root)
+            f, c = s["figures"], s["counters"]
+            ok = c["moved_files"] and not s["pressure"]
+            return s if ok and f["bytes_used"] <= 0.6 * f["quota_bytes"] else None
+
+        status = wait_for(relieved, 15, "cold snapshots moved to spill", proc)
+        tiers = _verify(holder)
+        assert tiers.count("spill") == status["counters"]["moved_files"]
+        # coldest first: what moved is a prefix of the puts
+        assert tiers == sorted(tiers, key=lambda t: t != "spill")
+        assert "over the high watermark" in log_text(proc)
+    finally:
+        _kill(holder)
+
+
+def test_tmpfs_squeezed_by_another_tenant(daemons, tmp_path):
+    with mounted_tmpfs("size=24m,nr_inodes=2000") as mnt:
+        root = mnt / "arena"
+        _need_tier_move(root)
+        spill = tmp_path / "spill"
+        cfg = write_config(
+            tmp_path / "d.toml",
+            root,
+            tmp_path / "results",
+            arena={"quota": "10MiB", "spill": str(spill)},
+        )
+        proc = daemons.start("--config", str(cfg))
+        wait_running(root, proc)
+        # 6 MiB of snapshots; the writer's own map cache (a quarter of the quota) keeps the
+        # pages of its newest ones alive after a move, the coldest ones free at once
+        holder = _holder(root, spill, "10MiB", 24, 256 << 10)
+        try:
+            json.loads(holder.stdout.readline())
+            st = os.statvfs(mnt)
+            filler = (st.f_bavail * st.f_frsize) - (512 << 10)
+            with open(mnt / "other-tenant.bin", "wb") as handle:  # outside the arena
+                handle.write(b"\1" * filler)
+
+            def relieved():
+                s = read_status(root)
+                return s if s["counters"]["moved_files"] and not s["pressure"] else None
+
+            status = wait_for(relieved, 15, "cold snapshots moved off the full tmpfs", proc)
+            st = os.statvfs(mnt)
+            assert st.f_bavail * st.f_frsize >= 0.05 * 24 * (1 << 20)
+            tiers = _verify(holder)
+            assert tiers.count("spill") == status["counters"]["moved_files"] > 0
+            assert (mnt / "other-tenant.bin").stat().st_size == filler  # not ours: untouched
+        finally:
+            _kill(holder)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+@pytest.mark.slow
+def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena_root):
+    from noisefs.arena import Arena
+    from noisefs.oracle import aer_reference
+
+    spill = tmp_path / "spill"
+    cfg = write_config(
+        tmp_path / "d.toml", arena_root, tmp_path / "results", arena={"spill": str(spill)}
+    )
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    circuit = str(EXAMPLES / "ghz_5.qasm")
+    common = ["--arena", str(arena_root), "--spill", str(spill), "--quiet"]
+
+    def noisefs_run(seed, output, env=None):
+        return subprocess.Popen(
+            [sys.executable, "-m", "noisefs", "run", circuit, "--seed", str(seed), *common]
+            + ["--trajectories", "300", "--batch", "25", "--output", str(output)],
+            env={**os.environ, **(env or {})},
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    paused = tmp_path / "paused"
+    doomed = noisefs_run(1, tmp_path / "doomed.npz", {"NOISEFS_FAULT_PAUSE": str(paused)})
+    live = noisefs_run(9, tmp_path / "live.npz")
+    try:
+        wait_for(paused.exists, 60, "the doomed run to write a snapshot", proc)
+        with Arena.open_existing(arena_root) as arena:
+            assert doomed.pid in {o["pid"] for o in arena.live_owners()}
+        os.killpg(doomed.pid, signal.SIGKILL)
+        doomed.wait(10)
+        killed = time.monotonic()
+
+        def reclaimed():
+            with Arena.open_existing(arena_root) as arena:
+                report = arena.gc(dry_run=True)
+            s = read_status(arena_root)
+            return s["counters"]["reclaimed_files"] and not report["dead_owners"]
+
+        wait_for(reclaimed, 15, "the killed run's data reclaimed", proc)
+        assert time.monotonic() - killed < 15
+        assert live.wait(120) == 0, live.stderr.read().decode()
+        with np.load(tmp_path / "live.npz", allow_pickle=False) as data:
+            rho, meta = data["rho"][-1], json.loads(str(data["meta"]))
+        assert np.abs(rho - aer_reference(meta)).max() < 1e-8
+        assert not (tmp_path / "doomed.npz").exists()
+    finally:
+        _kill(doomed)
+        _kill(live)
