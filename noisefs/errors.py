@@ -140,6 +140,17 @@ class WorkerDied(NoiseFSError):
     exit_code = EXIT_STORAGE
 
 
+class SchedulerError(NoiseFSError):
+    """A Dask scheduler that cannot be reached, is no scheduler, has no workers, or lost
+    the run's tasks (exit 3: a resource failure; ``address`` names it)."""
+
+    exit_code = EXIT_STORAGE
+
+    def __init__(self, message: str, *, address: str | None = None) -> None:
+        super().__init__(message)
+        self.address = address
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The CLI exit code for an exception (SPEC.md): 2 input, 3 storage, 130 interrupt."""
     if isinstance(exc, KeyboardInterrupt):

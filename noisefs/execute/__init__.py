@@ -10,12 +10,24 @@ from noisefs.execute.protocol import BatchDone, Executor
 from noisefs.sim.aer import SimulationJob
 
 
-def make_executor(arena, job: SimulationJob, *, workers: int = 1, scheduler=None) -> Executor:
-    """The executor for these options; every one satisfies :class:`Executor`."""
-    if scheduler is not None:
+def make_executor(
+    arena,
+    job: SimulationJob,
+    *,
+    workers: int = 1,
+    scheduler=None,
+    scheduler_file=None,
+    **run,
+) -> Executor:
+    """The executor for these options; every one satisfies :class:`Executor`.
+
+    ``run`` is what the Dask executor plans with (``aggregator``, ``identity``, ``batch``,
+    ``trajectories``; see :class:`noisefs.execute.dask.DaskExecutor`); local executors
+    need none of it."""
+    if scheduler is not None or scheduler_file is not None:
         from noisefs.execute.dask import DaskExecutor
 
-        return DaskExecutor(arena, job, scheduler)
+        return DaskExecutor(arena, job, scheduler, scheduler_file=scheduler_file, **run)
     if workers > 1:
         from noisefs.execute.processes import ProcessExecutor
 

@@ -164,6 +164,7 @@ class TrajectoryRun:
             )
         self._elapsed_before = start.elapsed_s
         checkpointer = Checkpointer(opts.output, print_, start.seed, opts.checkpoint_interval_s)
+        self._fingerprint = print_  # what shapes the run: a Dask executor's task keys
         from noisefs.sim.aer import SimulationJob
 
         job = SimulationJob(
@@ -215,7 +216,17 @@ class TrajectoryRun:
             if opts.spill_dir is not None:
                 arena.prepare_spill()  # a bad --spill fails now, not when the tmpfs fills
             sampler = ArenaSampler(arena.stats())
-            if opts.batch is not None:
+            executor = make_executor(
+                arena, job, workers=opts.workers, scheduler=opts.scheduler,
+                scheduler_file=getattr(opts, "scheduler_file", None),
+                aggregator=aggregator, identity=self._fingerprint, batch=opts.batch,
+                trajectories=opts.trajectories,
+            )  # fmt: skip
+            # -- sizer choice: a Dask executor's batches are its groups of leaves
+            preferred = getattr(executor, "preferred_sizer", None)
+            if preferred is not None:
+                sizer = preferred()
+            elif opts.batch is not None:
                 sizer = FixedSizer(opts.batch)
             else:
                 cap = budget.max_batch(available, arena.quota_bytes)
@@ -226,16 +237,30 @@ class TrajectoryRun:
                 total=opts.trajectories, initial=start.folded.total, enabled=self.show_progress
             )
             interrupts = DeferredInterrupts()
+            # -- progress: a Dask executor counts finished leaves (``completed``), sooner
+            # than whole groups fold; the bar follows the larger count, never backwards
+            shown = [start.folded.total]
+
+            def show(total: int, stats: dict | None = None) -> None:
+                total = min(total, opts.trajectories)
+                if total > shown[0]:
+                    progress.advance(total - shown[0], stats or sampler.sample(arena))
+                    shown[0] = total
+
+            initial = start.folded.total
+
+            def leaves_done() -> int:
+                return initial + getattr(executor, "completed", 0)
 
             def on_batch(done: BatchDone) -> None:
-                progress.advance(done.size, sampler.sample(arena))
+                show(max(loop.folded.total, leaves_done()), sampler.sample(arena))
 
             def on_tick() -> None:
                 interrupts.check()
+                show(leaves_done())
                 if checkpointer.due() and not loop.folding:
                     checkpointer.write(aggregator, loop.folded, self._elapsed())
 
-            executor = make_executor(arena, job, workers=opts.workers, scheduler=opts.scheduler)
             loop = RunLoop(
                 executor,
                 arena,

@@ -1,0 +1,172 @@
+"""What runs on Dask workers: the per-process arena plugin, leaf tasks and ``add`` tasks.
+
+A leaf simulates its trajectories in sub-batches through the worker process's own arena
+(on the worker's node, bounded there) and folds them into a fresh :class:`Aggregator`
+whose sums it *returns*; an ``add`` task returns the sum of two partial sums. Both are
+pure functions of their arguments: a task may run more than once (a lost worker, a stolen
+task), so nothing is ever added into state that outlives the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from noisefs.aggregate import Aggregator, fold_batch, release_all
+from noisefs.sim.aer import SimulationJob
+from noisefs.sim.batches import Batch, batch_for
+
+log = logging.getLogger("noisefs")
+
+TIMING_KEYS = ("simulate_s", "store_s")  # carried beside the sums, summed up the tree
+
+try:  # the plugin is a real WorkerPlugin where distributed is installed
+    from distributed.diagnostics.plugin import WorkerPlugin as _PluginBase
+except ImportError:  # pragma: no cover - only without the dask extra
+    _PluginBase = object
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """Trajectories [start, start + size) of a run seeded ``run_seed``, simulated as Aer
+    jobs of ``sub`` trajectories aligned on multiples of ``sub`` (so the sums depend on
+    nothing but the plan)."""
+
+    start: int
+    size: int
+    run_seed: int
+    sub: int
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.size
+
+    def batches(self) -> list[Batch]:
+        """The leaf's Aer jobs, in order."""
+        out, start = [], self.start
+        while start < self.stop:
+            stop = min(self.stop, (start // self.sub + 1) * self.sub)
+            out.append(batch_for(len(out), start, stop - start, self.run_seed))
+            start = stop
+        return out
+
+
+@dataclass(frozen=True)
+class SumsShape:
+    """What an :class:`Aggregator` of the run sums (its constructor's arguments)."""
+
+    num_qubits: int
+    num_steps: int
+    density: str
+    keep: tuple[int, ...] | None
+
+    def empty(self) -> Aggregator:
+        return Aggregator(self.num_qubits, self.num_steps, self.density, self.keep)
+
+
+class ArenaPlugin(_PluginBase):
+    """Opens this worker process's arena once, on the worker's own node.
+
+    Every worker process on a node opens the same root, so the node's quota and inode
+    bound hold for all of them together (the arena's ledger admits every ``put``); opening
+    it sweeps what dead worker processes left behind (``Arena`` runs gc on open).
+    :meth:`share_bytes` is this process's share of the node's bound.
+    """
+
+    idempotent = True  # a second run registering the same settings keeps the open arenas
+
+    def __init__(self, root: str | None = None, timeout_s: float = 120.0) -> None:
+        self.root = root
+        self.timeout_s = timeout_s
+        self.arena = None
+
+    def setup(self, worker=None) -> None:
+        """Open the arena (in the worker process)."""
+        from noisefs.arena import Arena
+
+        self.arena = Arena(root=self.root, timeout_s=self.timeout_s)
+        self.threads = max(1, int(getattr(worker, "state", worker).nthreads or 1)) if worker else 1
+
+    def teardown(self, worker=None) -> None:
+        """Close the arena; what is still in it is reclaimed by the next open's gc."""
+        if self.arena is not None:
+            self.arena.close()
+            self.arena = None
+
+    def share_bytes(self) -> int:
+        """This process's share of the node's quota, per task thread: the quota split
+        between the live processes using the arena (worker processes and any local client)."""
+        processes = max(1, len(self.arena.live_owners()))
+        return self.arena.quota_bytes // (processes * self.threads)
+
+
+def _plugin(name: str) -> ArenaPlugin:
+    from distributed import get_worker
+
+    worker = get_worker()
+    plugin = worker.plugins.get(name)
+    if plugin is None or plugin.arena is None:
+        raise RuntimeError(
+            f"dask worker {worker.address} has no noisefs arena plugin {name!r} "
+            "(is it running the same noisefs version as the client?)"
+        )
+    return plugin
+
+
+def job_value(job: SimulationJob) -> SimulationJob:
+    """A task returning the job: leaves depend on it, so it travels once per worker."""
+    return job
+
+
+def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str) -> dict:
+    """Simulate ``leaf`` through this worker's arena; return its sums (and timings)."""
+    from noisefs.execute.local import run_batch
+
+    plugin = _plugin(plugin_name)
+    arena = plugin.arena
+    bytes_per_job = min(leaf.sub, leaf.size) * shape.num_steps * _snapshot_bytes(job, shape)
+    if bytes_per_job > plugin.share_bytes():
+        log.warning(
+            "pid %d: one Aer job's snapshots (%d bytes) exceed this worker's share of the arena "
+            "quota (%d bytes); they will spill or wait for room",
+            os.getpid(),
+            bytes_per_job,
+            plugin.share_bytes(),
+        )
+    aggregator = shape.empty()
+    simulate_s = store_s = 0.0
+    for batch in leaf.batches():
+        done = run_batch(arena, job, batch)
+        try:
+            fold_batch(arena, done.keys, aggregator, job.store)
+        except BaseException:
+            release_all(arena, done.keys)
+            raise
+        simulate_s += done.simulate_s
+        store_s += done.store_s
+    state = {name: np.array(value, copy=True) for name, value in aggregator.state().items()}
+    state["simulate_s"] = np.float64(simulate_s)
+    state["store_s"] = np.float64(store_s)
+    return state
+
+
+def _snapshot_bytes(job: SimulationJob, shape: SumsShape) -> int:
+    dim = 2**shape.num_qubits
+    return 16 * dim * (dim if job.store == "dense" else 1)
+
+
+def add_sums(left: dict, right: dict) -> dict:
+    """The sum of two partial sums, as a new dict (the inputs are never changed: they may
+    be another task's inputs too)."""
+    if left.keys() != right.keys():
+        raise ValueError(f"partial sums of different runs: {sorted(left)} vs {sorted(right)}")
+    return {name: np.add(left[name], right[name]) for name in left}
+
+
+def split_timing(state: dict) -> tuple[dict, float, float]:
+    """An :meth:`Aggregator.state` dict and the summed simulate and store seconds."""
+    sums = {k: v for k, v in state.items() if k not in TIMING_KEYS}
+    return sums, float(state.get("simulate_s", 0.0)), float(state.get("store_s", 0.0))
