@@ -330,3 +330,37 @@ def test_every_save_subtype(scope_kwargs):
         got = sim.run(qc, shots=120, seed_simulator=4, memory=True).result()
     assert got.metadata["noisefs"]["batches"] == 3
     assert_same(ref, got, 1)
+
+
+def test_runtime_parameter_bind_and_from_backend(scope_kwargs):
+    from qiskit import transpile
+    from qiskit.providers.fake_provider import GenericBackendV2
+
+    theta = Parameter("t")
+    qc = QuantumCircuit(2, 2)
+    qc.rx(theta, 0)
+    qc.cx(0, 1)
+    qc.measure(0, 0)
+    qc.save_density_matrix(label="dm")
+    qc.measure(1, 1)
+    binds = [{theta: [0.1, 0.9, 2.0]}]
+    sim = AerSimulator(noise_model=noise_model(), runtime_parameter_bind_enable=True)
+    ref = sim.run(qc, parameter_binds=binds, shots=90, seed_simulator=3, memory=True).result()
+    with managed(batch=25, **scope_kwargs):
+        got = sim.run(qc, parameter_binds=binds, shots=90, seed_simulator=3, memory=True)
+    assert_same(ref, got.result(), 3)
+
+    sim = AerSimulator.from_backend(GenericBackendV2(4, seed=1))
+    qc = QuantumCircuit(3, 3)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.measure(0, 0)
+    qc.rx(0.2, 0)
+    qc.cx(1, 2)
+    qc.measure([0, 1, 2], [0, 1, 2])
+    qc = transpile(qc, sim, seed_transpiler=1)
+    ref = sim.run(qc, shots=80, seed_simulator=5, memory=True).result()
+    with managed(batch=25, **scope_kwargs):
+        got = sim.run(qc, shots=80, seed_simulator=5, memory=True).result()
+    assert got.metadata["noisefs"]["batches"] == 4
+    assert_same(ref, got, 1)

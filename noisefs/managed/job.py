@@ -130,8 +130,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
     experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
     method = _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id)
     plan = batching.plan_offsets(shots, scope.options.batch)
-    arena = scope.arena()
-    folder = StateFolder(arena, run_name=f"managed-{job_id[:8]}")
+    folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
     peak = {"bytes": 0, "files": 0}
 
@@ -169,9 +168,10 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
             for merger, result in zip(mergers, raw.pop("results"), strict=True):
                 merger.add(result, index)
             del raw
-            stats = arena.stats()
-            peak["bytes"] = max(peak["bytes"], int(stats.get("peak_bytes", 0)))
-            peak["files"] = max(peak["files"], int(stats.get("peak_files", 0)))
+            if folder.arena is not None:
+                stats = folder.arena.stats()
+                peak["bytes"] = max(peak["bytes"], int(stats.get("peak_bytes", 0)))
+                peak["files"] = max(peak["files"], int(stats.get("peak_files", 0)))
     output = merge_outputs(
         first_output, [m.output() for m in mergers], time.perf_counter() - started
     )
@@ -183,20 +183,28 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
         "batch": scope.options.batch,
         "batches": len(plan),
         "method": method,
-        "arena": {
-            "root": str(arena.root),
-            "snapshots": folder.snapshots,
-            "snapshot_bytes": folder.bytes,
-            "peak_bytes": peak["bytes"],
-            "peak_files": peak["files"],
-            "quota_bytes": int(arena.quota_bytes),
-            "max_files": int(arena.max_files),
-        },
+        "arena": _arena_note(folder, peak),
     }
     output["metadata"]["noisefs"] = note
     output["job_id"] = job_id
     scope.record_batched(len(plan))
     return type(backend)._format_results(output), note
+
+
+def _arena_note(folder: StateFolder, peak: dict) -> dict | None:
+    """The arena figures of a job (None when no per-shot state needed the arena)."""
+    arena = folder.arena
+    if arena is None:
+        return None
+    return {
+        "root": str(arena.root),
+        "snapshots": folder.snapshots,
+        "snapshot_bytes": folder.bytes,
+        "peak_bytes": peak["bytes"],
+        "peak_files": peak["files"],
+        "quota_bytes": int(arena.quota_bytes),
+        "max_files": int(arena.max_files),
+    }
 
 
 def _failed(backend, raw: dict, seed: int, index: int):

@@ -174,11 +174,11 @@ class ExperimentMerger:
             if spec.conditional:
                 found = {}
                 for key in self.folder.keys(self.index, label):
-                    rho = self.folder.averaged(self.index, label, key)
+                    rho = self.folder.take(self.index, label, key)
                     if rho is not None:
                         found[key] = rho
                 return found or None
-            return self.folder.averaged(self.index, label, None)
+            return self.folder.take(self.index, label, None)
         if spec.kind == "mean":
             slots = self.means.get(label)
             if not slots:

@@ -18,8 +18,9 @@ _QUOTA_SHARE = 4
 class StateFolder:
     """Averaged ρ of every (experiment, label, memory key) of one managed job."""
 
-    def __init__(self, arena, run_name: str) -> None:
-        self._arena = arena
+    def __init__(self, arena_factory, run_name: str) -> None:
+        self._arena_factory = arena_factory  # the scope's arena opens on the first state
+        self._arena = None
         self._run = run_name
         self._aggs: dict[tuple[int, str, str | None], Aggregator] = {}
         self._steps: dict[tuple[int, str], int] = {}
@@ -45,6 +46,8 @@ class StateFolder:
         stack = np.stack([np.asarray(v, dtype=np.complex128) for v in values])
         values.clear()  # the batch's copies go as soon as the stack holds them
         num_qubits = int(stack.shape[1]).bit_length() - 1  # ψ: (B, 2ⁿ); ρ: (B, 2ⁿ, 2ⁿ)
+        if self._arena is None:
+            self._arena = self._arena_factory()
         agg = self._aggs.get((experiment, label, key))
         if agg is None:
             density = "reduced" if keep is not None else "full"
@@ -73,9 +76,15 @@ class StateFolder:
             return 1 << 30
         return max(1, quota // _QUOTA_SHARE // max(1, row_bytes))
 
-    def averaged(self, experiment: int, label: str, key: str | None) -> np.ndarray | None:
-        """The averaged ρ of (experiment, label, key), or None when no shot saved it."""
-        agg = self._aggs.get((experiment, label, key))
+    @property
+    def arena(self):
+        """The arena, or None when no state went through it."""
+        return self._arena
+
+    def take(self, experiment: int, label: str, key: str | None) -> np.ndarray | None:
+        """The averaged ρ of (experiment, label, key), or None when no shot saved it; its
+        running sums are dropped (each result is taken once)."""
+        agg = self._aggs.pop((experiment, label, key), None)
         if agg is None or agg.count[0] == 0:
             return None
         return agg.rho()[0]
