@@ -103,6 +103,8 @@ def _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, jo
     expanded = _expand(circuits, parameter_binds)
     for k, raw in enumerate(probe["results"]):
         meta = raw.get("metadata", {})
+        if meta.get("measure_sampling"):
+            raise _Passthrough(_sampled_reason(k))
         picked = meta.get("method", "statevector")
         if picked != "statevector":
             raise _Passthrough(f"the automatic method picks {picked!r} for experiment {k}")
@@ -112,6 +114,13 @@ def _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, jo
                 "shots (noise, more shots than 2^qubits): Aer samples it from one evolution"
             )
     return "statevector"
+
+
+def _sampled_reason(experiment: int) -> str:
+    return (
+        f"Aer samples experiment {experiment} from one evolution (measurement sampling: "
+        "no per-shot noise); batching would change its counts and memory"
+    )
 
 
 def _expand(circuits, parameter_binds) -> list:
@@ -154,10 +163,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
                     if r.get("metadata", {}).get("measure_sampling")
                 ]
                 if sampled:
-                    raise _Passthrough(
-                        f"Aer samples experiment {sampled[0]} from one evolution "
-                        "(measurement sampling: no per-shot noise); batching would change it"
-                    )
+                    raise _Passthrough(_sampled_reason(sampled[0]))
                 first_output = {k: v for k, v in raw.items() if k != "results"}
             if index + 1 < len(plan):
                 pending = submit(pool, index + 1)  # Aer runs the next batch while we fold
