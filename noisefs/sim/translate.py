@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Sequence
 
 from qiskit import QuantumCircuit
@@ -49,8 +51,14 @@ ALLOWED_NON_GATES = frozenset(
 # Basis translation
 
 
+_LEAN_LOCK = threading.Lock()  # a pass manager's passes hold per-run state: one run at a time
+
+
+@functools.cache
 def lean_pass_manager():
     """Qiskit's level-0 translation for SPEC's basis and no coupling map, built directly.
+
+    Built once per process and reused (guarded by a lock: passes hold per-run state).
 
     What Qiskit's ``generate_preset_pass_manager(0, basis_gates=...)`` runs for such a
     target: no init, layout, routing or optimisation stage (no coupling map, level 0); the
@@ -90,7 +98,8 @@ def lean_pass_manager():
 
 def _run_passes(qc: QuantumCircuit, optimization_level: int, seed_transpiler: int):
     if optimization_level == 0:
-        out = lean_pass_manager().run(qc)
+        with _LEAN_LOCK:
+            out = lean_pass_manager().run(qc)
         out.name = qc.name  # as ``transpile`` names its output
         return out
     from qiskit import transpile
