@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from qiskit import QuantumCircuit
 from qiskit.circuit import CONTROL_FLOW_OP_NAMES, CircuitInstruction, ControlFlowOp
@@ -30,6 +31,9 @@ from qiskit.converters import circuit_to_dag, dag_to_circuit
 from noisefs.errors import CircuitError, InputError
 from noisefs.sim.measurements import read_bits
 from noisefs.sim.qasm import one_line
+
+if TYPE_CHECKING:
+    from qiskit.transpiler import PassManager
 
 __all__ = [
     "ALLOWED_NON_GATES",
@@ -55,7 +59,7 @@ _LEAN_LOCK = threading.Lock()  # a pass manager's passes hold per-run state: one
 
 
 @functools.cache
-def lean_pass_manager():
+def lean_pass_manager() -> PassManager:
     """Qiskit's level-0 translation for SPEC's basis and no coupling map, built directly.
 
     Built once per process and reused (guarded by a lock: passes hold per-run state).
@@ -96,7 +100,9 @@ def lean_pass_manager():
     return translation
 
 
-def _run_passes(qc: QuantumCircuit, optimization_level: int, seed_transpiler: int):
+def _run_passes(
+    qc: QuantumCircuit, optimization_level: int, seed_transpiler: int
+) -> QuantumCircuit:
     if optimization_level == 0:
         with _LEAN_LOCK:
             out = lean_pass_manager().run(qc)
