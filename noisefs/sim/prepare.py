@@ -58,13 +58,14 @@ def _short_name(raw: str | None) -> str:
     return safe or "circuit"
 
 
-def circuit_sha256(qc: QuantumCircuit) -> str:
+def circuit_sha256(qc: QuantumCircuit) -> str | None:
     """SHA-256 of a ``QuantumCircuit``'s QPY serialisation (``qiskit.qpy.dump``).
 
     QPY is deterministic for one Qiskit version (the same circuit built twice, in any
     process, gives the same bytes) and covers what OpenQASM export cannot (opaque gates,
     unitaries, classical expressions). Should QPY refuse a circuit, its OpenQASM 3 text is
-    hashed instead.
+    hashed instead; ``None`` when neither can write it (:func:`prepare` then hashes the
+    executed circuit's OpenQASM text).
     """
     from qiskit import qasm3, qpy
 
@@ -73,7 +74,10 @@ def circuit_sha256(qc: QuantumCircuit) -> str:
         qpy.dump(qc, buffer)
         data = buffer.getvalue()
     except Exception:
-        data = qasm3.dumps(qc).encode("utf-8")
+        try:
+            data = qasm3.dumps(qc).encode("utf-8")
+        except Exception:
+            return None
     return hashlib.sha256(data).hexdigest()
 
 
@@ -89,7 +93,9 @@ def _check_circuit(qc: QuantumCircuit, label: str) -> None:
         )
 
 
-def _load(source: CircuitSource) -> tuple[QuantumCircuit, str, str | None, str, str, SourceKind]:
+def _load(
+    source: CircuitSource,
+) -> tuple[QuantumCircuit, str | None, str | None, str, str, SourceKind]:
     """(circuit, sha256, path, label, name, kind) of any accepted source."""
     if isinstance(source, QuantumCircuit):
         label = f"circuit {source.name!r}"
@@ -130,7 +136,8 @@ def prepare(
     :func:`~noisefs.sim.qasm.load_circuit` reads from it gives the same executed circuit.
     ``source_sha256`` is the SHA-256 of the file's bytes, of the text's UTF-8 bytes (so the
     text of a UTF-8 file hashes like the file), or of a ``QuantumCircuit``'s QPY bytes
-    (:func:`circuit_sha256`). Errors are :class:`CircuitError` naming the file and line
+    (:func:`circuit_sha256`; of the executed circuit's OpenQASM text should neither QPY nor
+    OpenQASM 3 write it). Errors are :class:`CircuitError` naming the file and line
     where known (``<OpenQASM text>:LINE`` for text, ``circuit 'NAME'`` for a circuit).
     """
     source_qc, digest, path, label, name, kind = _load(source)
@@ -139,6 +146,10 @@ def prepare(
         executed = translate(stripped, optimization_level, seed_transpiler)
     except CircuitError as exc:
         raise CircuitError(f"{label}: {exc}", file=path, line=exc.line) from None
+    if digest is None:
+        from noisefs.sim.snapshots import executed_qasm
+
+        digest = hashlib.sha256(executed_qasm(executed).encode("utf-8")).hexdigest()
     return PreparedCircuit(
         path=path,
         source_sha256=digest,
