@@ -46,6 +46,7 @@ def dynamic_circuit() -> QuantumCircuit:
     with qc.if_test((qc.clbits[0], 1)):
         qc.x(2)
         qc.save_expectation_value(SparsePauliOp("ZII"), [0, 1, 2], label="in_if")
+        qc.save_density_matrix([0, 2], label="dm_in_if")
     qc.cx(1, 2)
     qc.save_probabilities([1, 2], label="p12")
     qc.save_expectation_value(SparsePauliOp("IIZ"), [0, 1, 2], label="cz", conditional=True)
@@ -208,6 +209,7 @@ def test_refused_option(scope_kwargs):
     assert issubclass(UnbatchableJob, InputError)
     with pytest.raises(InputError):
         managed(batch=0)
+    assert isinstance(noisefs.managed(batch=3), managed)  # the module is callable too
 
 
 def test_exception_propagates_and_arena_is_clean(scope_kwargs, arena_root):

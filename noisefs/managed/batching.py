@@ -12,8 +12,12 @@ from __future__ import annotations
 import copy
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from noisefs.managed.errors import UnbatchableJob
+
+if TYPE_CHECKING:
+    from qiskit import QuantumCircuit
 
 # Options whose presence (truthy) decides the job's fate before anything runs.
 REFUSED_OPTIONS = {
@@ -38,14 +42,14 @@ STATE_SAVES = ("save_statevector",)
 DENSITY_SAVES = ("save_density_matrix",)
 
 
-def effective_option(backend, run_options: dict, name: str, default=None):
+def effective_option(backend: Any, run_options: dict, name: str, default: Any = None) -> Any:
     """The value Aer would use: the run option, else the backend's option, else ``default``."""
     if name in run_options:
         return run_options[name]
     return getattr(backend.options, name, default)
 
 
-def total_shots(backend, run_options: dict) -> int:
+def total_shots(backend: Any, run_options: dict) -> int:
     """The job's shot count as an int (Aer accepts ``100.0``); raise for anything else."""
     shots = effective_option(backend, run_options, "shots", 1024)
     if shots is None:
@@ -63,7 +67,7 @@ def total_shots(backend, run_options: dict) -> int:
     return value
 
 
-def static_verdict(backend, run_options: dict) -> str | None:
+def static_verdict(backend: Any, run_options: dict) -> str | None:
     """A reason to pass the job through unbatched, known before anything runs, or None.
 
     Raises :class:`UnbatchableJob` for an option that is refused outright."""
@@ -82,7 +86,7 @@ def static_verdict(backend, run_options: dict) -> str | None:
     return None
 
 
-def draw_seed(backend, run_options: dict) -> tuple[int, bool]:
+def draw_seed(backend: Any, run_options: dict) -> tuple[int, bool]:
     """The base seed (given, or drawn now) and whether it was drawn."""
     seed = effective_option(backend, run_options, "seed_simulator", None)
     if seed is None or (isinstance(seed, int) and seed < 0):
@@ -134,7 +138,7 @@ def _label_of(op) -> str:
     return op.label if op.label else op.name
 
 
-def rewrite_circuit(circuit) -> Rewritten:
+def rewrite_circuit(circuit: QuantumCircuit) -> Rewritten:
     """Copy ``circuit`` with every averaged save turned per-shot (top-level
     ``save_density_matrix`` into a per-shot ``save_statevector`` over every qubit, folded back
     to the reduced ρ), and describe how each label is merged."""
@@ -251,7 +255,9 @@ def _names(circuit) -> set[str]:
     return names
 
 
-def automatic_picks_density_matrix(circuit, probe_metadata: dict, shots: int) -> bool:
+def automatic_picks_density_matrix(
+    circuit: QuantumCircuit, probe_metadata: dict, shots: int
+) -> bool:
     """Whether Aer's automatic method (aer_controller.hpp) would pick ``density_matrix`` for
     ``circuit`` at ``shots`` shots, given the metadata of a 1-shot probe of the same circuit."""
     if probe_metadata.get("noise") in (None, "ideal", "readout"):
@@ -267,7 +273,7 @@ def automatic_picks_density_matrix(circuit, probe_metadata: dict, shots: int) ->
     return _can_sample_approx(circuit)
 
 
-def binds_per_circuit(circuits: list, parameter_binds) -> list[int]:
+def binds_per_circuit(circuits: list, parameter_binds: list | None) -> list[int]:
     """How many experiments (results) each circuit gives: one per parameter bind."""
     if not parameter_binds:
         return [1] * len(circuits)

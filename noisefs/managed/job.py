@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from qiskit.providers import JobStatus, JobV1
+from qiskit.result import Result
 
 from noisefs.managed import batching
 from noisefs.managed.merge import ExperimentMerger, merge_outputs
@@ -22,7 +25,15 @@ from noisefs.managed.states import StateFolder
 class ManagedJob(JobV1):
     """The job a managed ``backend.run`` returns; its :meth:`result` works after the scope."""
 
-    def __init__(self, backend, job_id: str, result=None, error=None, inner=None, note=None):
+    def __init__(
+        self,
+        backend: Any,
+        job_id: str,
+        result: Result | None = None,
+        error: BaseException | None = None,
+        inner: Any = None,
+        note: dict | None = None,
+    ) -> None:
         super().__init__(backend, job_id)
         self._result = result
         self._error = error
@@ -32,7 +43,7 @@ class ManagedJob(JobV1):
     def submit(self) -> None:
         """Nothing to do: a managed job has run (or been submitted to Aer) when returned."""
 
-    def result(self, timeout: float | None = None):
+    def result(self, timeout: float | None = None) -> Result:
         """The job's :class:`qiskit.result.Result`; raises what the job raised."""
         if self._inner is not None:
             if self._result is None:
@@ -56,7 +67,14 @@ class _Passthrough(Exception):
     """Internal: the job turned out to be one Aer must run whole (the reason is the message)."""
 
 
-def run_managed(scope, backend, circuits, parameter_binds, run_options: dict, original_run):
+def run_managed(
+    scope: Any,
+    backend: Any,
+    circuits: Any,
+    parameter_binds: list | None,
+    run_options: dict,
+    original_run: Callable,
+) -> ManagedJob:
     """Run one ``backend.run`` call inside ``scope``; return a :class:`ManagedJob`."""
     from qiskit import QuantumCircuit
 

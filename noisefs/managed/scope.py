@@ -19,11 +19,18 @@ Which scope a ``backend.run`` call belongs to
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import ContextDecorator
 from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 from noisefs.managed.options import DEFAULT_BATCH, ManagedOptions, validate_options
+
+if TYPE_CHECKING:
+    from noisefs.arena import Arena
+    from noisefs.managed.job import ManagedJob
 
 _CURRENT: ContextVar[tuple] = ContextVar("noisefs_managed_scopes", default=())
 _OPTED_OUT: ContextVar[bool] = ContextVar("noisefs_managed_opted_out", default=False)
@@ -31,7 +38,7 @@ _GLOBAL: list = []
 _GLOBAL_LOCK = threading.Lock()
 
 
-def active_scope():
+def active_scope() -> Scope | None:
     """The scope a ``backend.run`` call made now, in this thread, belongs to (or None)."""
     if _OPTED_OUT.get():
         return None
@@ -46,7 +53,7 @@ def active_scope():
 
 
 @contextlib.contextmanager
-def unmanaged():
+def unmanaged() -> Iterator[None]:
     """Within this block the calling thread's Aer jobs are never managed (not even by the
     process-wide fallback of another thread's scope)."""
     token = _OPTED_OUT.set(True)
@@ -98,7 +105,7 @@ class Scope:
         if arena is not None:
             arena.close()
 
-    def arena(self):
+    def arena(self) -> Arena:
         """This scope's arena, opened on first use."""
         with self._lock:
             if self._arena is None:
@@ -112,7 +119,14 @@ class Scope:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def run_job(self, backend, circuits, parameter_binds, run_options: dict, original_run):
+    def run_job(
+        self,
+        backend: Any,
+        circuits: Any,
+        parameter_binds: list | None,
+        run_options: dict,
+        original_run: Callable,
+    ) -> ManagedJob:
         """Run one intercepted ``backend.run`` call in this scope."""
         from noisefs.managed.job import run_managed
 
@@ -126,11 +140,13 @@ class Scope:
                 self._idle.notify_all()
 
     def record_batched(self, batches: int) -> None:
+        """Count a batched job of ``batches`` batches."""
         with self._lock:
             self.batched_jobs += 1
             self.batches += batches
 
     def record_passthrough(self, reason: str) -> None:
+        """Remember why a job was passed through."""
         with self._lock:
             self.passthroughs.append(reason)
 
@@ -164,9 +180,9 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
         self,
         quota: str | int | None = None,
         max_files: int | None = None,
-        spill_dir=None,
+        spill_dir: str | os.PathLike | None = None,
         batch: int = DEFAULT_BATCH,
-        root=None,
+        root: str | os.PathLike | None = None,
     ) -> None:
         self.options = validate_options(
             quota=quota, max_files=max_files, spill_dir=spill_dir, batch=batch, root=root
@@ -182,7 +198,7 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
         stack.append(scope)
         return scope
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         self._local.stack.pop()._exit()
         return False  # exceptions propagate unchanged
 
