@@ -179,20 +179,34 @@ def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena
     doomed = noisefs_run(1, tmp_path / "doomed.npz", {"NOISEFS_FAULT_PAUSE": str(paused)})
     live = noisefs_run(9, tmp_path / "live.npz")
     try:
-        wait_for(paused.exists, 60, "the doomed run to write a snapshot", proc)
+
+        def doomed_paused():
+            if doomed.poll() is not None:
+                pytest.fail(f"the doomed run exited {doomed.returncode}: {doomed.stderr.read()}")
+            return paused.exists()
+
+        wait_for(doomed_paused, 60, "the doomed run to write a snapshot", proc)
         with Arena.open_existing(arena_root) as arena:
             assert doomed.pid in {o["pid"] for o in arena.live_owners()}
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(10)
         killed = time.monotonic()
 
+        seen = {}
+
         def reclaimed():
             with Arena.open_existing(arena_root) as arena:
-                report = arena.gc(dry_run=True)
-            s = read_status(arena_root)
-            return s["counters"]["reclaimed_files"] and not report["dead_owners"]
+                seen["gc"] = arena.gc(dry_run=True)
+                seen["owners"] = arena.live_owners()
+            seen["status"] = read_status(arena_root)["counters"]
+            # the daemon reclaims it, unless the live run's own handles got there first
+            return not seen["gc"]["dead_owners"] and not seen["gc"]["partial_files"]
 
-        wait_for(reclaimed, 15, "the killed run's data reclaimed", proc)
+        try:
+            wait_for(reclaimed, 15, "the killed run's data reclaimed", proc)
+        except BaseException:
+            print(seen)
+            raise
         assert time.monotonic() - killed < 15
         assert live.wait(120) == 0, live.stderr.read().decode()
         with np.load(tmp_path / "live.npz", allow_pickle=False) as data:

@@ -19,6 +19,7 @@ import time
 log = logging.getLogger("noisefs.daemon")
 
 MOVE_BATCH = 64
+FULL_GC_S = 30.0  # a full gc (orphans, stray rows) at least this often, a dead owner at once
 MOVE_BUDGET_S = 0.5  # per police tick, so signals and ingest stay responsive
 
 
@@ -31,10 +32,21 @@ class Police:
         self._spill_full_logged = False
         self._no_move_logged = False
         self._stuck = ""  # over a watermark with nothing of ours left to move
+        self._last_full_gc = -FULL_GC_S
         self.figures: dict = {}
 
     def gc(self, arena) -> None:
-        """Reclaim what dead processes left; count it."""
+        """Reclaim what dead processes left; count it.
+
+        The arena's gc holds the ledger's write lock for its whole pass, so it runs only
+        when a registered owner is found dead (a cheap read and one lock probe per owner)
+        or every ``FULL_GC_S`` for orphan files: live writers are not stalled every tick.
+        """
+        now = time.monotonic()
+        owners = arena.stats()["owners"]
+        if len(arena.live_owners()) >= owners and now - self._last_full_gc < FULL_GC_S:
+            return
+        self._last_full_gc = now
         report = arena.gc()
         if report.get("bytes") or report.get("files"):
             self.c["reclaimed_bytes"] += int(report["bytes"])
