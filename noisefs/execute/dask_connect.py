@@ -19,8 +19,8 @@ from noisefs.errors import InputError, SchedulerError
 
 log = logging.getLogger("noisefs")
 
-CONNECT_TIMEOUT_S = 4.0  # Dask's own retry window against a refused or silent address
-CONNECT_DEADLINE_S = 7.0  # beyond this the handshake is abandoned
+CONNECT_TIMEOUT_S = 3.0  # Dask's own retry window against a refused or silent address
+CONNECT_DEADLINE_S = 5.0  # beyond this the handshake is abandoned
 WAIT_FOR_WORKERS_S = 60.0  # a scheduler without workers: wait this long for one to join
 
 
