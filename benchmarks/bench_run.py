@@ -2,6 +2,7 @@
 
     python benchmarks/bench_run.py [--quick] [--reps N] [--big-reps N] [--skip 1,2,3,4]
                                    [--sweep-sizes 3,5,7,10,12,14] [--sweep-reps N]
+                                   [--sweep-scale F]
 
 Every measurement is a fresh Python process (``subprocess``), timed wall-clock by this
 script, with the child's peak RSS from GNU ``time -f %M`` (else a tiny wrapper reading
@@ -711,6 +712,12 @@ def main() -> int:
     parser.add_argument(
         "--sweep-reps", type=int, default=None, help="reps of part 4 (default 2; --quick 1)"
     )
+    parser.add_argument(
+        "--sweep-scale",
+        type=float,
+        default=1.0,
+        help="multiply part 4's trajectory counts (e.g. 0.1 for a smoke run of large n)",
+    )
     args = parser.parse_args()
     reps = args.reps or (1 if args.quick else 3)
     big_reps = min(args.big_reps, reps)
@@ -726,6 +733,14 @@ def main() -> int:
             parser.error(f"--sweep-sizes: no plan for {unknown}; choose from {sorted(SWEEP)}")
         plan = {n: plan.get(n, SWEEP.get(n) or SWEEP_QUICK[n]) for n in sizes}
     sweep_reps = args.sweep_reps or (1 if args.quick else 2)
+    if args.sweep_scale != 1.0:
+        plan = {
+            n: (
+                max(1, round(k * args.sweep_scale)),
+                k_dm and max(1, round(k_dm * args.sweep_scale)),
+            )
+            for n, (k, k_dm) in plan.items()
+        }
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     shm_root = Path(tempfile.mkdtemp(prefix="noisefs-bench-run-", dir=shm))
