@@ -46,6 +46,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
+    import os
+
+    # one ingest thread: BLAS thread pools only contend with it (a 256 x 64 ZHERK takes
+    # 1.5 ms on one thread, 25 ms with OpenBLAS's threads on a busy 2-core machine)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
     from noisefs.daemon import load_config, run_daemon
 
     overrides = {

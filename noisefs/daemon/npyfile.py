@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import io
+import math
+import mmap
 import os
 import stat
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ class Probe:
     shape: tuple[int, ...] = ()
     fortran: bool = False
     offset: int = 0
+    leased: bool = False  # a read lease is held while the fd is open: no writer can race
 
     def close(self) -> None:
         """Close the probe's fd, if any."""
@@ -52,22 +55,26 @@ class Probe:
 _leases_work = True
 
 
-def has_writer(fd: int) -> bool:
-    """True when some process holds the file open for writing (a read lease is refused).
-    Where leases are unavailable (disabled, another owner), False: size checks decide."""
+def take_lease(fd: int) -> str:
+    """Take a read lease on ``fd``: ``held`` (nobody has the file open for writing, and
+    nobody can open it for writing or truncate it until the fd closes without waiting for
+    us), ``busy`` (a writer has it open) or ``none`` (leases unavailable: disabled, or not
+    our file; the size check still holds)."""
     global _leases_work
     if not _leases_work:
-        return False
+        return "none"
     try:
         fcntl.fcntl(fd, F_SETLEASE, F_RDLCK)
     except OSError as exc:
         if exc.errno == errno.EAGAIN:
-            return True
+            return "busy"
         if exc.errno in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
             _leases_work = False
-        return False  # EACCES: not our file; the size check still holds
-    fcntl.fcntl(fd, F_SETLEASE, F_UNLCK)
-    return False
+        return "none"
+    return "held"
+
+
+_parsed: dict[bytes, tuple] = {}  # header bytes -> layout: a run's files share one header
 
 
 def parse_header(head: bytes) -> tuple[str, str, tuple | None]:
@@ -89,6 +96,9 @@ def parse_header(head: bytes) -> tuple[str, str, tuple | None]:
         return "reject", "malformed", None
     if n < start + hlen:
         return ("wait", "incomplete", None) if hlen <= 1 << 20 else ("reject", "malformed", None)
+    cached = _parsed.get(head[: start + hlen])
+    if cached is not None:
+        return cached
     try:
         fp = io.BytesIO(head[: start + hlen])
         version = np.lib.format.read_magic(fp)
@@ -102,7 +112,11 @@ def parse_header(head: bytes) -> tuple[str, str, tuple | None]:
         return "reject", "malformed", None
     if dtype.hasobject:
         return "reject", "object_dtype", None
-    return "ok", "", (dtype, tuple(int(s) for s in shape), bool(fortran), start + hlen)
+    found = ("ok", "", (dtype, tuple(int(s) for s in shape), bool(fortran), start + hlen))
+    if len(_parsed) >= 256:
+        _parsed.clear()
+    _parsed[head[: start + hlen]] = found
+    return found
 
 
 def probe(dir_fd: int, name: str) -> Probe:
@@ -135,9 +149,11 @@ def probe(dir_fd: int, name: str) -> Probe:
         if fst.st_nlink > 1:
             result.verdict, result.reason = "reject", "hard_link"
             return result
-        if has_writer(fd):
+        lease = take_lease(fd)
+        if lease == "busy":
             result.reason = "open_for_writing"
             return result
+        result.leased = lease == "held"
         head = os.pread(fd, HEADER_PROBE, 0)
         if len(head) >= 12 and head[:6] == MAGIC:
             want = (10 if head[6] == 1 else 12) + int.from_bytes(
@@ -150,7 +166,7 @@ def probe(dir_fd: int, name: str) -> Probe:
         if layout is None:
             return result
         dtype, shape, fortran, offset = layout
-        expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        expected = offset + math.prod(shape) * dtype.itemsize
         if fst.st_size < expected:
             result.verdict, result.reason = "wait", "incomplete"
         elif fst.st_size > expected:
@@ -170,17 +186,29 @@ def probe(dir_fd: int, name: str) -> Probe:
             result.close()
 
 
+MMAP_MIN = 1 << 20
+
+
 class Reader:
-    """Reads a probed file's numbers into a reused buffer (no new pages per file)."""
+    """Reads a probed file's numbers: small files into a reused buffer, large ones
+    (``MMAP_MIN``) mapped, which saves a copy. Files are mapped only under a read lease,
+    which holds off any writer or truncation (a truncated mapping would raise SIGBUS)."""
 
     def __init__(self) -> None:
         self._buf = np.empty(0, np.uint8)
+        self._map: mmap.mmap | None = None
 
     def read(self, p: Probe) -> np.ndarray:
-        """The array of an ``ok`` probe; a view of an internal buffer valid until the next
-        call (copy or fold it before reading another)."""
+        """The array of an ``ok`` probe: valid until :meth:`release` or the next read
+        (fold or copy it first)."""
         assert p.fd is not None and p.dtype is not None
-        nbytes = int(np.prod(p.shape, dtype=np.int64)) * p.dtype.itemsize
+        self.release()
+        nbytes = math.prod(p.shape) * p.dtype.itemsize
+        order = "F" if p.fortran else "C"
+        if p.leased and nbytes >= MMAP_MIN:
+            self._map = mmap.mmap(p.fd, p.offset + nbytes, mmap.MAP_SHARED, mmap.PROT_READ)
+            flat = np.frombuffer(self._map, p.dtype, math.prod(p.shape), p.offset)
+            return flat.reshape(p.shape, order=order)
         if self._buf.nbytes < nbytes or self._buf.nbytes > 4 * max(nbytes, 1 << 20):
             self._buf = np.empty(max(nbytes, 1), np.uint8)
         view = memoryview(self._buf)[:nbytes]
@@ -190,5 +218,13 @@ class Reader:
             if got == 0:
                 raise EOFError("file shrank while it was read")
             done += got
-        arr = self._buf[:nbytes].view(p.dtype)
-        return arr.reshape(p.shape, order="F" if p.fortran else "C")
+        return self._buf[:nbytes].view(p.dtype).reshape(p.shape, order=order)
+
+    def release(self) -> None:
+        """Unmap the last large file (every view of it must be gone)."""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view is still alive: the mapping goes with it
+                pass
+            self._map = None

@@ -33,6 +33,7 @@ class Police:
         self._no_move_logged = False
         self._stuck = ""  # over a watermark with nothing of ours left to move
         self._last_full_gc = -FULL_GC_S
+        self._foreign_set: tuple[int, int] | None = None
         self.figures: dict = {}
 
     def gc(self, arena) -> None:
@@ -43,7 +44,9 @@ class Police:
         or every ``FULL_GC_S`` for orphan files: live writers are not stalled every tick.
         """
         now = time.monotonic()
-        owners = arena.stats()["owners"]
+        owners = self.figures.get("owners")
+        if owners is None:
+            owners = arena.stats()["owners"]
         if len(arena.live_owners()) >= owners and now - self._last_full_gc < FULL_GC_S:
             return
         self._last_full_gc = now
@@ -65,11 +68,11 @@ class Police:
 
     def measure(self, arena, root_fd: int, foreign: tuple[int, int]) -> dict:
         """Arena and tmpfs figures (from the ledger's counters and one statvfs)."""
-        stats = arena.stats()
         counted = hasattr(arena, "set_foreign_usage")
-        if counted:
-            arena.set_foreign_usage(*foreign)
-            stats = arena.stats()
+        if counted and foreign != self._foreign_set:
+            arena.set_foreign_usage(*foreign)  # one short transaction, only on change
+            self._foreign_set = foreign
+        stats = arena.stats()
         st = os.fstatvfs(root_fd)
         used_b = stats["bytes_used"] + (0 if counted else foreign[0])
         used_f = stats["files_used"] + (0 if counted else foreign[1])
@@ -86,6 +89,7 @@ class Police:
             "tmpfs_free_bytes": st.f_bavail * st.f_frsize,
             "tmpfs_inodes": st.f_files,
             "tmpfs_free_inodes": st.f_favail,
+            "owners": stats["owners"],
         }
         return self.figures
 

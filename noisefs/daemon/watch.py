@@ -79,7 +79,15 @@ class Watcher:
                 self._restart()
 
     def _start(self) -> None:
+        from watchdog.observers import inotify_move_event_grouper as grouper
         from watchdog.observers.inotify import InotifyObserver
+
+        # watchdog holds every IN_MOVED_FROM for 0.5 s to pair it with its IN_MOVED_TO, and
+        # its queue is FIFO: each claim (a rename out of the watched tree, never paired)
+        # would hold back every later event by 0.5 s. Only destinations matter here (a
+        # pair split in two still names the new path), so nothing is held back.
+        if hasattr(grouper, "InotifyMoveEventGrouper"):
+            grouper.InotifyMoveEventGrouper.delay = 0.0
 
         if os.environ.get(FAIL_ENV):
             raise OSError(errno.ENOSPC, "inotify watch limit reached (simulated)")
@@ -99,11 +107,16 @@ class Watcher:
     def _stop_observer(self) -> None:
         observer, self._observer = self._observer, None
         if observer is not None:
+            quiet = logging.getLogger("watchdog")
+            level = quiet.level
+            quiet.setLevel(logging.CRITICAL)  # its emitters complain when stopped mid-read
             try:
                 observer.stop()
                 observer.join(timeout=2)
             except Exception:  # noqa: BLE001 - a broken observer is dropped either way
                 log.debug("stopping the observer failed", exc_info=True)
+            finally:
+                quiet.setLevel(level)
 
     def _restart(self) -> None:
         self._stop_observer()
