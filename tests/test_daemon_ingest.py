@@ -77,7 +77,12 @@ def test_ingest_equals_numpy_average_each_file_once(daemons, tmp_path, arena_roo
     assert meta["complete"] and meta["ingested_files"] == steps * per_step
     wait_for(lambda: not leftovers(arena_root), 5, "inbox and claimed files freed", proc)
     assert not (arena_root / "inbox" / "exp1").exists()
-    status = read_status(arena_root)
+    status = wait_for(
+        lambda: (s := read_status(arena_root))["runs"]["exp1"].get("done") and s,
+        5,
+        "the status file to show the finished run",
+        proc,
+    )
     assert status["runs"]["exp1"]["ingested"] == steps * per_step
     assert status["counters"]["rejected"] == {}
     proc.send_signal(signal.SIGTERM)
