@@ -97,11 +97,6 @@ BAD_INPUTS = {
     "missing_file": (None, None, []),
     "output_is_a_directory": ("ok.qasm", circuits.GHZ4, ["-o", "{tmp}"]),
     "output_unwritable": ("ok.qasm", circuits.GHZ4, ["-o", "/sys/noisefs-test.npz"]),
-    "scheduler_without_dask_support": (
-        "ok.qasm",
-        circuits.GHZ4,
-        ["--scheduler", "tcp://127.0.0.1:1"],
-    ),
 }
 
 

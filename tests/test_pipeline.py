@@ -158,8 +158,8 @@ def test_automatic_batches_resumed_after_sigkill_equal_aer(tmp_path, arena_root)
     path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
     out = tmp_path / "qft.noisefs.npz"
     checkpoint = tmp_path / "qft.noisefs.npz.ckpt.npz"
-    args = [sys.executable, "-m", "noisefs", "run", str(path), "-k", "40000", "--seed", "21",
-            "-o", str(out), "--quiet", "--checkpoint-interval", "0.2", "--snapshots", "every:3",
+    args = [sys.executable, "-m", "noisefs", "run", str(path), "-k", "12000", "--seed", "21",
+            "-o", str(out), "--quiet", "--checkpoint-interval", "0.1", "--snapshots", "every:3",
             "--arena", str(arena_root), "--spill", str(tmp_path / "spill"), "--quota", "64MiB"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -176,5 +176,5 @@ def test_automatic_batches_resumed_after_sigkill_equal_aer(tmp_path, arena_root)
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     result = Result.load(out)
-    assert result.trajectories == 40000 and result.meta["batch_sizing"] == "cost"
+    assert result.trajectories == 12000 and result.meta["batch_sizing"] == "cost"
     assert np.max(np.abs(result.rho - aer_reference_steps(result.meta, result.steps))) <= TOL
