@@ -200,3 +200,37 @@ def test_bad_config_exits_2(tmp_path, arena_root):
     )
     assert done.returncode == 2 and "unknown key(s) watermark" in done.stderr
     assert not arena_root.exists()
+
+
+def test_example_config_validates():
+    from noisefs.daemon.config import load_config
+    from tests.conftest import EXAMPLES
+
+    cfg = load_config(EXAMPLES / "noisefs-daemon.toml")
+    assert cfg.arenas[0].quota_bytes == 2 << 30 and cfg.arenas[0].high_watermark == 0.8
+    unit = (EXAMPLES / "noisefs-daemon.service").read_text()
+    settings = [line for line in unit.splitlines() if line and not line.startswith("#")]
+    assert "Type=notify" in settings and "RemoveIPC=no" in settings
+    assert not [line for line in settings if line.startswith("DynamicUser")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", [[], ["--safe", "--rho"]])
+def test_legacy_writer_through_the_inbox(daemons, tmp_path, arena_root, mode):
+    from tests.conftest import EXAMPLES
+
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "legacy_writer.py"), "--arena", str(arena_root)]
+        + ["--run", "ghz", "--trajectories", "40", *mode],
+        check=True,
+        timeout=120,
+    )
+    wait_for(lambda: (tmp_path / "results" / "ghz.npz").exists(), 20, "the result", proc)
+    res = result(tmp_path / "results", "ghz")
+    assert res["counts"].tolist() == [40, 40, 40]
+    rho = res["rho"][-1]
+    assert abs(np.trace(rho) - 1) < 1e-12 and np.abs(rho - rho.conj().T).max() < 1e-12
+    assert abs(rho[0, 0] + rho[7, 7] - 1) < 0.05  # GHZ, a little relaxed

@@ -152,6 +152,7 @@ class Daemon:
         try:
             for acfg in self.cfg.arenas:
                 self.held[str(acfg.root)] = self._hold(acfg)
+                self._warn_private_tmp(self.held[str(acfg.root)])
             if self.metrics is not None:
                 port = self.metrics.start(self.cfg.metrics_port or 0)
                 log.info("metrics on http://127.0.0.1:%d/metrics", port)
@@ -175,6 +176,17 @@ class Daemon:
                 self.metrics.stop()
         log.info("stopped")
         return 0
+
+    @staticmethod
+    def _warn_private_tmp(held: Held) -> None:
+        spill = str(getattr(held.arena, "spill_dir", ""))
+        if os.environ.get("INVOCATION_ID") and spill.startswith(("/tmp/", "/var/tmp/")):
+            log.warning(
+                "%s: spill directory %s is under /tmp; with systemd's PrivateTmp=yes it is "
+                "this service's own (gone at stop, unseen by other processes): move it",
+                held.cfg.root,
+                spill,
+            )
 
     def _watch(self) -> None:
         self.watcher.set_paths({k: Path(k) / "inbox" for k in self.held})
