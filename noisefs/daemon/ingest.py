@@ -14,6 +14,8 @@ from __future__ import annotations
 import cmath
 import logging
 import os
+import queue
+import re
 import secrets
 import stat
 import time
@@ -23,10 +25,11 @@ import numpy as np
 
 from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
 from noisefs.daemon.npyfile import Probe, Reader, probe
-from noisefs.daemon.runs import RunAverage
+from noisefs.daemon.runs import CheckpointWriter, RunAverage
 
 log = logging.getLogger("noisefs.daemon")
 
+STEP_NAME = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True)
 MAX_QUBITS = 12  # a (2ⁿ, 2ⁿ) running sum per step: 256 MiB at 12 qubits
 MISSED_AGE_S = 2.0  # a file this old found by a rescan and never announced was missed
 FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
@@ -84,8 +87,12 @@ class Inbox:
         self._dirs: dict[tuple, int | None] = {}
         self._reader = Reader()
         self._faults: dict = {}
+        self._warned: set[str] = set()
         self._last_ckpt = self._last_retry = time.monotonic()
         self._ckpt_cost = 0.0
+        self._writer = CheckpointWriter(
+            self.claimed_fd, lambda: _fault("checkpointed", self._faults)
+        )
         trace = os.environ.get("NOISEFS_DAEMON_TRACE")
         self._trace = open(trace, "a", buffering=1 << 16) if trace else None  # noqa: SIM115
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -111,7 +118,7 @@ class Inbox:
             parts = name.split("~", 3)
             if name in counted:
                 os.unlink(name, dir_fd=self.claimed_fd)
-            elif len(parts) == 4 and RUN_NAME.fullmatch(parts[0]) and parts[1].isdigit():
+            elif len(parts) == 4 and RUN_NAME.fullmatch(parts[0]) and STEP_NAME.fullmatch(parts[1]):
                 self.todo[(parts[0], int(parts[1]), name, True)] = time.monotonic()
             else:
                 log.warning("unknown entry %s in %s/daemon/claimed left alone", name, self.root)
@@ -139,7 +146,7 @@ class Inbox:
             elif kind == "dir" and 1 <= len(rel) <= 2:
                 self.scan(rel[0])  # a directory that appears: scan it (its watch came late)
             return
-        if len(rel) == 3 and rel[1].isdigit() and self._wanted(rel[2]):
+        if len(rel) == 3 and STEP_NAME.fullmatch(rel[1]) and self._wanted(rel[2]):
             self.todo.setdefault((rel[0], int(rel[1]), rel[2], False), time.monotonic())
 
     @staticmethod
@@ -159,6 +166,14 @@ class Inbox:
             if run_fd is None or not RUN_NAME.fullmatch(run):
                 if run_fd is not None:
                     os.close(run_fd)
+                if run not in self._warned and not run.startswith("."):
+                    self._warned.add(run)
+                    log.warning(
+                        "%s/inbox/%s ignored: not a directory with a valid run name (1-128 of "
+                        "A-Z a-z 0-9 _ . -, not starting with . or -); left untouched",
+                        self.root,
+                        run,
+                    )
                 try:  # a stray entry: counted, never touched
                     st = os.stat(run, dir_fd=self.inbox_fd, follow_symlinks=False)
                     total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
@@ -174,10 +189,10 @@ class Inbox:
                     total_files += 1
                     if entry.name == "DONE":
                         self._note_done(run)
-                    elif entry.name.isdigit() and stat.S_ISDIR(st.st_mode):
+                    elif STEP_NAME.fullmatch(entry.name) and stat.S_ISDIR(st.st_mode):
                         b, f = self._scan_step(run, run_fd, entry.name, now, count_missed)
                         total_bytes, total_files = total_bytes + b, total_files + f
-                    elif entry.name.isdigit() and stat.S_ISLNK(st.st_mode):
+                    elif STEP_NAME.fullmatch(entry.name) and stat.S_ISLNK(st.st_mode):
                         self._reject(run, run_fd, entry.name, int(entry.name), "symlink")
                     elif entry.name == "rejected" and stat.S_ISDIR(st.st_mode):
                         b, f = self._measure(run_fd, "rejected")
@@ -249,10 +264,13 @@ class Inbox:
         deadline = time.monotonic() + budget_s
         handled = 0
         try:
-            if self.waiting and time.monotonic() - self._last_retry >= 0.2:
-                self._last_retry = time.monotonic()
-                for key in list(self.waiting):
-                    self.todo.setdefault(key, self._last_retry)
+            now = time.monotonic()
+            if self.waiting and now - self._last_retry >= 0.05:
+                self._last_retry = now
+                for key, entry in list(self.waiting.items()):
+                    # retried soon, then less often the longer a writer keeps it open
+                    if now - entry[4] >= min(2.0, 0.05 + (now - entry[2]) / 10):
+                        self.todo.setdefault(key, now)
             while self.todo and time.monotonic() < deadline:
                 key = next(iter(self.todo))
                 del self.todo[key]
@@ -312,7 +330,7 @@ class Inbox:
         old = self.waiting.get(key)
         now = time.monotonic()
         since = old[2] if old and old[:2] == sig else now
-        self.waiting[key] = (*sig, since, p.reason)
+        self.waiting[key] = (*sig, since, p.reason, now)  # size, mtime, since, why, tried
         settled = now - since >= self.settle_s
         if settled and p.reason in ("incomplete",):
             del self.waiting[key]
@@ -408,28 +426,54 @@ class Inbox:
 
     # -- checkpoints and results -------------------------------------------------------
 
+    def _checkpointed(self, result) -> None:
+        run, names, seconds, error = result
+        self._writer.in_flight.discard(run)
+        self._ckpt_cost = seconds
+        average = self.runs.get(run)
+        if error is not None:
+            log.error("run %s: checkpoint failed (%s); retried", run, error)
+            if average is not None:
+                average.dirty = True
+        elif average is not None:
+            average.forget(names)
+
     def checkpoint(self, interval_s: float, force: bool = False) -> None:
-        """Checkpoint dirty runs (every ``interval_s``, or now), then free their files."""
+        """Checkpoint dirty runs (every ``interval_s`` in the background, or now and
+        synchronously with ``force``); their claimed files are freed once it is durable."""
+        while True:
+            try:
+                self._checkpointed(self._writer.done.get_nowait())
+            except queue.Empty:
+                break
+        if force:
+            self._writer.wait_idle(self._checkpointed)
+            for average in list(self.runs.values()):
+                if average.dirty or average.pending:
+                    self._save_now(average)
+            return
         now = time.monotonic()
         many = any(len(r.pending) >= 2048 for r in self.runs.values())
         # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
         interval_s = max(interval_s, 20 * self._ckpt_cost)
-        if not force and not many and now - self._last_ckpt < interval_s:
+        if not many and now - self._last_ckpt < interval_s:
             return
         self._last_ckpt = now
-        started = time.perf_counter()
         for average in list(self.runs.values()):
-            if not average.dirty and not average.pending:
-                continue
-            names = average.save()
-            _fault("checkpointed", self._faults)
-            for name in names:
-                try:
-                    os.unlink(name, dir_fd=self.claimed_fd)
-                except FileNotFoundError:
-                    pass
-            average.forget(names)
-        self._ckpt_cost = time.perf_counter() - started
+            if (average.dirty or average.pending) and average.run not in self._writer.in_flight:
+                average.flush()
+                arrays, header, names = average.snapshot()
+                self._writer.submit(average.run, average.ckpt_path, arrays, header, names)
+
+    def _save_now(self, average: RunAverage) -> None:
+        names = average.save()
+        _fault("checkpointed", self._faults)
+        for name in names:
+            try:
+                os.unlink(name, dir_fd=self.claimed_fd)
+            except FileNotFoundError:
+                pass
+        average.forget(names)
 
     def finish_ready_runs(self, force: bool = False) -> None:
         """Write the result of every run whose DONE appeared, once its files are taken
@@ -445,16 +489,12 @@ class Inbox:
             del self.done[run]
 
     def _finish(self, run: str) -> None:
+        self._writer.wait_idle(self._checkpointed)  # no older checkpoint lands after ours
         average = self.runs.pop(run, None)
         run_fd = _opendir(run, self.inbox_fd)
         if average is not None:
             average.flush()
-            names = average.save()
-            for name in names:
-                try:
-                    os.unlink(name, dir_fd=self.claimed_fd)
-                except FileNotFoundError:
-                    pass
+            self._save_now(average)
             path = average.write_result(str(self.root), complete=True)
             average.drop_checkpoint()
             self.c["results_written"] += 1
@@ -472,7 +512,7 @@ class Inbox:
             except (FileNotFoundError, IsADirectoryError):
                 pass
             for entry in os.listdir(run_fd):
-                if entry.isdigit():
+                if STEP_NAME.fullmatch(entry):
                     try:
                         os.rmdir(entry, dir_fd=run_fd)  # only if empty
                     except OSError:
@@ -499,7 +539,8 @@ class Inbox:
                 )
 
     def close(self) -> None:
-        """Close the directory fds."""
+        """Stop the checkpoint writer, close the directory fds."""
+        self._writer.stop()
         for fd in (self.claimed_fd, self.daemon_fd, self.inbox_fd):
             try:
                 os.close(fd)
