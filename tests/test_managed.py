@@ -366,3 +366,23 @@ def test_runtime_parameter_bind_and_from_backend(scope_kwargs):
         got = sim.run(qc, shots=80, seed_simulator=5, memory=True).result()
     assert got.metadata["noisefs"]["batches"] == 4
     assert_same(ref, got, 1)
+
+
+def test_reduced_save_keeps_aers_qubit_truncation(scope_kwargs):
+    """Aer drops operations that no result depends on (qubit 2 here) and so never draws their
+    noise; the factored rewrite of save_density_matrix must not bring them back."""
+    qc = QuantumCircuit(3, 2)
+    qc.h(0)
+    qc.cx(0, 1)
+    qc.h(2)
+    qc.rx(0.3, 2)
+    qc.measure(0, 0)
+    qc.rx(0.2, 0)
+    qc.save_density_matrix([1, 0], label="dm")
+    qc.measure(1, 1)
+    sim = AerSimulator(noise_model=noise_model())
+    ref = sim.run(qc, shots=60, seed_simulator=4, memory=True).result()
+    assert ref.results[0].metadata["active_input_qubits"] == [0, 1]
+    with managed(batch=25, **scope_kwargs):
+        got = sim.run(qc, shots=60, seed_simulator=4, memory=True).result()
+    assert_same(ref, got, 1)

@@ -113,6 +113,15 @@ class LabelSpec:
     save_type: str
     subtype: str
     keep: tuple[int, ...] | None = None  # state kind: kept qubits (None: all)
+    width: int = 0  # qubits of each per-shot ψ or ρ Aer returns (state and density kinds)
+
+    def shot_bytes(self) -> int:
+        """Bytes of the per-shot data Aer returns for this label (0: not per-shot states)."""
+        if self.kind == "state":
+            return 16 * 2**self.width
+        if self.kind == "density":
+            return 16 * 4**self.width
+        return 0
 
 
 @dataclass
@@ -138,23 +147,34 @@ def _label_of(op) -> str:
     return op.label if op.label else op.name
 
 
-def rewrite_circuit(circuit: QuantumCircuit) -> Rewritten:
-    """Copy ``circuit`` with every averaged save turned per-shot (top-level
-    ``save_density_matrix`` into a per-shot ``save_statevector`` over every qubit, folded back
-    to the reduced ρ), and describe how each label is merged."""
+def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritten:
+    """Copy ``circuit`` with every averaged save turned per-shot, and describe how each label
+    is merged. A top-level ``save_density_matrix`` becomes a per-shot ``save_statevector``
+    (folded back to the reduced ρ with ZHERK) where that keeps Aer's qubit truncation — the
+    operations Aer simulates, hence every random draw — unchanged (see :func:`ancestry`);
+    elsewhere a per-shot ``save_density_matrix``. ``truncation``: Aer's
+    ``enable_truncation``."""
     from qiskit_aer.library import SaveStatevector
 
     out = Rewritten(circuit)
     changed = False
+    top_ancestry = ancestry(circuit) if truncation else None
 
     def visit(circ, top: bool):
         nonlocal changed
         new_data = []
         dirty = False
-        for inst in circ.data:
+        for index, inst in enumerate(circ.data):
             op = inst.operation
             if _is_save(op):
-                new_inst = _rewrite_save(circ, inst, top, out.specs, SaveStatevector)
+                state_qubits = None
+                if top and not truncation:
+                    state_qubits = tuple(range(circ.num_qubits))
+                elif top and top_ancestry is not None:
+                    running, active = top_ancestry
+                    if running[index] == active:
+                        state_qubits = tuple(sorted(active))
+                new_inst = _rewrite_save(circ, inst, state_qubits, out.specs, SaveStatevector)
             elif getattr(op, "blocks", None):
                 blocks = [visit(block, False) for block in op.blocks]
                 if all(new is old for new, old in zip(blocks, op.blocks, strict=True)):
@@ -179,36 +199,74 @@ def rewrite_circuit(circuit: QuantumCircuit) -> Rewritten:
     return out
 
 
-def _rewrite_save(circ, inst, top: bool, specs: dict, save_statevector_cls):
+_RESULT_OPS = {"measure", "roerror"}
+
+
+def ancestry(circuit: QuantumCircuit) -> tuple[list[set[int] | None], set[int]] | None:
+    """Aer's qubit truncation (``Circuit::set_params``/``check_result_ancestor`` in
+    circuit.hpp), read backwards over the top-level operations: for each operation the set of
+    result-ancestor qubits right after it was classified, and the final set of active qubits.
+    None for circuits this reading does not cover (control flow, conditions, stores)."""
+    data = circuit.data
+    running: list[set[int] | None] = [None] * len(data)
+    ancestors: set[int] = set()
+    active: set[int] = set()
+    for index in reversed(range(len(data))):
+        inst = data[index]
+        op = inst.operation
+        if getattr(op, "blocks", None) or getattr(op, "condition", None) or op.name == "store":
+            return None
+        qubits = {circuit.find_bit(q).index for q in inst.qubits}
+        if op.name == "barrier":
+            pass
+        elif op.name in _RESULT_OPS or _is_save(op) or ancestors & qubits:
+            ancestors |= qubits
+            active |= qubits
+        running[index] = set(ancestors)
+    return running, active
+
+
+def _rewrite_save(circ, inst, state_qubits, specs: dict, save_statevector_cls):
+    """One save instruction, rewritten (see :func:`rewrite_circuit`); ``state_qubits``: the
+    qubits a replacing per-shot ``save_statevector`` may cover, or None (no replacement)."""
     op = inst.operation
     subtype = op._subtype
     conditional = subtype.startswith("c_")
     base = subtype[2:] if conditional else subtype
     label = _label_of(op)
     save_type = _save_type_name(op)
-    new_op = None
-    if base == "average" and save_type in DENSITY_SAVES and top:
-        keep = tuple(circ.find_bit(q).index for q in inst.qubits)
-        if keep == tuple(range(circ.num_qubits)):
+    if base == "average" and save_type in DENSITY_SAVES and state_qubits is not None:
+        position = {q: i for i, q in enumerate(state_qubits)}
+        keep = tuple(position[circ.find_bit(q).index] for q in inst.qubits)
+        if keep == tuple(range(len(state_qubits))):
             keep = None
         new_op = save_statevector_cls(
-            circ.num_qubits, label=label, pershot=True, conditional=conditional
+            len(state_qubits), label=label, pershot=True, conditional=conditional
         )
-        spec = LabelSpec(label, "state", conditional, save_type, subtype, keep)
-        specs[label] = spec
-        return inst.replace(operation=new_op, qubits=tuple(circ.qubits))
+        specs[label] = LabelSpec(
+            label, "state", conditional, save_type, subtype, keep, len(state_qubits)
+        )
+        qubits = tuple(circ.qubits[i] for i in state_qubits)
+        return inst.replace(operation=new_op, qubits=qubits)
     if base == "average":
         new_op = copy.copy(op)
         new_op._subtype = "c_list" if conditional else "list"
         kind = "density" if save_type in DENSITY_SAVES else "mean"
-        specs[label] = LabelSpec(label, kind, conditional, save_type, subtype)
+        width = len(inst.qubits)
+        specs[label] = LabelSpec(label, kind, conditional, save_type, subtype, width=width)
         return inst.replace(operation=new_op)
     if base == "list" and save_type in STATE_SAVES:
         avg = "c_average" if conditional else "average"
-        specs[label] = LabelSpec(label, "state", conditional, "save_density_matrix", avg)
+        width = len(inst.qubits)
+        specs[label] = LabelSpec(
+            label, "state", conditional, "save_density_matrix", avg, width=width
+        )
     elif base == "list" and save_type in DENSITY_SAVES:
         avg = "c_average" if conditional else "average"
-        specs[label] = LabelSpec(label, "density", conditional, "save_density_matrix", avg)
+        width = len(inst.qubits)
+        specs[label] = LabelSpec(
+            label, "density", conditional, "save_density_matrix", avg, width=width
+        )
     elif base == "list":
         specs[label] = LabelSpec(label, "concat", conditional, save_type, subtype)
     elif base == "accum":
@@ -282,6 +340,15 @@ def binds_per_circuit(circuits: list, parameter_binds: list | None) -> list[int]
         lengths = [len(v) if hasattr(v, "__len__") else 1 for v in bind.values()]
         counts.append(max(lengths) if lengths else 1)
     return counts
+
+
+def bounded_batch(batch: int, specs: list[dict[str, LabelSpec]], budget: int) -> int:
+    """``batch``, lowered so that one batch's per-shot states (every label of every
+    experiment, as Aer returns them) fit in ``budget`` bytes; at least 1."""
+    per_shot = sum(spec.shot_bytes() for labels in specs for spec in labels.values())
+    if per_shot == 0:
+        return batch
+    return max(1, min(batch, budget // per_shot))
 
 
 def plan_offsets(shots: int, batch: int) -> list[tuple[int, int]]:

@@ -151,11 +151,13 @@ def _expand(circuits, parameter_binds) -> list:
 def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, job_id):
     started = time.perf_counter()
     seed, drawn = batching.draw_seed(backend, run_options)
-    rewritten = [batching.rewrite_circuit(c) for c in circuits]
+    truncation = bool(batching.effective_option(backend, run_options, "enable_truncation", True))
+    rewritten = [batching.rewrite_circuit(c, truncation) for c in circuits]
     run_circuits = [r.circuit for r in rewritten]
     experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
     method = _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id)
-    plan = batching.plan_offsets(shots, scope.options.batch)
+    batch = batching.bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
+    plan = batching.plan_offsets(shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
     peak = {"bytes": 0, "files": 0}
@@ -197,7 +199,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
         "seed_simulator": seed,
         "seed_drawn": drawn,
         "shots": shots,
-        "batch": scope.options.batch,
+        "batch": batch,
         "batches": len(plan),
         "method": method,
         "arena": _arena_note(folder, peak),
@@ -206,6 +208,13 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
     output["job_id"] = job_id
     scope.record_batched(len(plan))
     return type(backend)._format_results(output), note
+
+
+def _state_budget(scope) -> int:
+    """Bytes one batch's per-shot states may take in RAM: half the arena quota (1 GiB when
+    the arena keeps its own), so a batch also fits the arena."""
+    quota = scope.options.quota or 2**30
+    return max(1, quota // 2)
 
 
 def _arena_note(folder: StateFolder, peak: dict) -> dict | None:
