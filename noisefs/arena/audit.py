@@ -16,9 +16,10 @@ import sqlite3
 import stat
 import time
 
-from noisefs.arena import ledger, owners
-from noisefs.arena.admission import META_INODES, meta_bytes
+from noisefs.arena import accounting, ledger, owners
+from noisefs.arena.lease import lease_prefixes, slot_prefix
 from noisefs.arena.paths import unlink_quiet
+from noisefs.arena.tiers import SpillTier
 from noisefs.errors import CorruptSnapshot
 
 log = logging.getLogger("noisefs.arena")
@@ -32,25 +33,63 @@ def drop_rows(arena, conn, rows, unlink: bool = True) -> None:
         found = conn.execute("SELECT state FROM snapshots WHERE id = ?", (row_id,)).fetchone()
         if found is None:
             continue
+        where = arena.tier(tier)
         if unlink:
-            fd = arena._tier_fd(tier)
-            if fd is not None:
-                unlink_quiet(slot, fd)
-            arena._forget_slots([slot])
+            where.unlink(slot)
         conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
-        if tier == "tmpfs":
-            ledger.bump(conn, tmpfs_bytes=-alloc, tmpfs_files=-1)
-            if found[0] == "free":
-                ledger.bump(conn, free_bytes=-alloc, free_files=-1)
-        else:
-            ledger.bump(conn, spill_bytes=-alloc, spill_files=-1)
+        ledger.bump(conn, **where.counter_deltas(-alloc, -1))
+        if found[0] == "free":
+            ledger.bump(conn, free_bytes=-alloc, free_files=-1)
+
+
+def leased_files(arena, conn, owner_id: int) -> list[tuple[str, int]]:
+    """(slot, allocated bytes) of the tmpfs files made under ``owner_id``'s lease that have
+    no row: its unpublished snapshots, partial writes and private free list."""
+    prefix = slot_prefix(owner_id)
+    known = {
+        r[0]
+        for r in conn.execute(
+            "SELECT slot FROM snapshots WHERE tier = ? AND slot >= ? AND slot < ?",
+            (arena.tmpfs.name, prefix, prefix + "~"),
+        )
+    }
+    out = []
+    for name, st in _listing(arena.tmpfs.fd()).items():
+        if name.startswith(prefix) and name not in known:
+            out.append((name, st.st_blocks * 512))
+    return out
+
+
+def drop_owner(arena, conn, owner_id: int, lock_name: str) -> None:
+    """Remove an owner: its lock file, then its row and everything the row counts (its
+    lock inode, its lease, its foreign usage). Its files must be gone already."""
+    found = conn.execute(
+        "SELECT lease_bytes, lease_files, foreign_bytes, foreign_files FROM owners WHERE id = ?",
+        (owner_id,),
+    ).fetchone()
+    if found is None:
+        return
+    unlink_quiet(lock_name, arena._owners_fd)
+    conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+    lb, lf, fb, ff = found
+    ledger.bump(
+        conn,
+        owner_files=-1,
+        lease_bytes=-lb,
+        lease_files=-lf,
+        foreign_bytes=-fb,
+        foreign_files=-ff,
+    )
 
 
 def figures(arena, conn) -> dict:
     c = ledger.counters(conn)
-    meta = meta_bytes(arena._root_fd)
-    bytes_used = c["tmpfs_bytes"] + meta
-    files_used = c["tmpfs_files"] + c["owner_files"] + META_INODES
+    meta = accounting.measure(arena._root_fd)
+    used_bytes, used_files, own_free_bytes, own_free_files = conn.execute(
+        "SELECT COALESCE(SUM(used_bytes), 0), COALESCE(SUM(used_files), 0), "
+        "COALESCE(SUM(free_bytes), 0), COALESCE(SUM(free_files), 0) FROM owners"
+    ).fetchone()
+    bytes_used, files_used = accounting.in_use(c, used_bytes, used_files, meta)
     runs = dict(
         conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run")
     )
@@ -71,12 +110,17 @@ def figures(arena, conn) -> dict:
         "quota_bytes": arena.quota_bytes,
         "max_files": arena.max_files,
         "spill_quota_bytes": arena.spill_quota_bytes,
-        "data_bytes": c["tmpfs_bytes"],
-        "data_files": c["tmpfs_files"],
-        "free_bytes": c["free_bytes"],
-        "free_files": c["free_files"],
-        "metadata_bytes": meta,
-        "metadata_files": META_INODES + c["owner_files"],
+        "data_bytes": c["tmpfs_bytes"] + used_bytes,
+        "data_files": c["tmpfs_files"] + used_files,
+        "free_bytes": c["free_bytes"] + own_free_bytes,
+        "free_files": c["free_files"] + own_free_files,
+        "leased_bytes": max(0, c["lease_bytes"] - used_bytes),
+        "leased_files": max(0, c["lease_files"] - used_files),
+        "foreign_bytes": c["foreign_bytes"],
+        "foreign_files": c["foreign_files"],
+        "metadata_bytes": meta.bytes,
+        "metadata_files": meta.inodes + c["owner_files"],
+        "metadata_names": list(meta.names),
         "owners": c["owner_files"],
         "unowned_snapshots": unowned,
         "runs": runs,
@@ -127,13 +171,17 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                 report["dead_owners"] += 1
                 report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
                 report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
-                report["bytes"] += sum(r[3] for r in rows if r[1] == "tmpfs")
-                report["files"] += sum(1 for r in rows if r[1] == "tmpfs") + 1
+                report["bytes"] += sum(r[3] for r in rows if arena.tier(r[1]).charged)
+                report["files"] += sum(1 for r in rows if arena.tier(r[1]).charged) + 1
+                unpublished = leased_files(arena, conn, owner_id)
+                report["partial_files"] += len(unpublished)
+                report["bytes"] += sum(n for _, n in unpublished)
+                report["files"] += len(unpublished)
                 if not dry_run:
                     drop_rows(arena, conn, [r[:4] for r in rows])
-                    unlink_quiet(lock_name, arena._owners_fd)
-                    conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
-                    ledger.bump(conn, owner_files=-1)
+                    for slot, _ in unpublished:  # files first, then the lease that counts them
+                        arena.tmpfs.unlink(slot)
+                    drop_owner(arena, conn, owner_id, lock_name)
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
             stray = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'writing' AND "
@@ -148,8 +196,8 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                     "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'ready' AND owner IS NULL"
                 ).fetchall()
                 report["unowned_snapshots"] = len(left)
-                report["bytes"] += sum(r[3] for r in left if r[1] == "tmpfs")
-                report["files"] += sum(1 for r in left if r[1] == "tmpfs")
+                report["bytes"] += sum(r[3] for r in left if arena.tier(r[1]).charged)
+                report["files"] += sum(1 for r in left if arena.tier(r[1]).charged)
                 if not dry_run:
                     drop_rows(arena, conn, left)
             _files_vs_rows(arena, conn, report, dry_run, now)
@@ -167,24 +215,27 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
 def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
     rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state FROM snapshots").fetchall()
     known = {(r[1], r[2]) for r in rows}
-    tiers = {"tmpfs": arena._data_fd, "spill": arena._spill_fd(create=False)}
     # a tier whose directory cannot be opened is not listed at all: its rows are never
     # taken for rows whose file vanished (an unmounted or renamed spill dir loses nothing)
-    listings = {tier: _listing(fd) for tier, fd in tiers.items() if fd is not None}
-    for tier, listing in listings.items():
-        for name, st in listing.items():
-            if (tier, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
+    fds = {tier.name: tier.fd() for tier in arena.tiers}
+    listings = {name: _listing(fd) for name, fd in fds.items() if fd is not None}
+    leased = lease_prefixes(conn)
+    for tier in arena.tiers:
+        for name, st in listings.get(tier.name, {}).items():
+            if (tier.name, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
                 continue
-            if tier == "spill" and not name.startswith(arena.spill_tag + "-"):
+            if name.startswith(leased):
+                continue  # a live owner's file under its lease (no row until published)
+            if isinstance(tier, SpillTier) and not name.startswith(tier.tag + "-"):
                 continue  # not this arena's: a spill dir may be shared
             report["orphan_files"] += 1
-            if tier == "tmpfs":
+            if tier.charged:
                 report["bytes"] += st.st_blocks * 512
                 report["files"] += 1
             if not dry_run:
                 if stat.S_ISDIR(st.st_mode):
                     continue  # never recurse into something we did not make
-                unlink_quiet(name, tiers[tier])
+                unlink_quiet(name, fds[tier.name])
     missing = [
         r[:4] for r in rows if r[4] != "writing" and r[1] in listings and r[2] not in listings[r[1]]
     ]
@@ -220,7 +271,7 @@ def check(arena, fix: bool = False) -> list[str]:
             "SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots"
         ).fetchall()
         for _, tier, slot, alloc, state, _ in rows:
-            fd = arena._tier_fd(tier)
+            fd = arena.tier(tier).fd()
             try:
                 st = os.stat(slot, dir_fd=fd, follow_symlinks=False) if fd is not None else None
             except FileNotFoundError:
@@ -228,7 +279,7 @@ def check(arena, fix: bool = False) -> list[str]:
             if st is None:
                 if state != "writing":
                     messages.append(f"{tier} file {slot} of a {state} row is missing")
-            elif tier == "tmpfs" and st.st_blocks * 512 > alloc:
+            elif arena.tier(tier).charged and st.st_blocks * 512 > alloc:
                 messages.append(
                     f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}"
                 )

@@ -35,7 +35,17 @@ CREATE TABLE IF NOT EXISTS owners(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     pid INTEGER NOT NULL,
     lock_name TEXT UNIQUE NOT NULL,
-    started REAL NOT NULL
+    started REAL NOT NULL,
+    lease_bytes INTEGER NOT NULL DEFAULT 0,   -- reserved for files outside rows (see lease.py)
+    lease_files INTEGER NOT NULL DEFAULT 0,
+    used_bytes INTEGER NOT NULL DEFAULT 0,    -- of the lease: files that exist (last flush)
+    used_files INTEGER NOT NULL DEFAULT 0,
+    free_bytes INTEGER NOT NULL DEFAULT 0,    -- of those: its private free list (last flush)
+    free_files INTEGER NOT NULL DEFAULT 0,
+    published_seq INTEGER NOT NULL DEFAULT 0, -- lease keys up to this sequence are in rows
+    waiting INTEGER NOT NULL DEFAULT 0,       -- 1 while a put of this owner waits for room
+    foreign_bytes INTEGER NOT NULL DEFAULT 0, -- Arena.set_foreign_usage (the daemon's inbox)
+    foreign_files INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS snapshots(
     id INTEGER PRIMARY KEY,
@@ -71,6 +81,23 @@ COUNTERS = (
     "peak_files",
     "spilled_total_bytes",
     "spilled_total_files",
+    "lease_bytes",
+    "lease_files",
+    "foreign_bytes",
+    "foreign_files",
+)
+# columns added to ``owners`` after the first release: added to older ledgers on open
+OWNER_COLUMNS = (
+    "lease_bytes",
+    "lease_files",
+    "used_bytes",
+    "used_files",
+    "free_bytes",
+    "free_files",
+    "published_seq",
+    "waiting",
+    "foreign_bytes",
+    "foreign_files",
 )
 
 DB_NAME = "ledger.db"
@@ -95,6 +122,12 @@ class Ledger:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
+                have = {r[1] for r in c.execute("PRAGMA table_info(owners)")}
+                for column in OWNER_COLUMNS:
+                    if column not in have:
+                        c.execute(
+                            f"ALTER TABLE owners ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                        )
                 c.executemany(
                     "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)",
                     [(name,) for name in COUNTERS],
@@ -219,5 +252,11 @@ def recompute_counters(conn: sqlite3.Connection) -> dict[str, int]:
         if tier == "tmpfs" and state == "free":
             out["free_bytes"] += total
             out["free_files"] += count
-    out["owner_files"] = conn.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
+    owners, lb, lf, fb, ff = conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(lease_bytes), 0), COALESCE(SUM(lease_files), 0), "
+        "COALESCE(SUM(foreign_bytes), 0), COALESCE(SUM(foreign_files), 0) FROM owners"
+    ).fetchone()
+    out.update(
+        owner_files=owners, lease_bytes=lb, lease_files=lf, foreign_bytes=fb, foreign_files=ff
+    )
     return out

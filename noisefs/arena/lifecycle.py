@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import time
 
-from noisefs.arena import audit, ledger, owners
-from noisefs.arena.admission import evict_free, meta_bytes
+from noisefs.arena import accounting, audit, ledger, owners
+from noisefs.arena.admission import evict_free
 from noisefs.arena.paths import unlink_quiet
 from noisefs.errors import ArenaFull
 
@@ -23,10 +23,11 @@ def register_owner(arena) -> None:
     while True:
         with arena._ledger.transaction() as conn:
             c = ledger.counters(conn)
-            _, used_files = arena._admission.charged(c, 0)
+            meta = accounting.measure(arena._root_fd)
+            _, used_files = accounting.charged(c, meta)
             short = used_files + 1 - arena.max_files
             if 0 < short <= c["free_files"]:
-                arena._forget_slots(evict_free(conn, arena._data_fd, 0, short))
+                arena._forget_slots(evict_free(conn, arena.tmpfs, 0, short))
                 short = 0
             if short <= 0:
                 cur = conn.execute(
@@ -34,10 +35,7 @@ def register_owner(arena) -> None:
                     (os.getpid(), name, time.time()),
                 )
                 ledger.bump(conn, owner_files=1)
-                charged = arena._admission.charged(
-                    ledger.counters(conn), meta_bytes(arena._root_fd)
-                )
-                ledger.raise_peaks(conn, *charged)
+                ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))
                 owner_id = cur.lastrowid
                 break
         if time.monotonic() > deadline:
@@ -69,13 +67,11 @@ def register_owner(arena) -> None:
 
 def unregister_owner(arena) -> None:
     with arena._ledger.transaction() as conn:
-        evict_free(conn, arena._data_fd, 1 << 62, 1 << 62)
+        evict_free(conn, arena.tmpfs, 1 << 62, 1 << 62)
         rows = conn.execute(
             "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
             (arena._owner_id,),
         ).fetchall()
         audit.drop_rows(arena, conn, rows)
         conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (arena._owner_id,))
-        unlink_quiet(arena._lock_name, arena._owners_fd)  # the file first, then its row
-        conn.execute("DELETE FROM owners WHERE id = ?", (arena._owner_id,))
-        ledger.bump(conn, owner_files=-1)
+        audit.drop_owner(arena, conn, arena._owner_id, arena._lock_name)

@@ -32,14 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import audit, ledger, lifecycle, owners, snapfile, tiers, views
-from noisefs.arena.admission import (
-    FREE_FRACTION,
-    LEDGER_GROWTH,
-    META_INODES,
-    Admission,
-    meta_bytes,
-)
+from noisefs.arena import accounting, audit, ledger, lifecycle, owners, snapfile, tiers, views
+from noisefs.arena import move as moving
+from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
     default_root,
@@ -47,7 +42,6 @@ from noisefs.arena.paths import (
     fd_path,
     open_private_dir,
     open_subdir,
-    unlink_quiet,
     validate_index,
     validate_run,
 )
@@ -146,9 +140,14 @@ class Arena:
         self._spill_blocked_until = 0.0
         self._maps = MapCache()
         self._spill_lock = threading.Lock()
+        # spill files carry this tag: gc touches only its own arena's files in a shared dir
+        self.spill_tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
         try:
             self._data_fd = open_subdir(self._root_fd, "data", self.root, create=_register)
             self._fds.append(self._data_fd)
+            self.tmpfs = tiers.TmpfsTier(self._maps, self._data_fd)
+            self.spill = tiers.SpillTier(self._maps, self._spill_fd, self.spill_tag)
+            self.tiers = (self.tmpfs, self.spill)
             self._owners_fd = open_subdir(self._root_fd, "owners", self.root, create=_register)
             self._fds.append(self._owners_fd)
             db = fd_path(self._root_fd, ledger.DB_NAME, self.root)
@@ -176,8 +175,6 @@ class Arena:
                 if any(found.get(k) != stored[k] for k in DEFAULT_SETTINGS):
                     ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
             self._admission = Admission(self)
-            # spill files carry this tag: gc touches only its own arena's files in a shared dir
-            self.spill_tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
             self._closed = False
             if _auto_gc:
                 audit.gc(self)
@@ -228,7 +225,8 @@ class Arena:
     # ------------------------------------------------------------------ lifecycle
 
     def _check_minimum(self) -> None:
-        meta = meta_bytes(self._root_fd)
+        measured = accounting.measure(self._root_fd)
+        meta = measured.bytes
         smallest = meta + snapfile.alloc_for(1) + LEDGER_GROWTH  # room for one tiny snapshot
         if self.quota_bytes < smallest:
             raise ArenaError(
@@ -236,10 +234,11 @@ class Arena:
                 f"({format_bytes(meta)} for the ledger and slack); a quota of "
                 f"{format_bytes(smallest)} holds one tiny snapshot, 64MiB or more suits real runs"
             )
-        if self.max_files < META_INODES + 2:
+        inodes = max(measured.inodes, len(ledger.DB_FILES) + 2)  # data/, owners/, ledger
+        if self.max_files < inodes + 2:
             raise ArenaError(
                 f"arena {self.root}: max_files {self.max_files} leaves no room for snapshots "
-                f"({META_INODES} inodes of metadata + 1 lock file per process); use at least {META_INODES + 8}"
+                f"({inodes} inodes of metadata + 1 lock file per process); use at least {inodes + 8}"
             )
 
     def _close_fds(self) -> None:
@@ -314,8 +313,12 @@ class Arena:
         self._check()
         self._spill_fd(create=True)
 
-    def _tier_fd(self, tier: str) -> int | None:
-        return self._data_fd if tier == "tmpfs" else self._spill_fd(create=False)
+    def tier(self, name: str) -> tiers.Tier:
+        """The tier object stored in the ledger as ``name`` ('tmpfs' or 'spill')."""
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise ArenaError(f"arena {self.root}: unknown tier {name!r} in the ledger")
 
     def _forget_slots(self, slots) -> None:
         self._maps.forget(slots)
@@ -361,7 +364,7 @@ class Arena:
                     self._publish(placement, self._write(placement, arr, src))
                 except tiers.NoRoom as exc:
                     self._rollback(placement)
-                    if placement.tier == "tmpfs":
+                    if placement.tier.charged:
                         allow_tmpfs = False  # the tmpfs itself is full: roll over to spill
                     else:  # the spill filesystem is full: wait like for any other lack of room
                         self._spill_blocked_until = time.monotonic() + 0.25
@@ -403,26 +406,20 @@ class Arena:
         )
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
-        if p.tier == "tmpfs":
-            check = tiers.write_tmpfs(self._maps, self._data_fd, p, arr, src)
-        else:
-            check = tiers.write_spill(self._spill_fd(True), p, arr, src)
+        check = p.tier.write(p, arr, src)
         pause = os.environ.get(FAULT_PAUSE_ENV)
         if pause:  # fault injection for tests: announce, then hang between write and publish
             with open(pause, "w") as marker:
-                marker.write(f"{os.getpid()} {p.key} {p.tier} {p.slot}\n")
+                marker.write(f"{os.getpid()} {p.key} {p.tier.name} {p.slot}\n")
             while True:
                 time.sleep(3600)
         return check
 
     def _rollback(self, p) -> None:
         """Undo a reservation: the file goes first, then its row."""
-        fd = self._data_fd if p.tier == "tmpfs" else self._spill_fd(False)
-        if fd is not None:
-            unlink_quiet(p.slot, fd)
-        self._maps.forget([p.slot])
+        p.tier.unlink(p.slot)
         with self._ledger.transaction() as conn:
-            audit.drop_rows(self, conn, [(p.row_id, p.tier, p.slot, p.alloc)], unlink=False)
+            audit.drop_rows(self, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False)
 
     def _publish(self, p, check: int) -> None:
         with self._ledger.transaction() as conn:
@@ -440,8 +437,8 @@ class Arena:
     def _row(self, key: str, conn=None):
         conn = conn or self._ledger.conn()
         return conn.execute(
-            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, owner "
-            "FROM snapshots WHERE key = ?",
+            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, "
+            "owner, created FROM snapshots WHERE key = ?",
             (key,),
         ).fetchone()
 
@@ -452,21 +449,47 @@ class Arena:
         ``CorruptSnapshot`` when the stored bytes do not verify.
         """
         self._check()
-        try:
-            return self._get(key)
-        except CorruptSnapshot:
-            row = self._row(key)
-            if row is None or row[8] != "ready":  # released (and perhaps recycled) meanwhile
-                raise KeyError(key) from None
-            raise
-
-    def _get(self, key: str) -> np.ndarray:
-        row = self._row(key)
-        if row is None or row[8] != "ready":
-            raise KeyError(key)
-        view = tiers.read_verified(self._maps, self._tier_fd(row[1]), key, row)
+        view = self._read(key, lambda tier, row: tier.read(key, row))
         views.track(self._identity, key, view)
         return view
+
+    def read_into(self, key: str, out: np.ndarray) -> np.ndarray:
+        """Copy snapshot ``key`` into ``out`` (C-contiguous, its dtype and shape), verifying
+        each block while it is in cache: one pass over the data instead of the two of
+        ``get`` followed by a copy. Raises like :meth:`get`; after ``CorruptSnapshot`` the
+        contents of ``out`` are undefined and must not be used (nothing unverified is
+        ever returned). Returns ``out``."""
+        self._check()
+        if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+            raise InputError("read_into needs a writable C-contiguous numpy array")
+
+        def copy(tier, row):
+            if out.dtype.str != row[5] or list(out.shape) != json.loads(row[6]):
+                raise InputError(
+                    f"snapshot {key} is {row[5]} {tuple(json.loads(row[6]))}, not "
+                    f"{out.dtype.str} {out.shape}"
+                )
+            flat = out.reshape(-1).view(np.uint8) if out.nbytes else np.empty(0, np.uint8)
+            tiers.read_into(tier, key, row, flat)
+            return out
+
+        return self._read(key, copy)
+
+    def _read(self, key: str, how):
+        """Look ``key`` up and read it with ``how(tier, row)``; when the file does not
+        verify, look again: a snapshot moved to another tier (or released) meanwhile is
+        read from where it is now (or is a ``KeyError``)."""
+        seen = None
+        while True:
+            row = self._row(key)
+            if row is None or row[8] != "ready":
+                raise KeyError(key)
+            try:
+                return how(self.tier(row[1]), row)
+            except CorruptSnapshot:
+                if row[:3] == seen:  # read twice from the same row: the data is damaged
+                    raise
+                seen = row[:3]
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
@@ -481,7 +504,7 @@ class Arena:
             row_id, tier, slot, alloc, _ = row
             c = ledger.counters(conn)
             if (
-                tier == "tmpfs"
+                self.tier(tier).recycles
                 and not live
                 and c["free_bytes"] + alloc <= self.quota_bytes * FREE_FRACTION
             ):
@@ -519,10 +542,13 @@ class Arena:
         self._check()
         conn = self._ledger.conn()
         if run is None:
-            rows = conn.execute("SELECT key FROM snapshots WHERE state = 'ready' ORDER BY id")
+            rows = conn.execute(
+                "SELECT key FROM snapshots WHERE state = 'ready' ORDER BY created, id"
+            )
         else:
             rows = conn.execute(
-                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY id", (run,)
+                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY created, id",
+                (run,),
             )
         return [r[0] for r in rows]
 
@@ -531,7 +557,7 @@ class Arena:
         row = self._row(key)
         if row is None or row[8] != "ready":
             raise KeyError(key)
-        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner = row
+        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner, created = row
         return {
             "key": key,
             "run": run,
@@ -543,7 +569,49 @@ class Arena:
             "nbytes": nbytes,
             "alloc_bytes": alloc,
             "owner": owner,
+            "created": created,  # time.time() of the put: cold snapshots are the oldest
         }
+
+    def move(self, key: str, tier: str = "spill") -> bool:
+        """Move ready snapshot ``key`` to ``tier`` ('spill' or 'tmpfs'), keeping its key.
+
+        Atomic in the ledger: readers see it whole in one tier or the other. False when it
+        cannot move (no room in the target, the write there failed, or it was released
+        meanwhile); it then stays where it was. True when it is (now) in ``tier``. Raises
+        ``KeyError`` for an unknown key and ``CorruptSnapshot`` when its data does not
+        verify (it is not moved)."""
+        self._check()
+        if self._owner_id is None:
+            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        return moving.move(self, key, self.tier(tier))
+
+    def cold_keys(self, limit: int) -> list[str]:
+        """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
+        :meth:`move` to spill to make room on the tmpfs."""
+        self._check()
+        return moving.cold_keys(self, limit)
+
+    def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
+        """Record that files this arena did not write (the daemon's inbox) occupy ``nbytes``
+        and ``nfiles`` under the root. Admission counts them against the quota and
+        ``max_files`` from now on; the record belongs to this handle's owner (each call
+        replaces its previous figures) and goes when it closes or dies."""
+        self._check()
+        if self._owner_id is None:
+            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        nbytes = validate_index("nbytes", nbytes)
+        nfiles = validate_index("nfiles", nfiles)
+        with self._ledger.transaction() as conn:
+            old = conn.execute(
+                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner_id,)
+            ).fetchone()
+            if old is None:
+                raise ArenaError(f"arena {self.root}: this handle's owner row is gone")
+            conn.execute(
+                "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
+                (nbytes, nfiles, self._owner_id),
+            )
+            ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
 
     def stats(self) -> dict:
         self._check()

@@ -1,11 +1,14 @@
-"""How a reserved snapshot becomes a file, and how a file becomes a verified array.
+"""The two tiers a snapshot can live in, as objects: where its file is, how it is written,
+read and unlinked, and how much room the filesystem under it has left.
 
-tmpfs tier: the file is created ``O_EXCL`` and ``posix_fallocate``-d to its full size
-before anything is written through its memory map, so a full tmpfs answers ENOSPC here
-and never SIGBUS later; free-list files are overwritten in place through a cached map
-(no new pages, no page-table set-up). Spill tier: plain ``pwrite`` into a file created
-``O_EXCL``. ENOSPC from either filesystem becomes :class:`NoRoom`; the caller unlinks the
-file and rolls the reservation back (then tries spill, or waits).
+:class:`TmpfsTier` (``data/`` under the root, charged against the quota): a new file is
+created ``O_EXCL`` and ``posix_fallocate``-d to its full size before anything is written
+through its memory map, so a full tmpfs answers ENOSPC here and never SIGBUS later;
+recycled files are overwritten in place through a cached map (no new pages, no page-table
+set-up). :class:`SpillTier` (the spill directory, bounded by the spill quota): plain
+``pwrite`` into a file created ``O_EXCL``. ENOSPC from either filesystem becomes
+:class:`NoRoom`; the caller unlinks the file and rolls the reservation back (then tries
+the other tier, or waits). The ledger stores a tier by its :attr:`Tier.name`.
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 
 import numpy as np
 
 from noisefs.arena import snapfile
 from noisefs.arena.maps import MapCache, map_file
-from noisefs.arena.paths import FILE_FLAGS
+from noisefs.arena.paths import FILE_FLAGS, unlink_quiet
 from noisefs.errors import CorruptSnapshot
+
+SPILL_KEEP_FREE = 0.05  # default spill bound: keep 5 % of that filesystem free
 
 
 class NoRoom(Exception):
@@ -35,54 +41,228 @@ def _no_room(exc: OSError) -> bool:
     return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_tmpfs(maps: MapCache, data_fd: int, p, arr: np.ndarray, src: np.ndarray) -> int:
-    """Write ``src`` (flat uint8 bytes of ``arr``) into tmpfs slot ``p``; return its checksum."""
-    flags = os.O_RDWR | FILE_FLAGS | (0 if p.recycled else os.O_CREAT | os.O_EXCL)
-    try:
-        fd = os.open(p.slot, flags, 0o600, dir_fd=data_fd)
-    except FileNotFoundError:
-        if p.recycled:
-            raise StaleSlot(p.slot) from None
-        raise
-    try:
-        st = os.fstat(fd)
-        mm = maps.get(p.slot, True, st.st_ino) if p.recycled else None
-        if mm is None:
-            if not p.recycled:
-                try:  # every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
-                    os.posix_fallocate(fd, 0, p.alloc)
-                except OSError as exc:
-                    if _no_room(exc):
-                        raise NoRoom(str(exc)) from exc
+def tmpfs_headroom(st: os.statvfs_result) -> tuple[int, int]:
+    """Bytes and inodes of a tmpfs left to other programs."""
+    total_bytes = st.f_blocks * st.f_frsize
+    byte_room = max(256 * 1024, min(64 << 20, total_bytes // 50))
+    inode_room = max(2, min(1024, st.f_files // 10))
+    return byte_room, inode_room
+
+
+class Tier:
+    """One place snapshots live. Subclasses say how files are written there."""
+
+    name: str = ""
+    charged = False  # its files count against the arena quota and max_files
+    recycles = False  # released files may join the free list instead of being unlinked
+
+    def __init__(self, maps: MapCache) -> None:
+        self.maps = maps
+
+    def __repr__(self) -> str:
+        return f"<{self.name} tier>"
+
+    # the directory ---------------------------------------------------------------
+    def fd(self, create: bool = False) -> int | None:
+        """The tier directory's fd; None when it does not exist and ``create`` is false."""
+        raise NotImplementedError
+
+    def new_slot(self, row_id: int) -> str:
+        return f"{row_id:08x}-{secrets.token_hex(4)}.snap"
+
+    def headroom(self, st: os.statvfs_result) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def room(self, pending_bytes: int, pending_files: int) -> tuple[float, float]:
+        """(bytes, inodes) still admissible on this tier's filesystem; inf when unlimited.
+        ``pending_*``: reserved on it but perhaps not allocated yet."""
+        st = os.fstatvfs(self.fd(create=True))
+        byte_room, inode_room = self.headroom(st)
+        room_bytes = (
+            float("inf")
+            if st.f_blocks == 0
+            else st.f_bavail * st.f_frsize - byte_room - pending_bytes
+        )
+        room_files = float("inf") if st.f_files == 0 else st.f_favail - inode_room - pending_files
+        return room_bytes, room_files
+
+    def counter_deltas(self, nbytes: int, nfiles: int) -> dict[str, int]:
+        """The ledger counters a file of this tier moves (see ``ledger.COUNTERS``)."""
+        return {f"{self.name}_bytes": nbytes, f"{self.name}_files": nfiles}
+
+    # files -----------------------------------------------------------------------
+    def write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
+        """Write ``src`` (flat uint8 bytes of ``arr``) into slot ``p``; return its checksum."""
+        raise NotImplementedError
+
+    def unlink(self, slot: str) -> None:
+        """Remove ``slot`` (absent is fine) and forget this process's maps of it."""
+        fd = self.fd()
+        if fd is not None:
+            try:
+                unlink_quiet(slot, fd)
+            except OSError:  # e.g. EROFS: fine when there is no such file (never created)
+                try:
+                    os.stat(slot, dir_fd=fd, follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
+                else:
                     raise
-            elif st.st_size != p.alloc or st.st_blocks * 512 < p.alloc:
-                raise StaleSlot(p.slot)  # not the fully allocated file this row describes
-            mm = map_file(fd, p.alloc, writable=True)
-            maps.put(p.slot, True, mm, st.st_ino)
-    finally:
-        os.close(fd)
-    check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
-    mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(
-        p.key, arr.dtype, arr.shape, src.size, check
-    )
-    return check
+        self.maps.forget([slot])
+
+    def read(self, key: str, row, verify: bool = True) -> np.ndarray:
+        """The array of ledger ``row`` (read-only, memory-mapped), header checked and, with
+        ``verify``, its checksum too. Raises :class:`CorruptSnapshot` when anything does not
+        verify (a missing file included)."""
+        mm = self._map(key, row)
+        header = check_header(mm, key, row)
+        if verify:
+            _, _, slot, _, nbytes, *_ = row
+            if (
+                snapfile.checksum(snapfile.data_bytes(mm, nbytes), header.get("block"))
+                != (header["checksum"])
+            ):
+                raise CorruptSnapshot(
+                    f"snapshot {key}: checksum mismatch in {slot}; the data is damaged"
+                )
+        return snapfile.array_view(mm, header)
+
+    def _map(self, key: str, row):
+        _, _, slot, _, nbytes, *_ = row
+        mm = self.maps.get(slot, False) if self.recycles else None
+        if mm is not None:
+            return mm
+        dir_fd = self.fd()
+        if dir_fd is None:  # the tier's directory is gone: never fall back to the cwd
+            raise CorruptSnapshot(
+                f"snapshot {key}: the {self.name} directory holding {slot} is missing"
+            )
+        try:
+            fd = os.open(slot, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise CorruptSnapshot(f"snapshot {key}: its file {slot} is missing") from None
+        try:
+            st = os.fstat(fd)
+            if st.st_size < snapfile.HEADER_BYTES + nbytes:
+                raise CorruptSnapshot(
+                    f"snapshot {key}: file {slot} is truncated ({st.st_size} bytes)"
+                )
+            mm = map_file(fd, st.st_size, writable=False, populate=self.recycles)
+        finally:
+            os.close(fd)
+        if self.recycles:
+            self.maps.put(slot, False, mm, st.st_ino)
+        return mm
 
 
-def write_spill(spill_fd: int, p, arr: np.ndarray, src: np.ndarray) -> int:
-    """Write ``src`` into a new spill file for slot ``p``; return its checksum."""
-    check = snapfile.checksum(src)
-    header = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
-    fd = os.open(p.slot, os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS, 0o600, dir_fd=spill_fd)
-    try:
-        pwrite_all(fd, memoryview(header), 0)
-        pwrite_all(fd, memoryview(src), snapfile.HEADER_BYTES)
-    except OSError as exc:
-        if _no_room(exc):
-            raise NoRoom(str(exc)) from exc
-        raise
-    finally:
-        os.close(fd)
-    return check
+def check_header(mm, key: str, row) -> dict:
+    """The decoded header of a mapped snapshot file, checked against its ledger ``row``."""
+    _, _, slot, _, nbytes, dtype, shape, check, *_ = row
+    header = snapfile.decode_header(mm, key)
+    expected = (check + (1 << 64)) if check < 0 else check  # SQLite stores it signed
+    if (
+        header.get("key") != key
+        or header.get("nbytes") != nbytes
+        or header.get("dtype") != dtype
+        or header.get("shape") != (json.loads(shape) if isinstance(shape, str) else list(shape))
+        or header.get("checksum") != expected
+    ):
+        raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
+    return header
+
+
+class TmpfsTier(Tier):
+    """``data/`` under the arena root: memory-mapped files charged against the quota."""
+
+    name = "tmpfs"
+    charged = True
+    recycles = True
+
+    def __init__(self, maps: MapCache, data_fd: int) -> None:
+        super().__init__(maps)
+        self.data_fd = data_fd
+
+    def fd(self, create: bool = False) -> int:
+        return self.data_fd
+
+    def headroom(self, st: os.statvfs_result) -> tuple[int, int]:
+        from noisefs.arena.accounting import META_SLACK
+
+        byte_room, inode_room = tmpfs_headroom(st)
+        return byte_room + META_SLACK, inode_room  # the ledger's growth lands here too
+
+    def write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
+        flags = os.O_RDWR | FILE_FLAGS | (0 if p.recycled else os.O_CREAT | os.O_EXCL)
+        try:
+            fd = os.open(p.slot, flags, 0o600, dir_fd=self.data_fd)
+        except FileNotFoundError:
+            if p.recycled:
+                raise StaleSlot(p.slot) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            mm = self.maps.get(p.slot, True, st.st_ino) if p.recycled else None
+            if mm is None:
+                if not p.recycled:
+                    try:  # every page now: a full tmpfs gives ENOSPC here, never SIGBUS later
+                        os.posix_fallocate(fd, 0, p.alloc)
+                    except OSError as exc:
+                        if _no_room(exc):
+                            raise NoRoom(str(exc)) from exc
+                        raise
+                elif st.st_size != p.alloc or st.st_blocks * 512 < p.alloc:
+                    raise StaleSlot(p.slot)  # not the fully allocated file this row describes
+                mm = map_file(fd, p.alloc, writable=True)
+                self.maps.put(p.slot, True, mm, st.st_ino)
+        finally:
+            os.close(fd)
+        check = snapfile.copy_and_hash(snapfile.data_bytes(mm, src.size), src)
+        mm[: snapfile.HEADER_BYTES] = snapfile.encode_header(
+            p.key, arr.dtype, arr.shape, src.size, check
+        )
+        return check
+
+
+class SpillTier(Tier):
+    """The spill directory (opened, and created, on first need; tagged files, since a spill
+    directory may be shared by several arenas)."""
+
+    name = "spill"
+
+    def __init__(self, maps: MapCache, open_dir, tag: str) -> None:
+        super().__init__(maps)
+        self._open_dir = open_dir  # callable(create) -> fd | None
+        self.tag = tag
+
+    def fd(self, create: bool = False) -> int | None:
+        return self._open_dir(create)
+
+    def new_slot(self, row_id: int) -> str:
+        return f"{self.tag}-{super().new_slot(row_id)}"
+
+    def headroom(self, st: os.statvfs_result) -> tuple[int, int]:
+        return int(st.f_blocks * st.f_frsize * SPILL_KEEP_FREE), 1
+
+    def write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
+        check = snapfile.checksum(src)
+        header = snapfile.encode_header(p.key, arr.dtype, arr.shape, src.size, check)
+        try:
+            fd = os.open(
+                p.slot,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | FILE_FLAGS,
+                0o600,
+                dir_fd=self.fd(create=True),
+            )
+            try:
+                pwrite_all(fd, memoryview(header), 0)
+                pwrite_all(fd, memoryview(src), snapfile.HEADER_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            if _no_room(exc):
+                raise NoRoom(str(exc)) from exc
+            raise
+        return check
 
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
@@ -95,41 +275,17 @@ def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
         done += written
 
 
-def read_verified(maps: MapCache, dir_fd: int | None, key: str, row) -> np.ndarray:
-    """Map the file of ledger ``row`` read-only, check header and checksum, return the array.
-
-    Raises :class:`CorruptSnapshot` when anything does not verify.
-    """
-    _, tier, slot, _, nbytes, dtype, shape, check, *_ = row
-    mm = maps.get(slot, False) if tier == "tmpfs" else None
-    if mm is None:
-        if dir_fd is None:  # the tier's directory is gone: never fall back to the cwd
-            raise CorruptSnapshot(f"snapshot {key}: the {tier} directory holding {slot} is missing")
-        try:
-            fd = os.open(slot, os.O_RDONLY | FILE_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            raise CorruptSnapshot(f"snapshot {key}: its file {slot} is missing") from None
-        try:
-            st = os.fstat(fd)
-            if st.st_size < snapfile.HEADER_BYTES + nbytes:
-                raise CorruptSnapshot(
-                    f"snapshot {key}: file {slot} is truncated ({st.st_size} bytes)"
-                )
-            mm = map_file(fd, st.st_size, writable=False, populate=tier == "tmpfs")
-        finally:
-            os.close(fd)
-        if tier == "tmpfs":
-            maps.put(slot, False, mm, st.st_ino)
-    header = snapfile.decode_header(mm, key)
-    expected = (check + (1 << 64)) if check < 0 else check  # SQLite stores it signed
-    if (
-        header.get("key") != key
-        or header.get("nbytes") != nbytes
-        or header.get("dtype") != dtype
-        or header.get("shape") != json.loads(shape)
-        or header.get("checksum") != expected
-    ):
-        raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
-    if snapfile.checksum(snapfile.data_bytes(mm, nbytes), header.get("block")) != expected:
-        raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {slot}; the data is damaged")
-    return snapfile.array_view(mm, header)
+def read_into(tier: Tier, key: str, row, out: np.ndarray) -> None:
+    """Copy the snapshot of ``row`` into flat uint8 ``out``, hashing each block right after
+    it is copied (while in cache): one pass instead of verify-then-copy. Raises
+    :class:`CorruptSnapshot` when it does not verify; ``out`` must then not be used."""
+    mm = tier._map(key, row)
+    header = check_header(mm, key, row)
+    src = snapfile.data_bytes(mm, row[4])
+    if header.get("block") == snapfile.BLOCK:
+        check = snapfile.copy_and_hash(out, src)
+    else:
+        np.copyto(out, src)
+        check = snapfile.checksum(out, header.get("block"))
+    if check != header["checksum"]:
+        raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {row[2]}; the data is damaged")

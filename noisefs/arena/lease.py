@@ -1,0 +1,382 @@
+"""Per-process leases: quota bytes and inodes reserved in the ledger in chunks, so that the
+common cycle (put, get, release in one process) touches the ledger not at all.
+
+A lease is a ledger reservation (``owners.lease_bytes``/``lease_files``, counted whole by
+``accounting.charged``), so ``du``/``find`` stay within the bound at every instant: a file
+is made under a lease only while ``used + alloc <= lease``. Files made under it are named
+``o<owner id hex>-<n hex>.snap``; until they are published they have no row. A ``put``
+served by the lease writes its file and records the snapshot here (*pending*); a
+``release`` of a pending snapshot puts its file on this process's private free list (or
+unlinks it); neither commits anything.
+
+What must stay findable, and how (the trade-off): pending snapshots are published as
+``ready`` rows, in one transaction for all of them, by a background thread once the oldest
+is ``PUBLISH_DELAY_S`` old (a snapshot released sooner never costs a row), and at once by
+anything of this handle that reads rows (``keys``, ``stats``, ``check``, ``gc``, ``adopt``,
+``move``, ``cold_keys``, ``close``). So another process sees a new key up to
+``PUBLISH_DELAY_S`` (plus a commit) late; its ``get``/``adopt``/``info``/``release`` of a key
+it was handed waits for the publication (lease keys ``run:step:batch:<owner>-<seq>`` name
+their owner, whose ``published_seq`` says when every key up to a sequence is in rows).
+``noisefs status`` and other processes' ``keys`` may miss the newest snapshots for that
+long; counts in ``stats`` from other processes use the figures of the last publication.
+
+Pressure: a ``put`` that waits for room marks its owner ``waiting``; lease holders look
+(one read, at most every ``CHECK_S``, from the hot path and the background thread) and give
+back what they do not use (private free list, unused lease) when someone waits or when the
+charged total exceeds the bounds (foreign files, a smaller quota stored meanwhile).
+
+Death: a lease belongs to its owner row, reclaimed with it by gc (files first: every
+``o<id>-`` file without a row, then the row and its lease counters).
+
+Lock order: ``Lease.lock`` is taken before a ledger transaction, never inside one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from noisefs.arena import accounting, ledger
+from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Placement, pending
+
+log = logging.getLogger("noisefs.arena")
+
+PUBLISH_DELAY_S = 0.02  # pending snapshots older than this are published by the thread
+CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
+TICK_S = 0.01  # the background thread's period
+CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
+CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
+
+
+def slot_prefix(owner_id: int) -> str:
+    """Files made under owner ``owner_id``'s lease are named ``o<id hex>-<n hex>.snap``."""
+    return f"o{owner_id:x}-"
+
+
+def lease_prefixes(conn: sqlite3.Connection) -> tuple[str, ...]:
+    """The slot prefixes of every registered owner (their unpublished files have no row)."""
+    return tuple(slot_prefix(r[0]) for r in conn.execute("SELECT id FROM owners"))
+
+
+def parse_key(key: str) -> tuple[int, int] | None:
+    """(owner id, sequence) of a lease key; None for a key of a row placement."""
+    owner, sep, seq = key.rpartition(":")[2].partition("-")
+    if not sep:
+        return None
+    try:
+        return int(owner, 16), int(seq, 16)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Pending:
+    row: tuple  # shaped like Arena._row's answer (id None, state 'ready')
+    seq: int
+
+
+class Lease:
+    """The lease of one ``Arena`` handle (its owner) and the snapshots it holds unpublished."""
+
+    def __init__(self, arena) -> None:
+        self.arena = arena
+        self.lock = threading.RLock()
+        self.bytes = self.files = 0  # granted: what the owner row says
+        self.used_bytes = self.used_files = 0  # files that exist under it (pending, free, writing)
+        self.free: dict[int, list[str]] = {}  # alloc -> private free-list slots
+        self.free_bytes = self.free_files = 0
+        self.pending: dict[str, Pending] = {}
+        self.seq = 0
+        self.in_flight: set[int] = set()  # sequences placed, not yet pending
+        self._files = 0
+        self._next_check = 0.0
+        self._global_free = 0  # the shared free list's size, as last seen
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ placing
+
+    def place(self, alloc: int, prefix: str) -> Placement | None:
+        """A file under the lease for a new snapshot (recycled when one of the size is
+        free), or None: the caller takes the row path (spill, the shared free list, wait)."""
+        a = self.arena
+        with self.lock:
+            self.check_pressure()
+            if alloc > a.quota_bytes // 4:
+                return None
+            slots = self.free.get(alloc)
+            if slots:
+                slot, recycled = slots.pop(), True
+                self.free_bytes -= alloc
+                self.free_files -= 1
+            else:
+                if not self._fits(alloc) and not self._grow(alloc):
+                    return None
+                self._files += 1
+                slot, recycled = f"{slot_prefix(a._owner_id)}{self._files:x}.snap", False
+                self.used_bytes += alloc
+                self.used_files += 1
+            self.seq += 1
+            self.in_flight.add(self.seq)
+            key = f"{prefix}:{a._owner_id:x}-{self.seq:x}"
+            p = Placement(None, key, a.tmpfs, slot, alloc, recycled)
+            p.seq = self.seq  # type: ignore[attr-defined]
+            return p
+
+    def _fits(self, alloc: int) -> bool:
+        return self.used_bytes + alloc <= self.bytes and self.used_files + 1 <= self.files
+
+    def publish(self, p: Placement, meta_row: tuple, check: int, created: float) -> None:
+        """The file of ``p`` is complete: record it as a ready snapshot (no commit)."""
+        run, step, batch, nbytes, dtype, shape = meta_row
+        signed = check - (1 << 64) if check >= 1 << 63 else check
+        row = (None, p.tier.name, p.slot, p.alloc, nbytes, dtype, shape, signed, "ready")
+        row += (run, step, batch, self.arena._owner_id, created)
+        with self.lock:
+            self.pending[p.key] = Pending(row, p.seq)  # type: ignore[attr-defined]
+            self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
+        self._start_thread()
+
+    def rollback(self, p: Placement) -> None:
+        """Forget a placement whose write failed: its file goes (and leaves the lease's use)."""
+        p.tier.unlink(p.slot)
+        with self.lock:
+            self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
+            self.used_bytes -= p.alloc
+            self.used_files -= 1
+
+    def row(self, key: str) -> tuple | None:
+        with self.lock:
+            found = self.pending.get(key)
+            return None if found is None else found.row
+
+    def release(self, key: str, views_live: bool) -> bool:
+        """Release a pending snapshot (False: not pending here). Its file joins the
+        private free list unless views of it live in this process or the list is full."""
+        a = self.arena
+        with self.lock:
+            found = self.pending.pop(key, None)
+            if found is None:
+                return False
+            slot, alloc = found.row[2], found.row[3]
+            cap = a.quota_bytes * FREE_FRACTION - self._global_free
+            if not views_live and self.free_bytes + alloc <= cap:
+                self.free.setdefault(alloc, []).append(slot)
+                self.free_bytes += alloc
+                self.free_files += 1
+                return True
+            a.tmpfs.unlink(slot)  # the file goes first; its bytes stay in the lease
+            self.used_bytes -= alloc
+            self.used_files -= 1
+            return True
+
+    # ------------------------------------------------------------------ the ledger
+
+    def _sync(self, conn) -> callable:
+        """Write pending snapshots as rows and this lease's figures into the owner row,
+        inside ``conn``'s transaction; return what to apply locally once it commits."""
+        a = self.arena
+        items = sorted(self.pending.items(), key=lambda kv: kv[1].seq)
+        if items:
+            conn.executemany(
+                "INSERT INTO snapshots(key, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, "
+                "state, run, step, batch, owner, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(key, *p.row[1:]) for key, p in items],
+            )
+        moved_bytes = sum(p.row[3] for _, p in items)
+        moved_files = len(items)
+        ledger.bump(
+            conn,
+            **a.tmpfs.counter_deltas(moved_bytes, moved_files),
+            lease_bytes=-moved_bytes,
+            lease_files=-moved_files,
+        )
+        published = min(self.in_flight) - 1 if self.in_flight else self.seq
+        new = (
+            self.bytes - moved_bytes,
+            self.files - moved_files,
+            self.used_bytes - moved_bytes,
+            self.used_files - moved_files,
+        )
+        self._write_owner(conn, *new, published)
+        done = {key for key, _ in items}
+
+        def apply() -> None:
+            self.bytes, self.files, self.used_bytes, self.used_files = new
+            for key in done:
+                self.pending.pop(key, None)
+
+        return apply
+
+    def _write_owner(self, conn, lb: int, lf: int, ub: int, uf: int, published: int) -> None:
+        conn.execute(
+            "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
+            "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
+            (lb, lf, ub, uf, self.free_bytes, self.free_files, published, self.arena._owner_id),
+        )
+
+    def flush(self) -> None:
+        """Publish every pending snapshot now (one transaction; nothing when there is none
+        and the owner row is current)."""
+        with self.lock:
+            if not self.pending and not self.in_flight and not self._dirty():
+                return
+            with self.arena._ledger.transaction() as conn:
+                apply = self._sync(conn)
+            apply()
+            self._published_figures = self._figures()
+
+    def _figures(self) -> tuple:
+        return (self.bytes, self.files, self.used_bytes, self.used_files, self.free_bytes)
+
+    def _dirty(self) -> bool:
+        return getattr(self, "_published_figures", None) != self._figures()
+
+    def _grow(self, alloc: int) -> bool:
+        """Reserve room for ``alloc`` more (a chunk when there is room for one); publishes
+        what is pending in the same transaction. False when even ``alloc`` does not fit
+        (after giving up the private free list)."""
+        for attempt in range(2):
+            if attempt:
+                if not self.free_files:
+                    return False
+                self._drop_free()
+                if self._fits(alloc):
+                    return True
+            if self._grow_once(alloc):
+                return True
+        return False
+
+    def _grow_once(self, alloc: int) -> bool:
+        a = self.arena
+        granted = None
+        with a._ledger.transaction() as conn:
+            apply = self._sync(conn)  # committed even when nothing is granted
+            a._refresh_settings(conn)
+            c = ledger.counters(conn)
+            self._global_free = c["free_bytes"]
+            meta = accounting.measure(a._root_fd)
+            need_b = max(0, self.used_bytes + alloc - self.bytes)
+            need_f = max(0, self.used_files + 1 - self.files)
+            waiters = self._waiters(conn)
+            want_b = need_b if waiters else max(need_b, min(CHUNK_BYTES, a.quota_bytes // 8))
+            want_f = need_f if waiters else max(need_f, min(CHUNK_FILES, a.max_files // 16))
+            if a._admission.make_room(conn, c, meta, need_b, need_f):
+                c = ledger.counters(conn)
+                used_b, used_f = accounting.charged(c, meta)
+                room_b, room_f = a.tmpfs.room(*pending(conn, a.tmpfs))
+                grant_b = max(
+                    need_b, int(min(want_b, a.quota_bytes - LEDGER_GROWTH - used_b, room_b))
+                )
+                grant_f = max(need_f, int(min(want_f, a.max_files - used_f, room_f)))
+                moved_b = sum(p.row[3] for p in self.pending.values())
+                moved_f = len(self.pending)
+                granted = (self.bytes - moved_b + grant_b, self.files - moved_f + grant_f)
+                conn.execute(
+                    "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
+                    (*granted, a._owner_id),
+                )
+                ledger.bump(conn, lease_bytes=grant_b, lease_files=grant_f)
+                ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))
+        apply()
+        if granted is None:
+            return False
+        self.bytes, self.files = granted
+        return True
+
+    def _waiters(self, conn) -> int:
+        return conn.execute(
+            "SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?", (self.arena._owner_id,)
+        ).fetchone()[0]
+
+    # ------------------------------------------------------------------ giving back
+
+    def _drop_free(self) -> None:
+        """Unlink the private free list (its bytes stay leased until the lease shrinks)."""
+        tmpfs = self.arena.tmpfs
+        for alloc, slots in self.free.items():
+            for slot in slots:
+                tmpfs.unlink(slot)
+                self.used_bytes -= alloc
+                self.used_files -= 1
+        self.free.clear()
+        self.free_bytes = self.free_files = 0
+
+    def give_back(self) -> None:
+        """Publish what is pending, unlink the private free list and return the unused
+        part of the lease to the ledger (one transaction)."""
+        with self.lock:
+            self._drop_free()
+            with self.arena._ledger.transaction() as conn:
+                apply = self._sync(conn)
+                moved = sum(p.row[3] for p in self.pending.values()), len(self.pending)
+                keep_b, keep_f = self.used_bytes - moved[0], self.used_files - moved[1]
+                had_b, had_f = self.bytes - moved[0], self.files - moved[1]
+                conn.execute(
+                    "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
+                    (keep_b, keep_f, self.arena._owner_id),
+                )
+                ledger.bump(conn, lease_bytes=keep_b - had_b, lease_files=keep_f - had_f)
+            apply()
+            self.bytes, self.files = keep_b, keep_f
+            self._published_figures = None
+
+    def check_pressure(self, force: bool = False) -> None:
+        """Give back what is unused when another owner waits or the bounds are exceeded.
+        One read query, at most every ``CHECK_S`` unless ``force``."""
+        now = time.monotonic()
+        if not force and now < self._next_check:
+            return
+        self._next_check = now + CHECK_S
+        if self.bytes == self.used_bytes - self.free_bytes and self.files == self.used_files - (
+            self.free_files
+        ):
+            return  # nothing unused to give
+        a = self.arena
+        waiters, nbytes, nfiles, quota, max_files = (
+            a._ledger.conn()
+            .execute(
+                "SELECT (SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?), "
+                "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_bytes', 'lease_bytes', 'foreign_bytes')), "
+                "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_files', 'lease_files', 'foreign_files', 'owner_files')), "
+                "(SELECT value FROM settings WHERE name = 'quota_bytes'), "
+                "(SELECT value FROM settings WHERE name = 'max_files')",
+                (a._owner_id,),
+            )
+            .fetchone()
+        )
+        over = nbytes > (quota or a.quota_bytes) or nfiles > (max_files or a.max_files)
+        if waiters or over:
+            self.give_back()
+
+    # ------------------------------------------------------------------ the thread
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="noisefs-lease", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                with self.lock:
+                    oldest = min((p.row[13] for p in self.pending.values()), default=None)
+                    if oldest is not None and time.time() - oldest >= PUBLISH_DELAY_S:
+                        self.flush()
+                    self.check_pressure(force=True)
+            except Exception:  # noqa: BLE001 - retried next tick; close publishes for good
+                log.debug("lease thread of %r", self.arena, exc_info=True)
+
+    def close(self) -> None:
+        """Stop the thread, publish what is pending, unlink the private free list; the
+        lease itself goes with the owner row (``lifecycle.unregister_owner``)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        with self.lock:
+            self._drop_free()
+            if self.pending or self._dirty():
+                self.flush()

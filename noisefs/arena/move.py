@@ -1,0 +1,103 @@
+"""Moving a ready snapshot between tiers, and picking the cold ones to move.
+
+The failure rule is zict's ``Buffer``: if the write into the target tier fails (no room,
+a read-only or failing filesystem), the snapshot stays where it was, under the same key,
+and ``move`` answers False. Three steps:
+
+1. one transaction reserves a ``writing`` row on the target tier (no key yet), by the same
+   admission rules as a ``put``: no room means False at once;
+2. outside any transaction the file is copied into the target; the copy is hashed as it
+   is written and must equal the stored checksum (the source is verified by the copy);
+3. one transaction swaps the rows: the source file is unlinked, its row deleted, and the
+   target row takes the key, ``ready``, with the source's owner and creation time. A
+   reader that looked the key up before the swap either maps the old file (unlinked, still
+   whole) or finds it gone and looks the key up again (``Arena.get`` retries).
+
+A failure in step 2 unlinks the target file and drops its row; a process killed in step 2
+leaves a ``writing`` row of its own that gc reclaims like any partial put. When the source
+was released (or reclaimed) meanwhile, step 3 drops the copy and answers False.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from noisefs.arena import accounting, ledger
+from noisefs.arena.admission import Placement
+from noisefs.arena.tiers import NoRoom, Tier
+from noisefs.errors import CorruptSnapshot
+
+log = logging.getLogger("noisefs.arena")
+
+
+def move(arena, key: str, target: Tier) -> bool:
+    """Move ready snapshot ``key`` to ``target``; see the module docstring."""
+    with arena._ledger.transaction() as conn:
+        row = arena._row(key, conn)
+        if row is None or row[8] != "ready":
+            raise KeyError(key)
+        source = arena.tier(row[1])
+        if source is target:
+            return True
+        alloc = row[3]
+        meta_row = (row[9], row[10], row[11], row[4], row[5], row[6])
+        meta = accounting.measure(arena._root_fd)
+        placement = arena._admission.new_file(conn, target, meta, alloc, meta_row, None)
+        if placement is None:
+            return False
+    placement.key = key
+    try:
+        check = _copy(source, target, key, row, placement)
+    except (OSError, NoRoom, CorruptSnapshot) as exc:
+        arena._rollback(placement)
+        if isinstance(exc, CorruptSnapshot):
+            raise
+        log.warning("arena %s: moving %s to %s failed (%s); it stays", arena.root, key, target, exc)
+        return False
+    except BaseException:
+        arena._rollback(placement)
+        raise
+    return _swap(arena, key, row, placement, check)
+
+
+def _copy(source: Tier, target: Tier, key: str, row, p: Placement) -> int:
+    view = source.read(key, row, verify=False)  # verified by the copy's own checksum
+    flat = view.reshape(-1).view(np.uint8) if view.nbytes else np.empty(0, np.uint8)
+    check = target.write(p, view, flat)
+    expected = row[7] + (1 << 64) if row[7] < 0 else row[7]
+    if check != expected:
+        raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {row[2]}; the data is damaged")
+    return check
+
+
+def _swap(arena, key: str, row, p: Placement, check: int) -> bool:
+    source = arena.tier(row[1])
+    with arena._ledger.transaction() as conn:
+        now = arena._row(key, conn)
+        if now is None or now[0] != row[0] or now[8] != "ready":
+            gone = True
+        else:
+            gone = False
+            source.unlink(row[2])  # the file first, then its row
+            conn.execute("DELETE FROM snapshots WHERE id = ?", (row[0],))
+            ledger.bump(conn, **source.counter_deltas(-row[3], -1))
+            conn.execute(
+                "UPDATE snapshots SET key = ?, state = 'ready', checksum = ?, owner = ?, created = ? "
+                "WHERE id = ?",
+                (key, check - (1 << 64) if check >= 1 << 63 else check, now[12], now[13], p.row_id),
+            )
+    if gone:  # released or reclaimed meanwhile: nothing to move any more
+        arena._rollback(p)
+        return False
+    return True
+
+
+def cold_keys(arena, limit: int) -> list[str]:
+    """Ready tmpfs snapshots, oldest first (by creation: the ones put longest ago)."""
+    rows = arena._ledger.conn().execute(
+        "SELECT key FROM snapshots WHERE state = 'ready' AND tier = ? ORDER BY created, id LIMIT ?",
+        (arena.tmpfs.name, int(limit)),
+    )
+    return [r[0] for r in rows]

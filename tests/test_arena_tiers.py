@@ -1,0 +1,176 @@
+"""Tiers as objects: moving ready snapshots between tmpfs and spill (and failing to, losing
+nothing), cold keys, foreign usage and the metadata the daemon adds under the root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+from noisefs.arena import Arena
+from tests.conftest import mounted_tmpfs
+from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
+from tests.test_arena_fixtures import data_files, du_bytes, inode_count, listing
+
+
+def test_move_to_spill_and_back_keeps_the_key(make_arena, shm_root, spill):
+    arena = make_arena()
+    x = np.arange(50_000.0)
+    key = arena.put(x, run="m", step=2, batch=1)
+    before = arena.info(key)
+    assert before["tier"] == "tmpfs"
+    assert arena.move(key) is True
+    after = arena.info(key)
+    assert after["tier"] == "spill" and arena.keys() == [key]
+    assert (after["run"], after["step"], after["batch"], after["created"]) == (
+        "m",
+        2,
+        1,
+        before["created"],
+    )
+    assert len(listing(spill)) == 1 and arena.stats()["spilled_files"] == 1
+    np.testing.assert_array_equal(arena.get(key), x)
+    assert arena.move(key, "spill") is True  # already there
+    assert arena.move(key, "tmpfs") is True
+    assert arena.info(key)["tier"] == "tmpfs" and listing(spill) == []
+    np.testing.assert_array_equal(arena.get(key), x)
+    assert arena.check() == []
+    arena.release(key)
+    with pytest.raises(KeyError):
+        arena.move(key)
+
+
+def test_move_frees_tmpfs_bytes_and_inodes(make_arena, shm_root, spill):
+    arena = make_arena()
+    keys = [arena.put(np.full(20_000, float(i))) for i in range(4)]
+    used = arena.stats()
+    for key in arena.cold_keys(2):
+        assert arena.move(key)
+    s = arena.stats()
+    assert s["data_files"] == used["data_files"] - 2
+    assert s["data_bytes"] == used["data_bytes"] - 2 * arena.info(keys[0])["alloc_bytes"]
+    assert du_bytes(shm_root) <= s["bytes_used"] and inode_count(shm_root) <= s["files_used"]
+    assert [arena.info(k)["tier"] for k in keys] == ["spill", "spill", "tmpfs", "tmpfs"]
+    for i, key in enumerate(keys):
+        np.testing.assert_array_equal(arena.get(key), np.full(20_000, float(i)))
+
+
+def test_cold_keys_are_ready_tmpfs_snapshots_oldest_first(make_arena):
+    arena = make_arena()
+    keys = [arena.put(np.zeros(10) + i) for i in range(5)]
+    arena.release(keys[1])
+    assert arena.move(keys[0])
+    assert arena.cold_keys(10) == [keys[2], keys[3], keys[4]]
+    assert arena.cold_keys(1) == [keys[2]]
+    assert arena.info(keys[2])["created"] <= arena.info(keys[3])["created"]
+
+
+def test_move_without_room_in_the_target_answers_false(make_arena, spill):
+    arena = make_arena(spill_quota="64KiB")
+    key = arena.put(np.ones(20_000))  # 160 KB: more than the spill bound
+    assert arena.move(key) is False
+    assert arena.info(key)["tier"] == "tmpfs"
+    np.testing.assert_array_equal(arena.get(key), np.ones(20_000))
+    assert listing(spill) == [] and arena.check() == []
+
+
+def test_a_failing_spill_write_leaves_the_snapshot_where_it_was(shm_root):
+    """The spill filesystem turns read-only (a real EROFS from the kernel, no mock): the
+    move fails, the snapshot stays on the tmpfs under its key, and nothing is left over."""
+    with mounted_tmpfs("size=4m") as mnt:
+        spill = mnt / "spill"
+        with Arena(shm_root, quota="16MiB", max_files=100, spill_dir=spill) as arena:
+            arena.prepare_spill()
+            x = np.arange(30_000.0)
+            key = arena.put(x)
+            before = arena.stats()
+            subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+            try:
+                assert arena.move(key) is False
+            finally:
+                subprocess.run(["mount", "-o", "remount,rw", str(mnt)], check=True)
+            assert arena.info(key)["tier"] == "tmpfs" and arena.keys() == [key]
+            np.testing.assert_array_equal(arena.get(key), x)
+            after = arena.stats()
+            for name in ("bytes_used", "files_used", "spilled_files", "data_files"):
+                assert after[name] == before[name], name
+            assert os.listdir(spill) == [] and arena.check() == []
+            assert arena.move(key) is True  # writable again: now it moves
+            np.testing.assert_array_equal(arena.get(key), x)
+
+
+def test_a_full_spill_filesystem_mid_write_leaves_the_snapshot(shm_root):
+    """The spill filesystem has room by statvfs but fills during the write (a tenant on a
+    real 1 MiB tmpfs): ENOSPC, the partial copy is removed, the snapshot stays."""
+    with mounted_tmpfs("size=1m") as mnt:
+        spill = mnt / "spill"
+        with Arena(shm_root, quota="16MiB", max_files=100, spill_dir=spill) as arena:
+            arena.prepare_spill()
+            x = np.arange(90_000.0)  # 720 KB
+            key = arena.put(x)
+            real = os.pwrite
+
+            def tenant_fills(fd, data, offset):
+                if offset > 0:
+                    st = os.statvfs(mnt)
+                    with open(mnt / "tenant", "wb") as f:
+                        f.write(b"\1" * (st.f_bavail * st.f_frsize))
+                return real(fd, data, offset)
+
+            os.pwrite = tenant_fills
+            try:
+                assert arena.move(key) is False
+            finally:
+                os.pwrite = real
+            (mnt / "tenant").unlink()
+            assert arena.info(key)["tier"] == "tmpfs"
+            np.testing.assert_array_equal(arena.get(key), x)
+            assert os.listdir(spill) == [] and arena.check() == []
+
+
+def test_foreign_usage_counts_against_the_quota_and_goes_with_its_owner(make_arena, shm_root):
+    arena = make_arena(quota="4MiB", max_files=40, spill_quota="64MiB")
+    daemon = Arena(shm_root)
+    try:
+        base = arena.stats()
+        daemon.set_foreign_usage(3 << 20, 5)
+        s = arena.stats()
+        assert s["foreign_bytes"] == 3 << 20 and s["foreign_files"] == 5
+        assert s["bytes_used"] - s["metadata_bytes"] == base["bytes_used"] - base[
+            "metadata_bytes"
+        ] + (3 << 20)
+        assert s["files_used"] == base["files_used"] + 5
+        key = arena.put(np.ones(200_000))  # 1.6 MB no longer fits beside 3 MiB of inbox
+        assert arena.info(key)["tier"] == "spill"
+        daemon.set_foreign_usage(0, 0)
+        assert arena.info(arena.put(np.ones(200_000)))["tier"] == "tmpfs"
+        daemon.set_foreign_usage(1 << 20, 1)
+    finally:
+        daemon.close()
+    s = arena.stats()  # the record went with its owner
+    assert s["foreign_bytes"] == 0 and s["foreign_files"] == 0
+    assert arena.check() == []
+
+
+def test_daemon_entries_under_the_root_are_measured(make_arena, shm_root):
+    arena = make_arena()
+    arena.put(np.ones(1000))
+    base = arena.stats()
+    (shm_root / "daemon.lock").write_bytes(b"")
+    state = shm_root / "daemon"
+    state.mkdir(mode=0o700)
+    (state / "claims").mkdir()
+    (state / "state.json").write_bytes(b"{}" * 3000)
+    (shm_root / "inbox" / "run1" / "0").mkdir(parents=True)
+    s = arena.stats()
+    assert s["files_used"] == base["files_used"] + 5  # daemon.lock, daemon/, claims, state, inbox
+    assert s["bytes_used"] >= base["bytes_used"] + 6000
+    assert {"daemon", "daemon.lock", "inbox"} <= set(s["metadata_names"])
+    assert du_bytes(shm_root) <= s["bytes_used"]
+    # the inbox's contents are the daemon's to report (set_foreign_usage): 2 more dirs here
+    assert inode_count(shm_root) == s["files_used"] + 2 - (
+        0 if (shm_root / "ledger.db-journal").exists() else 1
+    )
+    assert data_files(shm_root) != []
