@@ -91,6 +91,11 @@ def test_watcher_restarts_a_dead_observer(tmp_path):
         assert not w.alive()
         w.check()
         assert w.alive() and w.restarts == 1
+        w.pause()
+        w.check()
+        assert not w.alive() and w.restarts == 1  # paused on purpose: not restarted
+        w.resume()
+        assert w.alive()
         (tmp_path / "x.npy").write_bytes(b"1")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

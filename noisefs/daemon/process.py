@@ -34,6 +34,8 @@ from noisefs.errors import InputError, NoiseFSError
 log = logging.getLogger("noisefs.daemon")
 
 WAKE = ("", "wake", "")
+PAUSE_AT = 2000  # queued files that pause inotify (see Daemon._backlog)
+RESUME_AT = 100
 
 
 def _counters() -> dict:
@@ -203,10 +205,23 @@ class Daemon:
                 pass
             for held in self.held.values():
                 held.inbox.process(0.2)
+            self._backlog()
             self._tick()
             if self._reload:
                 self._reload = False
                 self._do_reload()
+
+    def _backlog(self) -> None:
+        """Pause inotify while thousands of files are queued (a backlog is folded faster
+        without an event per claim); resume, then rescan, once it is drained."""
+        backlog = sum(len(h.inbox.todo) for h in self.held.values())
+        if backlog >= PAUSE_AT and not self.watcher.paused and not self.watcher.scan_only:
+            log.debug("%d files queued: inotify paused while they are folded", backlog)
+            self.watcher.pause()
+        elif self.watcher.paused and backlog <= RESUME_AT:
+            self.watcher.resume()
+            for held in self.held.values():
+                held.inbox.scan()
 
     def _hint(self, item) -> None:
         key, kind, path = item

@@ -62,6 +62,7 @@ class Watcher:
         self._paths: dict[str, Path] = {}
         self._observer = None
         self.scan_only = False
+        self.paused = False
         self.reason = ""
         self.restarts = 0
         self.fallbacks = 0
@@ -75,7 +76,7 @@ class Watcher:
         """Watch exactly these inbox directories (restarts the observer when they change)."""
         if paths != self._paths:
             self._paths = dict(paths)
-            if not self.scan_only:
+            if not self.scan_only and not self.paused:
                 self._restart()
 
     def _start(self) -> None:
@@ -137,6 +138,20 @@ class Watcher:
                 self.reason,
             )
 
+    def pause(self) -> None:
+        """Stop the observer while a backlog is folded: every claim is an inotify event
+        that watchdog's threads would handle under the GIL (halving ingest). The caller
+        rescans after :meth:`resume` (observer first, then scan: nothing is missed)."""
+        if not self.scan_only and not self.paused:
+            self.paused = True
+            self._stop_observer()
+
+    def resume(self) -> None:
+        """Restart the observer after :meth:`pause`; the caller then rescans."""
+        if self.paused:
+            self.paused = False
+            self._restart()
+
     def alive(self) -> bool:
         """True when the observer thread and all its emitters run."""
         observer = self._observer
@@ -146,7 +161,7 @@ class Watcher:
 
     def check(self) -> None:
         """Restart a dead observer (a limit hit while adding a watch ends its emitter)."""
-        if self.scan_only or not self._paths or self.alive():
+        if self.scan_only or self.paused or not self._paths or self.alive():
             return
         self.restarts += 1
         log.warning("the inotify observer stopped; restarting it (a rescan follows)")
