@@ -15,9 +15,7 @@ import cmath
 import logging
 import os
 import queue
-import re
 import secrets
-import stat
 import time
 from pathlib import Path
 
@@ -26,12 +24,11 @@ import numpy as np
 from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
 from noisefs.daemon.npyfile import Probe, Reader, probe
 from noisefs.daemon.runs import CheckpointWriter, RunAverage
+from noisefs.daemon.scan import STEP_NAME, Scanner, opendir
 
 log = logging.getLogger("noisefs.daemon")
 
-STEP_NAME = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True)
 MAX_QUBITS = 12  # a (2ⁿ, 2ⁿ) running sum per step: 256 MiB at 12 qubits
-MISSED_AGE_S = 2.0  # a file this old found by a rescan and never announced was missed
 FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
 
 
@@ -47,14 +44,7 @@ def _fault(point: str, counter: dict) -> None:
         os.kill(os.getpid(), 9)
 
 
-def _opendir(name: str, parent: int) -> int | None:
-    try:
-        return os.open(name, DIR_FLAGS, dir_fd=parent)
-    except OSError:
-        return None  # gone, a symlink (ELOOP), not a directory
-
-
-class Inbox:
+class Inbox(Scanner):
     """The inbox of one arena and the running averages of its runs."""
 
     def __init__(
@@ -132,124 +122,16 @@ class Inbox:
                 len(self.todo),
             )
 
-    # -- discovery ---------------------------------------------------------------------
-
-    def hint(self, path: str, kind: str) -> None:
-        """An event about ``path`` (inside this inbox)."""
-        try:
-            rel = Path(path).relative_to(self.root / "inbox").parts
-        except ValueError:
-            return
-        if kind == "dir" or len(rel) < 3:
-            if len(rel) == 2 and rel[1] == "DONE":
-                self._note_done(rel[0])
-            elif kind == "dir" and 1 <= len(rel) <= 2:
-                self.scan(rel[0])  # a directory that appears: scan it (its watch came late)
-            return
-        if len(rel) == 3 and STEP_NAME.fullmatch(rel[1]) and self._wanted(rel[2]):
-            self.todo.setdefault((rel[0], int(rel[1]), rel[2], False), time.monotonic())
-
-    @staticmethod
-    def _wanted(name: str) -> bool:
-        return name.endswith(".npy") and not name.startswith(".")
-
-    def _note_done(self, run: str) -> None:
-        if run not in self.done:
-            self.done[run] = time.monotonic() + self.done_grace_s
-
-    def scan(self, only_run: str | None = None, count_missed: bool = False) -> None:
-        """List the inbox (or one run), queue what is there, measure the foreign usage."""
-        now = time.time()
-        total_bytes = total_files = 0
-        for run in [only_run] if only_run else os.listdir(self.inbox_fd):
-            run_fd = _opendir(run, self.inbox_fd)
-            if run_fd is None or not RUN_NAME.fullmatch(run):
-                if run_fd is not None:
-                    os.close(run_fd)
-                if run not in self._warned and not run.startswith("."):
-                    self._warned.add(run)
-                    log.warning(
-                        "%s/inbox/%s ignored: not a directory with a valid run name (1-128 of "
-                        "A-Z a-z 0-9 _ . -, not starting with . or -); left untouched",
-                        self.root,
-                        run,
-                    )
-                try:  # a stray entry: counted, never touched
-                    st = os.stat(run, dir_fd=self.inbox_fd, follow_symlinks=False)
-                    total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
-                except FileNotFoundError:
-                    pass
-                continue
-            st = os.fstat(run_fd)
-            total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
-            try:
-                for entry in os.scandir(run_fd):
-                    st = entry.stat(follow_symlinks=False)
-                    total_bytes += st.st_blocks * 512
-                    total_files += 1
-                    if entry.name == "DONE":
-                        self._note_done(run)
-                    elif STEP_NAME.fullmatch(entry.name) and stat.S_ISDIR(st.st_mode):
-                        b, f = self._scan_step(run, run_fd, entry.name, now, count_missed)
-                        total_bytes, total_files = total_bytes + b, total_files + f
-                    elif STEP_NAME.fullmatch(entry.name) and stat.S_ISLNK(st.st_mode):
-                        self._reject(run, run_fd, entry.name, int(entry.name), "symlink")
-                    elif entry.name == "rejected" and stat.S_ISDIR(st.st_mode):
-                        b, f = self._measure(run_fd, "rejected")
-                        total_bytes, total_files = total_bytes + b, total_files + f
-            finally:
-                os.close(run_fd)
-        self._close_dirs()
-        if only_run is None:  # the arena measures daemon/ (claimed files) itself
-            self.usage = (total_bytes, total_files)
-
-    def _scan_step(self, run, run_fd, step_name, now, count_missed) -> tuple[int, int]:
-        step_fd = _opendir(step_name, run_fd)
-        if step_fd is None:
-            return 0, 0
-        nbytes = nfiles = 0
-        try:
-            for entry in os.scandir(step_fd):
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                nbytes += st.st_blocks * 512
-                nfiles += 1
-                if not self._wanted(entry.name):
-                    continue
-                key = (run, int(step_name), entry.name, False)
-                if key in self.todo or key in self.waiting:
-                    continue
-                if count_missed and now - st.st_mtime > MISSED_AGE_S:
-                    self.c["missed_events"] += 1
-                self.todo[key] = time.monotonic()
-        finally:
-            os.close(step_fd)
-        return nbytes, nfiles
-
-    def _measure(self, parent_fd: int, name: str) -> tuple[int, int]:
-        fd = _opendir(name, parent_fd)
-        if fd is None:
-            return 0, 0
-        try:
-            sts = [e.stat(follow_symlinks=False) for e in os.scandir(fd)]
-        except FileNotFoundError:
-            sts = []
-        finally:
-            os.close(fd)
-        return sum(s.st_blocks * 512 for s in sts), len(sts)
-
     # -- taking files ------------------------------------------------------------------
 
     def _dir(self, run: str, step: int | None) -> int | None:
         key = (run, step)
         if key not in self._dirs:
             if step is None:
-                self._dirs[key] = _opendir(run, self.inbox_fd) if RUN_NAME.fullmatch(run) else None
+                self._dirs[key] = opendir(run, self.inbox_fd) if RUN_NAME.fullmatch(run) else None
             else:
                 parent = self._dir(run, None)
-                self._dirs[key] = None if parent is None else _opendir(str(step), parent)
+                self._dirs[key] = None if parent is None else opendir(str(step), parent)
         return self._dirs[key]
 
     def _close_dirs(self) -> None:
@@ -399,7 +281,7 @@ class Inbox:
             os.mkdir("rejected", 0o700, dir_fd=run_fd)
         except FileExistsError:
             pass
-        rej_fd = _opendir("rejected", run_fd)
+        rej_fd = opendir("rejected", run_fd)
         if rej_fd is None:
             log.error(
                 "%s/inbox/%s/rejected is not a directory; %s left in place", self.root, run, name
@@ -491,7 +373,7 @@ class Inbox:
     def _finish(self, run: str) -> None:
         self._writer.wait_idle(self._checkpointed)  # no older checkpoint lands after ours
         average = self.runs.pop(run, None)
-        run_fd = _opendir(run, self.inbox_fd)
+        run_fd = opendir(run, self.inbox_fd)
         if average is not None:
             average.flush()
             self._save_now(average)
