@@ -10,6 +10,10 @@ through a bounded arena, averaged) and once plain, with the same seed.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 from qiskit import QuantumCircuit
 from qiskit_aer import AerSimulator
@@ -38,7 +42,12 @@ def noise() -> NoiseModel:
     return model
 
 
-@noisefs.managed(quota="64MiB", batch=256)
+# A private arena: a quota given to an arena is stored in it, for every later user of that
+# root (leave root out to use the default arena and keep its stored bounds).
+ROOT = Path("/dev/shm") / f"noisefs-managed-example-{os.getuid()}"
+
+
+@noisefs.managed(quota="64MiB", batch=256, root=ROOT)
 def experiment(shots: int, seed: int):
     """Ordinary Aer code: nothing here knows about noisefs."""
     return AerSimulator(noise_model=noise()).run(circuit(), shots=shots, seed_simulator=seed)
@@ -46,7 +55,10 @@ def experiment(shots: int, seed: int):
 
 def main() -> None:
     shots, seed = 2000, 7
-    managed = experiment(shots, seed).result()  # result() works after the scope has exited
+    try:
+        managed = experiment(shots, seed).result()  # result() works after the scope exited
+    finally:
+        shutil.rmtree(ROOT, ignore_errors=True)
     print("noisefs:", managed.metadata["noisefs"])
     rho = managed.data()["layer2"]  # a DensityMatrix: the average of the 2000 per-shot states
     print("layer2 purity:", float(np.real(rho.purity())))
