@@ -234,3 +234,31 @@ def test_legacy_writer_through_the_inbox(daemons, tmp_path, arena_root, mode):
     rho = res["rho"][-1]
     assert abs(np.trace(rho) - 1) < 1e-12 and np.abs(rho - rho.conj().T).max() < 1e-12
     assert abs(rho[0, 0] + rho[7, 7] - 1) < 0.05  # GHZ, a little relaxed
+
+
+def test_sighup_adds_and_releases_arenas(daemons, tmp_path, arena_root):
+    second = arena_root.with_name(arena_root.name + "-b")
+    try:
+        results = tmp_path / "results"
+        cfg = write_config(tmp_path / "d.toml", arena_root, results)
+        proc = daemons.start("--config", str(cfg))
+        wait_running(arena_root, proc)
+        text = cfg.read_text()
+        cfg.write_text(text + f'[[arena]]\nroot = "{second}"\n')
+        proc.send_signal(signal.SIGHUP)
+        wait_running(second, proc)
+        step = second / "inbox" / "b" / "0"
+        step.mkdir(parents=True)
+        save_renamed(step / "x.npy", np.array([1.0, 0.0]))
+        wait_ingested(second, "b", 1, proc)
+        cfg.write_text(text.replace(str(arena_root), str(second)))  # only the second now
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: read_status(arena_root)["running"] is False, 10, "release", proc)
+        assert read_status(second)["running"]
+        other = daemons.start("--arena", str(arena_root), "--results", str(results), log="o.log")
+        wait_running(arena_root, other)  # the released arena can be taken by another daemon
+        assert proc.poll() is None
+    finally:
+        import shutil
+
+        shutil.rmtree(second, ignore_errors=True)

@@ -36,6 +36,10 @@ class Police:
         self._foreign_set: tuple[int, int] | None = None
         self.figures: dict = {}
 
+    def reset(self) -> None:
+        """Forget what was reported through an arena handle that was replaced."""
+        self._foreign_set = None
+
     def gc(self, arena) -> None:
         """Reclaim what dead processes left; count it.
 

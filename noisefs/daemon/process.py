@@ -383,6 +383,7 @@ class Daemon:
             held = self.held[root]
             held.arena.close()
             held.arena = arena
+            held.police.reset()  # the new handle reports the inbox's usage afresh
         for root, acfg in new_by_root.items():
             if root in self.held:
                 self.held[root].cfg = acfg
