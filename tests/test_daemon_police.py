@@ -113,6 +113,39 @@ def test_watermark_moves_cold_snapshots_to_spill(daemons, tmp_path, arena_root):
         _kill(holder)
 
 
+def test_foreign_inbox_files_count_and_push_cold_data_to_spill(daemons, tmp_path, arena_root):
+    _need_tier_move(arena_root)
+    spill = tmp_path / "spill"
+    cfg = write_config(
+        tmp_path / "d.toml",
+        arena_root,
+        tmp_path / "results",
+        arena={"quota": "8MiB", "spill": str(spill)},
+    )
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    holder = _holder(arena_root, spill, "8MiB", 16, 256 << 10)  # ~0.6 of the quota
+    try:
+        json.loads(holder.stdout.readline())
+        step = arena_root / "inbox" / "slow" / "0"
+        step.mkdir(parents=True)
+        # a foreign writer's temp file (never taken): it reserves nothing, yet counts
+        (step / ".big.npy.tmp").write_bytes(b"\0" * (2 << 20))
+
+        def relieved():
+            s = read_status(arena_root)
+            f = s["figures"]
+            ok = f.get("foreign_bytes", 0) >= 2 << 20 and s["counters"]["moved_files"]
+            return s if ok and not s["pressure"] else None
+
+        status = wait_for(relieved, 15, "inbox usage counted, cold data moved", proc)
+        assert status["figures"]["bytes_used"] <= 0.6 * status["figures"]["quota_bytes"]
+        tiers = _verify(holder)
+        assert tiers.count("spill") == status["counters"]["moved_files"]
+    finally:
+        _kill(holder)
+
+
 def test_tmpfs_squeezed_by_another_tenant(daemons, tmp_path):
     with mounted_tmpfs("size=24m,nr_inodes=2000") as mnt:
         root = mnt / "arena"

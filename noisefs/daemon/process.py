@@ -253,6 +253,8 @@ class Daemon:
                 self._guard(held, "gc", held.police.gc, held.arena)
         if due("police", cfg.police_interval_s):
             for held in self.held.values():
+                if held.inbox.activity:  # inbox files count from the moment they exist
+                    held.inbox.scan()
                 self._guard(
                     held, "police", held.police.enforce,
                     held.arena, held.root_fd, held.inbox.usage, held.cfg,

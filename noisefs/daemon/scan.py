@@ -35,10 +35,13 @@ def opendir(name: str, parent: int) -> int | None:
 class Scanner:
     """Finding candidates; expects the attributes :class:`Inbox` sets up."""
 
+    activity = False  # events since the last scan: the measured usage may be stale
+
     # -- discovery ---------------------------------------------------------------------
 
     def hint(self, path: str, kind: str) -> None:
         """An event about ``path`` (inside this inbox)."""
+        self.activity = True
         try:
             rel = Path(path).relative_to(self.root / "inbox").parts
         except ValueError:
@@ -105,6 +108,7 @@ class Scanner:
         self._close_dirs()
         if only_run is None:  # the arena measures daemon/ (claimed files) itself
             self.usage = (total_bytes, total_files)
+            self.activity = False
 
     def _scan_step(self, run, run_fd, step_name, now, count_missed) -> tuple[int, int]:
         step_fd = opendir(step_name, run_fd)
