@@ -11,7 +11,7 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter
 from qiskit.quantum_info import SparsePauliOp
 from qiskit.result import Result
-from qiskit_aer import AerSimulator
+from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.backends.aerbackend import AerBackend
 from qiskit_aer.jobs import AerJob
 from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
@@ -210,6 +210,14 @@ def test_refused_option(scope_kwargs):
     with pytest.raises(InputError):
         managed(batch=0)
     assert isinstance(noisefs.managed(batch=3), managed)  # the module is callable too
+    theta = Parameter("t")
+    unbound = QuantumCircuit(1, 1)
+    unbound.rx(theta, 0)
+    unbound.measure(0, 0)
+    with managed(**scope_kwargs):
+        job = sim.run(unbound, shots=10)  # Aer's own error, from result() as with Aer
+    with pytest.raises(AerError, match="parameter_binds"):
+        job.result()
 
 
 def test_exception_propagates_and_arena_is_clean(scope_kwargs, arena_root):

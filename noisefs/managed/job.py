@@ -17,6 +17,7 @@ from qiskit.providers import JobStatus, JobV1
 from qiskit.result import Result
 
 from noisefs.managed import batching
+from noisefs.managed.errors import ManagedError
 from noisefs.managed.merge import ExperimentMerger, merge_outputs
 from noisefs.managed.states import StateFolder
 
@@ -181,7 +182,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
                 raise _Passthrough(_sampled_reason(sampled[0]))
             first_output = {k: v for k, v in raw.items() if k != "results"}
         if len(raw["results"]) != len(mergers):
-            raise RuntimeError(
+            raise ManagedError(
                 f"Aer returned {len(raw['results'])} results for {len(mergers)} experiments"
             )
         for merger, result in zip(mergers, raw.pop("results"), strict=True):
