@@ -82,9 +82,11 @@ def read_trace(path: Path) -> dict[str, float]:
     return out
 
 
-def wait_trace(path: Path, names: set[str], timeout: float) -> dict[str, float]:
+def wait_trace(path: Path, names: set[str], timeout: float, proc=None) -> dict[str, float]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode}")
         trace = read_trace(path)
         if names <= trace.keys():
             return trace
@@ -107,7 +109,7 @@ def plain_loop(stage: Path, kind: str, dim: int) -> tuple[float, int]:
     return time.perf_counter() - start, nbytes
 
 
-def backlog(root, base, trace, kind, n, dim, run, step) -> dict:
+def backlog(root, base, trace, kind, n, dim, run, step, proc) -> dict:
     stage_run = base / f"stage-{run}"
     stage = stage_run / str(step)
     write_files(stage, kind, n, dim, prefix=run)
@@ -115,7 +117,7 @@ def backlog(root, base, trace, kind, n, dim, run, step) -> dict:
     nbytes = sum(f.stat().st_size for f in stage.iterdir())
     start = time.time()
     os.rename(stage_run, root / "inbox" / run)  # the whole backlog appears at once
-    got = wait_trace(trace, names, timeout=600)
+    got = wait_trace(trace, names, timeout=600, proc=proc)
     took = max(got[name] for name in names) - start
     write_files(stage, kind, n, dim, prefix=run)
     loop_s, _ = plain_loop(stage, kind, dim)
@@ -171,14 +173,14 @@ def main() -> int:
         time.sleep(opts.idle_s)
         idle = (cpu_s(proc.pid) - c0) / (time.monotonic() - t0)
         report["idle"] = {"cpu_fraction_of_core": idle, "rss_mib": rss_mib(proc.pid)}
-        report["psi"] = backlog(root, base, trace, "psi", opts.psi_files, 64, "psi", 0)
-        report["rho"] = backlog(root, base, trace, "rho", opts.rho_files, 1024, "rho", 0)
+        report["psi"] = backlog(root, base, trace, "psi", opts.psi_files, 64, "psi", 0, proc)
+        report["rho"] = backlog(root, base, trace, "rho", opts.rho_files, 1024, "rho", 0, proc)
         report["rss_after_mib"] = rss_mib(proc.pid)
         stage = root / "inbox" / "lat" / "0"
         stage.mkdir(parents=True)
         write_files(stage, "psi", opts.latency_files, 64, pace=0.002, prefix="lat")
         renamed = read_trace(root / "inbox" / "lat" / "renamed-psi.txt")
-        folded = wait_trace(trace, set(renamed), 60)
+        folded = wait_trace(trace, set(renamed), 60, proc)
         lat = sorted(folded[n] - renamed[n] for n in renamed)
         report["latency_ms"] = {
             "files": len(lat),

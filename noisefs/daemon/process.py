@@ -273,6 +273,8 @@ class Daemon:
             fn(*args)
         except (NoiseFSError, OSError) as exc:
             log.error("%s: %s failed: %s (retried next time)", held.cfg.root, what, exc)
+        except Exception:  # noqa: BLE001 - a bug in one tick must not stop ingest
+            log.exception("%s: %s failed (a bug; retried next time)", held.cfg.root, what)
 
     # -- reporting ---------------------------------------------------------------------
 
