@@ -78,6 +78,7 @@ class Inbox(Scanner):
         self._reader = Reader()
         self._faults: dict = {}
         self._warned: set[str] = set()
+        self._errors: set[tuple] = set()
         self._last_ckpt = self._last_retry = time.monotonic()
         self._ckpt_cost = 0.0
         self._writer = CheckpointWriter(
@@ -95,6 +96,8 @@ class Inbox(Scanner):
 
     def _recover(self) -> None:
         """Load checkpoints; unlink claimed files they count, queue the others to fold."""
+        for temp in self.state_dir.glob(".*.ckpt.npz.*.tmp"):  # a write killed midway
+            temp.unlink(missing_ok=True)
         for path in sorted(self.state_dir.glob("*.ckpt.npz")):
             try:
                 run = RunAverage.load(path, self.cfg.results_dir)
@@ -156,7 +159,10 @@ class Inbox(Scanner):
             while self.todo and time.monotonic() < deadline:
                 key = next(iter(self.todo))
                 del self.todo[key]
-                self._take(key)
+                try:
+                    self._take(key)
+                except OSError as exc:  # EXDEV (a mount inside the inbox), EACCES, EIO ...
+                    self._failed(key, exc)
                 handled += 1
             for run in self.runs.values():
                 run.flush()
@@ -203,6 +209,15 @@ class Inbox(Scanner):
                     return
                 name, dir_fd = target, self.claimed_fd
             self._fold(run, step, name, p)
+
+    def _failed(self, key: tuple, exc: OSError) -> None:
+        """A file that cannot be taken for a system reason: logged once, retried slowly,
+        never deleted."""
+        if key not in self._errors:
+            self._errors.add(key)
+            log.warning("%s/inbox/%s/%s/%s: %s (left in place, retried)", self.root, *key[:3], exc)
+        now = time.monotonic()
+        self.waiting[key] = (None, None, now - 20.0, "error", now)
 
     def _wait(self, key: tuple, p: Probe, dir_fd: int) -> None:
         """A file not ready yet: retried; rejected once unchanged for ``settle_s`` (a

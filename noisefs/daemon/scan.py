@@ -90,7 +90,10 @@ class Scanner:
             total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
             try:
                 for entry in os.scandir(run_fd):
-                    st = entry.stat(follow_symlinks=False)
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
                     total_bytes += st.st_blocks * 512
                     total_files += 1
                     if entry.name == "DONE":
@@ -103,6 +106,10 @@ class Scanner:
                     elif entry.name == "rejected" and stat.S_ISDIR(st.st_mode):
                         b, f = self._measure(run_fd, "rejected")
                         total_bytes, total_files = total_bytes + b, total_files + f
+            except OSError as exc:  # an unreadable directory: reported once, left alone
+                if run not in self._warned:
+                    self._warned.add(run)
+                    log.warning("%s/inbox/%s cannot be scanned: %s", self.root, run, exc)
             finally:
                 os.close(run_fd)
         self._close_dirs()
