@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import noisefs
+from noisefs.arena import Arena
 from noisefs.errors import InputError, SchedulerError
 from noisefs.oracle import aer_reference, aer_reference_steps
 from tests import circuits
@@ -147,6 +148,11 @@ def _two_workers(cluster, monitor) -> None:
     cluster.wait_for_workers(monitor, 2)
 
 
+def _snapshots_left(root) -> list[str]:
+    with Arena.open_existing(root) as arena:
+        return arena.keys()
+
+
 def _results(result) -> tuple:
     return (result.rho, result.probabilities, result.z_mean, result.z_stderr)
 
@@ -163,7 +169,8 @@ def _assert_identical(a, b) -> None:
 def test_one_and_two_workers_equal_the_oracle_bit_for_bit(
     cluster, monitor, kwargs, tmp_path, monkeypatch
 ):
-    monkeypatch.setenv("NOISEFS_DASK_GROUP", "5")  # 16 leaves: groups of 5, 5, 5 and 1
+    monkeypatch.setenv("NOISEFS_DASK_LEAF", "38")  # 16 leaves (the last of 31 trajectories)
+    monkeypatch.setenv("NOISEFS_DASK_GROUP", "5")  # in groups of 5, 5, 5 and 1
     path = circuits.write(tmp_path, "qft4.qasm", circuits.QFT4)
     cluster.wait_for_workers(monitor, 1)
     one = noisefs.run(path, scheduler=cluster.address, trajectories=601, seed=11, **NOISE, **kwargs)
@@ -178,7 +185,7 @@ def test_one_and_two_workers_equal_the_oracle_bit_for_bit(
         _assert_identical(
             two, noisefs.run(path, scheduler=client, trajectories=601, seed=11, **NOISE, **kwargs)
         )
-    assert not list(Path(kwargs["arena"], "data").iterdir())  # nothing left in the arena
+    assert not _snapshots_left(kwargs["arena"])
 
 
 @pytest.mark.slow
@@ -214,7 +221,11 @@ def test_a_worker_killed_mid_run_changes_no_bit(cluster, monitor, kwargs, tmp_pa
     killer.join()
     assert killed, "no worker was killed while the run was going"
     _assert_identical(reference, result)
-    cluster.wait_for_workers(monitor, 2)  # the nanny restarted it
+    cluster.wait_for_workers(monitor, 2)  # the nanny restarted it; opening the arena
+    deadline = time.monotonic() + 10  # swept what the killed process left there
+    while _snapshots_left(kwargs["arena"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _snapshots_left(kwargs["arena"])
 
 
 @pytest.mark.slow

@@ -44,7 +44,8 @@ from noisefs.sim.batches import Batch
 log = logging.getLogger("noisefs")
 
 LEAF_TARGET_S = 2.0  # simulation seconds a leaf aims at (estimated, see _seconds_per_trajectory)
-MIN_LEAVES = 16  # a run is cut into at least this many leaves when it has the trajectories
+LEAF_FLOOR_S = 0.25  # and at least this much: Aer's fixed cost per job stays a few per cent
+MIN_LEAVES = 16  # a run is cut into at least this many leaves, when they last LEAF_FLOOR_S
 LEAVES_PER_GROUP = 32  # leaves reduced into one set of sums that the client receives
 MAX_SUB = 256  # trajectories per Aer job on a worker
 SUB_BYTES = 8 * 2**20  # one Aer job's snapshots (every step) in a worker's arena
@@ -107,14 +108,15 @@ def plan_for(
 
     ``batch`` (``--batch``) fixes the Aer job size; otherwise it is what fills about
     :data:`SUB_BYTES`. Leaves aim at :data:`LEAF_TARGET_S` seconds of simulation, and a run
-    gets at least :data:`MIN_LEAVES` of them when it has the trajectories."""
+    gets at least :data:`MIN_LEAVES` of them where each still lasts :data:`LEAF_FLOOR_S`."""
     dim = 2**shape.num_qubits
     per_trajectory_bytes = 16 * dim * (dim if job.store == "dense" else 1) * shape.num_steps
     sub = batch or min(MAX_SUB, max(1, SUB_BYTES // per_trajectory_bytes))
     leaf = _env_int(LEAF_ENV)
     if leaf is None:
-        by_time = int(LEAF_TARGET_S / _seconds_per_trajectory(job, shape))
-        leaf = max(1, min(by_time, math.ceil(trajectories / MIN_LEAVES)))
+        per_trajectory = _seconds_per_trajectory(job, shape)
+        by_count = max(math.ceil(trajectories / MIN_LEAVES), int(LEAF_FLOOR_S / per_trajectory))
+        leaf = max(1, min(int(LEAF_TARGET_S / per_trajectory), by_count))
     sub = min(sub, leaf)
     leaf = math.ceil(leaf / sub) * sub
     return Plan(sub, leaf, _env_int(GROUP_ENV) or LEAVES_PER_GROUP)
@@ -149,7 +151,8 @@ class DaskExecutor:
     ``scheduler`` is an address or a ``distributed.Client`` (kept open at shutdown);
     ``scheduler_file`` a Dask scheduler file instead. ``aggregator`` gives the sums' shape,
     ``identity`` the run's fingerprint (task keys), ``batch`` the Aer job size, if fixed.
-    ``completed`` counts the trajectories of finished leaves (never going backwards).
+    ``completed`` counts the trajectories of finished leaves (never going backwards),
+    ``received_bytes`` the bytes of the partial sums the client received.
     """
 
     needs_adopt = False
@@ -283,7 +286,7 @@ class DaskExecutor:
             return
         sums, simulate_s, store_s = split_timing(state)
         with self._lock:
-            self.received_bytes += sum(int(getattr(v, "nbytes", 8)) for v in state.values())
+            self.received_bytes += sum(int(getattr(v, "nbytes", 8)) for v in sums.values())
         self._resolve(done, BatchDone(batch, sums=sums, simulate_s=simulate_s, store_s=store_s))
 
     @staticmethod
