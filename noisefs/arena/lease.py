@@ -48,6 +48,7 @@ PUBLISH_DELAY_S = 0.02  # pending snapshots older than this are published by the
 CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
 TICK_S = 0.01  # the background thread's period
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
+AWAIT_S = 5.0  # how long a reader waits for another process to publish a key it was given
 CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
 
 
@@ -70,6 +71,21 @@ def parse_key(key: str) -> tuple[int, int] | None:
         return int(owner, 16), int(seq, 16)
     except ValueError:
         return None
+
+
+def await_published(conn: sqlite3.Connection, owner: int, seq: int) -> bool:
+    """Wait (up to ``AWAIT_S``) until ``owner`` has published every key up to ``seq``, or
+    is gone; True when the key should be looked up again."""
+    deadline = time.monotonic() + AWAIT_S
+    delay = 0.001
+    while True:
+        found = conn.execute("SELECT published_seq FROM owners WHERE id = ?", (owner,)).fetchone()
+        if found is None or found[0] >= seq:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(2 * delay, 0.01)
 
 
 @dataclass
@@ -105,7 +121,7 @@ class Lease:
         a = self.arena
         with self.lock:
             self.check_pressure()
-            if alloc > a.quota_bytes // 4:
+            if alloc > a.quota_bytes // 2:  # big ones take the row path
                 return None
             slots = self.free.get(alloc)
             if slots:
@@ -149,9 +165,9 @@ class Lease:
             self.used_files -= 1
 
     def row(self, key: str) -> tuple | None:
-        with self.lock:
-            found = self.pending.get(key)
-            return None if found is None else found.row
+        """The record of pending ``key`` (no lock: callable inside a transaction)."""
+        found = self.pending.get(key)
+        return None if found is None else found.row
 
     def release(self, key: str, views_live: bool) -> bool:
         """Release a pending snapshot (False: not pending here). Its file joins the
@@ -221,6 +237,8 @@ class Lease:
     def flush(self) -> None:
         """Publish every pending snapshot now (one transaction; nothing when there is none
         and the owner row is current)."""
+        if self.arena._owner_id is None:
+            return  # a maintenance handle holds nothing
         with self.lock:
             if not self.pending and not self.in_flight and not self._dirty():
                 return

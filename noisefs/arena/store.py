@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from noisefs.arena import accounting, audit, ledger, lifecycle, owners, snapfile, tiers, views
+from noisefs.arena import lease as lease_mod
 from noisefs.arena import move as moving
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission
 from noisefs.arena.maps import MAX_BYTES, MapCache
@@ -135,6 +136,7 @@ class Arena:
         root_stat = os.fstat(self._root_fd)
         self._identity = f"{root_stat.st_dev}:{root_stat.st_ino}"
         self._lock_fd: int | None = None
+        self._lease = lease_mod.Lease(self)  # inert until an owner is registered
         self._owner_id: int | None = None
         self._spill_dir_fd: int | None = None
         self._spill_blocked_until = 0.0
@@ -266,6 +268,7 @@ class Arena:
         try:
             if self._owner_id is None:
                 return  # maintenance handle: owns nothing
+            self._lease.close()
             lifecycle.unregister_owner(self)
         finally:
             self._ledger.close()
@@ -354,43 +357,67 @@ class Arena:
             )
         deadline = time.monotonic() + self.timeout_s
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
-        while True:
-            with self._ledger.transaction() as conn:
-                placement = self._admission.place(
-                    conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
-                )
-            if placement is not None:
-                try:
-                    self._publish(placement, self._write(placement, arr, src))
-                except tiers.NoRoom as exc:
-                    self._rollback(placement)
-                    if placement.tier.charged:
-                        allow_tmpfs = False  # the tmpfs itself is full: roll over to spill
-                    else:  # the spill filesystem is full: wait like for any other lack of room
-                        self._spill_blocked_until = time.monotonic() + 0.25
-                        log.info("spill tier full (%s); waiting for room", exc)
+        waiting = False
+        try:
+            while True:
+                placement = self._lease.place(alloc, prefix) if allow_tmpfs else None
+                if placement is None:
+                    with self._ledger.transaction() as conn:
+                        placement = self._admission.place(
+                            conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
+                        )
+                if placement is not None:
+                    placement.meta_row = meta_row  # type: ignore[attr-defined]
+                    outcome = self._placed(placement, arr, src)
+                    if outcome == "done":
+                        return placement.key
+                    allow_tmpfs = allow_tmpfs and outcome != "tmpfs full"
                     continue
-                except tiers.StaleSlot:
-                    log.warning(
-                        "arena %s: dropping free-list row of vanished file %s",
-                        self.root,
-                        placement.slot,
-                    )
-                    self._rollback(placement)
-                    continue
-                except BaseException:
-                    self._rollback(placement)
-                    raise
-                return placement.key
-            now = time.monotonic()
-            if now >= deadline:
-                raise ArenaFull(self._full_message(alloc))
-            if now >= next_gc:
-                audit.gc(self)
-                next_gc = now + 1.0
-                allow_tmpfs = True
-            time.sleep(min(delay, max(0.0, deadline - now)))
-            delay = min(delay * 2, 0.05)
+                if not waiting:  # mark this owner waiting: lease holders give back room
+                    waiting = True
+                    self._set_waiting(True)
+                now = time.monotonic()
+                if now >= deadline:
+                    raise ArenaFull(self._full_message(alloc))
+                if now >= next_gc:
+                    audit.gc(self)
+                    next_gc = now + 1.0
+                    allow_tmpfs = True
+                time.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, 0.05)
+        finally:
+            if waiting:
+                self._set_waiting(False)
+
+    def _set_waiting(self, flag: bool) -> None:
+        if flag:
+            self._lease.give_back()  # what this handle holds unused may be what it needs
+        with self._ledger.transaction() as conn:
+            conn.execute("UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._owner_id))
+
+    def _placed(self, placement, arr: np.ndarray, src: np.ndarray) -> str:
+        """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
+        ``'tmpfs full'`` (ENOSPC from the tmpfs itself: roll over to spill)."""
+        try:
+            self._publish(placement, self._write(placement, arr, src))
+        except tiers.NoRoom as exc:
+            self._rollback(placement)
+            if placement.tier.charged:
+                return "tmpfs full"
+            # the spill filesystem is full: wait like for any other lack of room
+            self._spill_blocked_until = time.monotonic() + 0.25
+            log.info("spill tier full (%s); waiting for room", exc)
+            return "again"
+        except tiers.StaleSlot:
+            log.warning(
+                "arena %s: dropping free-list entry of vanished file %s", self.root, placement.slot
+            )
+            self._rollback(placement)
+            return "again"
+        except BaseException:
+            self._rollback(placement)
+            raise
+        return "done"
 
     def _full_message(self, alloc: int) -> str:
         s = self.stats()
@@ -409,6 +436,7 @@ class Arena:
         check = p.tier.write(p, arr, src)
         pause = os.environ.get(FAULT_PAUSE_ENV)
         if pause:  # fault injection for tests: announce, then hang between write and publish
+            self._lease.flush()  # what was put before is published, as after a short while
             with open(pause, "w") as marker:
                 marker.write(f"{os.getpid()} {p.key} {p.tier.name} {p.slot}\n")
             while True:
@@ -417,11 +445,17 @@ class Arena:
 
     def _rollback(self, p) -> None:
         """Undo a reservation: the file goes first, then its row."""
+        if p.row_id is None:
+            self._lease.rollback(p)
+            return
         p.tier.unlink(p.slot)
         with self._ledger.transaction() as conn:
             audit.drop_rows(self, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False)
 
     def _publish(self, p, check: int) -> None:
+        if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
+            self._lease.publish(p, p.meta_row, check, time.time())
+            return
         with self._ledger.transaction() as conn:
             cur = conn.execute(
                 "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
@@ -435,6 +469,10 @@ class Arena:
     # ------------------------------------------------------------------ get / release / adopt
 
     def _row(self, key: str, conn=None):
+        """The ledger row of ``key`` (or, unpublished, this handle's own record of it)."""
+        pending = self._lease.row(key)
+        if pending is not None:
+            return pending
         conn = conn or self._ledger.conn()
         return conn.execute(
             "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, "
@@ -479,9 +517,13 @@ class Arena:
         """Look ``key`` up and read it with ``how(tier, row)``; when the file does not
         verify, look again: a snapshot moved to another tier (or released) meanwhile is
         read from where it is now (or is a ``KeyError``)."""
-        seen = None
+        seen, waited = None, False
         while True:
             row = self._row(key)
+            if row is None and not waited:
+                waited = True
+                if self._await_published(key):
+                    continue
             if row is None or row[8] != "ready":
                 raise KeyError(key)
             try:
@@ -491,30 +533,60 @@ class Arena:
                     raise
                 seen = row[:3]
 
+    def _await_published(self, key: str) -> bool:
+        """For a lease key of another owner: wait until that owner has published it; True
+        when the key should be looked up again (see lease.py)."""
+        found = lease_mod.parse_key(key)
+        if found is None or found[0] == self._owner_id:
+            return False
+        owner, seq = found
+        for other in list(_open_handles):  # a handle of this very process: ask it
+            if (
+                other is not self
+                and other._pid == self._pid
+                and not other._closed
+                and other._identity == self._identity
+                and other._owner_id == owner
+            ):
+                other._lease.flush()
+                return True
+        return lease_mod.await_published(self._ledger.conn(), owner, seq)
+
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
         self._check()
         live = views.held(self._identity, key)
+        if self._lease.release(key, live):
+            return
+        for attempt in range(2):
+            if self._release_row(key, live):
+                return
+            if attempt or not self._await_published(key):
+                raise KeyError(key)
+
+    def _release_row(self, key: str, live: bool) -> bool:
         with self._ledger.transaction() as conn:
             row = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
             ).fetchone()
             if row is None or row[4] != "ready":
-                raise KeyError(key)
+                return False
             row_id, tier, slot, alloc, _ = row
             c = ledger.counters(conn)
             if (
                 self.tier(tier).recycles
                 and not live
-                and c["free_bytes"] + alloc <= self.quota_bytes * FREE_FRACTION
+                and c["free_bytes"] + self._lease.free_bytes + alloc
+                <= self.quota_bytes * FREE_FRACTION
             ):
                 conn.execute(
                     "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
                     (row_id,),
                 )
                 ledger.bump(conn, free_bytes=alloc, free_files=1)
-                return
+                return True
             audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+            return True
 
     def adopt(self, keys) -> None:
         """Make this handle the owner of ready snapshots (e.g. put by a worker process).
@@ -524,22 +596,32 @@ class Arena:
         """
         self._check()
         keys = [keys] if isinstance(keys, str) else list(keys)
-        missing = []
-        with self._ledger.transaction() as conn:
-            for key in keys:
-                cur = conn.execute(
-                    "UPDATE snapshots SET owner = ? WHERE key = ? AND state = 'ready'",
-                    (self._owner_id, key),
-                )
-                if cur.rowcount != 1:
-                    missing.append(key)
-            if missing:
-                raise KeyError(missing[0] if len(missing) == 1 else missing)
+        self._lease.flush()
+        for attempt in range(2):
+            missing = []
+            with self._ledger.transaction() as conn:
+                for key in keys:
+                    if not conn.execute(
+                        "SELECT 1 FROM snapshots WHERE key = ? AND state = 'ready'", (key,)
+                    ).fetchone():
+                        missing.append(key)
+                if not missing:
+                    conn.executemany(
+                        "UPDATE snapshots SET owner = ? WHERE key = ?",
+                        [(self._owner_id, key) for key in keys],
+                    )
+                    return
+            if attempt or not any([self._await_published(key) for key in missing]):
+                break
+        raise KeyError(missing[0] if len(missing) == 1 else missing)
 
     # ------------------------------------------------------------------ queries
 
     def keys(self, run: str | None = None) -> list[str]:
+        """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
+        snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
         self._check()
+        self._lease.flush()
         conn = self._ledger.conn()
         if run is None:
             rows = conn.execute(
@@ -583,12 +665,14 @@ class Arena:
         self._check()
         if self._owner_id is None:
             raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        self._lease.flush()
         return moving.move(self, key, self.tier(tier))
 
     def cold_keys(self, limit: int) -> list[str]:
         """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
         :meth:`move` to spill to make room on the tmpfs."""
         self._check()
+        self._lease.flush()
         return moving.cold_keys(self, limit)
 
     def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
@@ -615,15 +699,18 @@ class Arena:
 
     def stats(self) -> dict:
         self._check()
+        self._lease.flush()
         return audit.figures(self, self._ledger.conn())
 
     def check(self, fix: bool = False) -> list[str]:
         """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
         self._check()
+        self._lease.flush()
         return audit.check(self, fix=fix)
 
     def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
         """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
         also drop ready snapshots that handles closed without consuming."""
         self._check()
+        self._lease.flush()
         return audit.gc(self, dry_run=dry_run, unowned=unowned)
