@@ -81,6 +81,7 @@ class Inbox(Scanner):
         self._errors: set[tuple] = set()
         self._last_ckpt = self._last_retry = time.monotonic()
         self._ckpt_cost = 0.0
+        self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
         self._writer = CheckpointWriter(
             self.claimed_fd, lambda: _fault("checkpointed", self._faults)
         )
@@ -350,7 +351,12 @@ class Inbox(Scanner):
                     self._save_now(average)
             return
         now = time.monotonic()
-        many = any(len(r.pending) >= 2048 for r in self.runs.values())
+        # claimed files hold arena space until their checkpoint: bound them too
+        many = any(
+            len(r.pending) >= 2048 or r.pending_bytes >= self.pending_limit_bytes
+            for r in self.runs.values()
+            if r.run not in self._writer.in_flight
+        )
         # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
         interval_s = max(interval_s, 20 * self._ckpt_cost)
         if not many and now - self._last_ckpt < interval_s:

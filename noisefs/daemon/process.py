@@ -255,6 +255,9 @@ class Daemon:
             for held in self.held.values():
                 if held.inbox.activity:  # inbox files count from the moment they exist
                     held.inbox.scan()
+                quota = held.police.figures.get("quota_bytes")
+                if quota:  # claimed files awaiting their checkpoint: at most 1/8 of it
+                    held.inbox.pending_limit_bytes = max(16 << 20, min(256 << 20, quota // 8))
                 self._guard(
                     held, "police", held.police.enforce,
                     held.arena, held.root_fd, held.inbox.usage, held.cfg,

@@ -152,6 +152,8 @@ class RunAverage:
         self.num_qubits: int | None = None
         self.steps: dict[int, StepSum] = {}
         self.pending: list[str] = []  # claimed names folded since the last checkpoint
+        self.pending_bytes = 0  # their size: claimed files stay in the arena until then
+        self._sizes: dict[str, int] = {}
         self.ingested = 0
         self.ingested_bytes = 0
         self.rejected: dict[str, int] = {}
@@ -173,6 +175,8 @@ class RunAverage:
         else:
             sums.add_rho(arr)
         self.pending.append(claimed_name)
+        self._sizes[claimed_name] = nbytes
+        self.pending_bytes += nbytes
         self.ingested += 1
         self.ingested_bytes += nbytes
         self.dirty = True
@@ -218,6 +222,8 @@ class RunAverage:
         """Drop names whose claimed files are unlinked (they never come back)."""
         gone = set(names)
         self.pending = [n for n in self.pending if n not in gone]
+        for name in gone:
+            self.pending_bytes -= self._sizes.pop(name, 0)
 
     @classmethod
     def load(cls, ckpt_path: Path, results_dir: Path) -> RunAverage:
