@@ -61,6 +61,7 @@ def connect(address: str, deadline_s: float = CONNECT_DEADLINE_S):
         raise InputError(
             "running on a Dask cluster needs the dask extra: pip install 'noisefs[dask]'"
         ) from None
+    _check_address(address)
     box: dict = {}
 
     def build() -> None:
@@ -85,7 +86,7 @@ def connect(address: str, deadline_s: float = CONNECT_DEADLINE_S):
     if "error" in box:
         error = box["error"]
         detail = " ".join(str(error).split()) or type(error).__name__
-        if isinstance(error, ValueError):  # a malformed address
+        if isinstance(error, ValueError):  # a malformed address Dask found
             raise InputError(f"--scheduler {address}: {detail}") from None
         raise SchedulerError(
             f"cannot reach a Dask scheduler at {address}: {detail}", address=address
@@ -95,6 +96,24 @@ def connect(address: str, deadline_s: float = CONNECT_DEADLINE_S):
         f"{deadline_s:.0f} s (is it the scheduler's port, not the dashboard's?)",
         address=address,
     )
+
+
+def _check_address(address: str) -> None:
+    """Refuse a malformed address before Dask does (a half-built ``Client`` would print a
+    traceback when Python exits)."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+    from distributed.comm.registry import get_backend
+
+    try:
+        scheme, _ = parse_address(address)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            get_address_host_port(address)
+    except ValueError as exc:
+        detail = " ".join(str(exc).split())
+        raise InputError(
+            f"--scheduler {address}: {detail} (expected e.g. tcp://HOST:8786)"
+        ) from None
 
 
 def cluster_threads(client) -> int:
