@@ -176,6 +176,22 @@ def test_tmpfs_squeezed_by_another_tenant(daemons, tmp_path):
             status = wait_for(relieved, 15, "cold snapshots moved off the full tmpfs", proc)
             st = os.statvfs(mnt)
             assert st.f_bavail * st.f_frsize >= 0.05 * 24 * (1 << 20)
+            # a run beside it, on the squeezed tmpfs, ends exact
+            out = tmp_path / "beside.npz"
+            done = subprocess.run(
+                [sys.executable, "-m", "noisefs", "run", str(EXAMPLES / "ghz_5.qasm")]
+                + ["--arena", str(root), "--spill", str(spill), "--trajectories", "100"]
+                + ["--seed", "4", "--batch", "10", "--quiet", "--output", str(out)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            from noisefs.oracle import aer_reference
+
+            with np.load(out, allow_pickle=False) as data:
+                rho, meta = data["rho"][-1], json.loads(str(data["meta"]))
+            assert np.abs(rho - aer_reference(meta)).max() < 1e-8
             tiers = _verify(holder)
             assert tiers.count("spill") == status["counters"]["moved_files"] > 0
             assert (mnt / "other-tenant.bin").stat().st_size == filler  # not ours: untouched
