@@ -64,7 +64,13 @@ class _Running:
         self.count = 0
         self.as_list = False
 
-    def add(self, values: list) -> None:
+    def add(self, values) -> None:
+        if isinstance(values, np.ndarray) and values.ndim >= 1:  # one row per shot
+            if values.shape[0]:
+                total = values.sum(axis=0)
+                self.total = total if self.total is None else self.total + total
+                self.count += values.shape[0]
+            return
         for v in values:
             self.as_list = isinstance(v, list)
             self.total = _add(self.total, v)
