@@ -2,8 +2,8 @@
 rewritten so that every average is computed from per-shot data; how shots split into batches.
 
 Aer seeds shot i of circuit instance k (a circuit, or one parameter bind of it) with
-``seed_simulator + 2113·k + i`` (``controller_execute.hpp`` and ``circuit_executor.hpp``,
-0.15–0.18). A batch covering shots [offset, offset + size) of every instance, run as one call
+``seed_simulator + 2113·k + i`` (``controller_execute.hpp`` and ``circuit_executor.hpp``; read
+in the sources of 0.15.1, 0.16.4, 0.17.2 and main, and held by the tests on 0.18.2). A batch covering shots [offset, offset + size) of every instance, run as one call
 with ``seed_simulator = base + offset``, therefore draws exactly the numbers of the unbatched job.
 """
 
