@@ -366,3 +366,32 @@ def test_leaves_are_aligned_and_the_tree_adds_without_changing_its_inputs():
     assert np.array_equal(left["x"], np.ones(3))
     with pytest.raises(ValueError):
         Plan(sub=3, leaf=8, group_leaves=1)
+
+
+def test_a_leaf_folds_step_by_step_beyond_its_share_with_the_same_bits(arena_root, monkeypatch):
+    from noisefs.execute import dask_worker
+    from noisefs.execute.dask_worker import ArenaPlugin, Leaf, SumsShape, run_leaf
+    from noisefs.options import make_run
+    from noisefs.pipeline.trajectory import prepare_run
+    from noisefs.sim.aer import SimulationJob
+
+    options, noise = make_run(circuits.GHZ4, **NOISE)
+    run = prepare_run(options, noise)
+    job = SimulationJob(run.circuit_with_saves, run.labels, run.noise_model, "factored", "t", 1)
+    shape = SumsShape(run.num_qubits, len(run.steps), "full", None)
+    plugin = ArenaPlugin(str(arena_root))
+    plugin.setup()
+    monkeypatch.setattr(dask_worker, "_plugin", lambda name: plugin)
+    try:
+        leaf = Leaf(start=3, size=20, run_seed=9, sub=8)
+        whole = run_leaf(job, shape, leaf, "p")
+        monkeypatch.setattr(ArenaPlugin, "share_bytes", lambda self: 1)
+        by_step = run_leaf(job, shape, leaf, "p")
+        assert plugin.arena.keys() == []
+    finally:
+        plugin.teardown()
+    assert len(run.steps) > 1 and whole.keys() == by_step.keys()
+    for name in whole:
+        if name not in ("simulate_s", "store_s"):
+            assert np.array_equal(whole[name], by_step[name]), name
+    assert int(whole["count"][-1]) == 20

@@ -15,6 +15,7 @@ Task keys hash everything that shapes the sums, so two different runs never shar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -174,7 +175,9 @@ class DaskExecutor:
         self._shape = SumsShape(
             aggregator.num_qubits, aggregator.num_steps, aggregator.density, aggregator.keep
         )
-        self._job = job.with_threads(1)  # one Aer thread per task thread: same bits anywhere
+        # one Aer thread per task thread (the same bits anywhere); the workers' snapshots are
+        # tagged apart from the client's, whose cleanup may share their node's arena
+        self._job = dataclasses.replace(job.with_threads(1), run_name=f"{job.run_name}-dask")
         total = trajectories if trajectories is not None else (identity or {}).get("trajectories")
         self.plan = plan_for(self._job, self._shape, int(total or MAX_SUB), batch)
         self._digest = run_digest(self._job, self._shape, self.plan, identity)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from noisefs.aggregate import Aggregator, fold_batch, release_all
-from noisefs.sim.aer import SimulationJob
+from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
 from noisefs.sim.batches import Batch, batch_for
 
 log = logging.getLogger("noisefs")
@@ -122,35 +123,68 @@ def job_value(job: SimulationJob) -> SimulationJob:
 
 
 def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str) -> dict:
-    """Simulate ``leaf`` through this worker's arena; return its sums (and timings)."""
-    from noisefs.execute.local import run_batch
+    """Simulate ``leaf`` through this worker's arena; return its sums (and timings).
 
+    An Aer job's snapshots go into the arena all steps at once while they fit this
+    process's share of the node's quota, else one step at a time (stored, folded and
+    released before the next is stored): the same folds in the same order either way."""
     plugin = _plugin(plugin_name)
     arena = plugin.arena
-    bytes_per_job = min(leaf.sub, leaf.size) * shape.num_steps * _snapshot_bytes(job, shape)
-    if bytes_per_job > plugin.share_bytes():
+    snapshot = min(leaf.sub, leaf.size) * _snapshot_bytes(job, shape)
+    share = plugin.share_bytes()
+    by_step = snapshot * shape.num_steps > share
+    if snapshot > share:
         log.warning(
-            "pid %d: one Aer job's snapshots (%d bytes) exceed this worker's share of the arena "
-            "quota (%d bytes); they will spill or wait for room",
+            "pid %d: one Aer job's snapshot (%d bytes) exceeds this worker's share of the "
+            "node's arena quota (%d bytes); it will spill or wait for room",
             os.getpid(),
-            bytes_per_job,
-            plugin.share_bytes(),
+            snapshot,
+            share,
         )
     aggregator = shape.empty()
-    simulate_s = store_s = 0.0
+    timing = [0.0, 0.0]
     for batch in leaf.batches():
-        done = run_batch(arena, job, batch)
-        try:
-            fold_batch(arena, done.keys, aggregator, job.store)
-        except BaseException:
-            release_all(arena, done.keys)
-            raise
-        simulate_s += done.simulate_s
-        store_s += done.store_s
+        if by_step:
+            _fold_step_by_step(arena, job, batch, aggregator, timing)
+        else:
+            _fold_whole(arena, job, batch, aggregator, timing)
     state = {name: np.array(value, copy=True) for name, value in aggregator.state().items()}
-    state["simulate_s"] = np.float64(simulate_s)
-    state["store_s"] = np.float64(store_s)
+    state["simulate_s"] = np.float64(timing[0])
+    state["store_s"] = np.float64(timing[1])
     return state
+
+
+def _fold_whole(arena, job: SimulationJob, batch: Batch, aggregator, timing: list) -> None:
+    from noisefs.execute.local import run_batch
+
+    done = run_batch(arena, job, batch)
+    try:
+        fold_batch(arena, done.keys, aggregator, job.store)
+    except BaseException:
+        release_all(arena, done.keys)
+        raise
+    timing[0] += done.simulate_s
+    timing[1] += done.store_s
+
+
+def _fold_step_by_step(arena, job: SimulationJob, batch: Batch, aggregator, timing: list) -> None:
+    started = time.perf_counter()
+    per_step = simulate(job, batch)
+    timing[0] += time.perf_counter() - started
+    fold = aggregator.fold_densities if job.store == "dense" else aggregator.fold_states
+    for step, states in enumerate(per_step):
+        started = time.perf_counter()
+        key = arena.put(
+            to_snapshot(states, job.store), run=job.run_name, step=step, batch=batch.index
+        )
+        timing[1] += time.perf_counter() - started
+        try:
+            view = arena.get(key)
+            fold(step, view)
+            del view  # drop the mapping before the snapshot's pages are recycled
+        finally:
+            release_all(arena, [key])
+        per_step[step] = None  # Aer's copy of this step is no longer needed
 
 
 def _snapshot_bytes(job: SimulationJob, shape: SumsShape) -> int:
