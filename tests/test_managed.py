@@ -264,6 +264,18 @@ def test_worker_thread_nesting_and_concurrent_scopes(scope_kwargs):
     from_worker, inner, outer, untouched = experiment()
     assert batch_of(from_worker) == 40 and batch_of(inner) == 16 and batch_of(outer) == 40
     assert isinstance(untouched, AerJob)
+    ref = untouched.result()
+    for job in (from_worker, inner, outer):
+        assert_same(ref, job.result(), 1)
+
+    @managed(batch=20, **scope_kwargs)
+    def two_at_once():  # two worker threads fold into one scope's arena at the same time
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(lambda s: sim.run(qc, shots=60, seed_simulator=s), [2, 3]))
+
+    for job, seed in zip(two_at_once(), [2, 3], strict=True):
+        assert batch_of(job) == 20
+        assert_same(sim.run(qc, shots=60, seed_simulator=seed).result(), job.result(), 1)
 
     seen: dict[str, int] = {}
 
