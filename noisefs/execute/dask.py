@@ -224,7 +224,14 @@ class DaskExecutor:
         plugin = ArenaPlugin(root, timeout_s=float(getattr(arena, "timeout_s", 120.0)))
         settings = json.dumps([root, plugin.timeout_s])
         name = f"noisefs-arena-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
-        replies = self._client.register_plugin(plugin, name=name) or {}
+        try:  # a worker that cannot open its arena raises the arena's own error here
+            replies = self._client.register_plugin(plugin, name=name) or {}
+        except BaseException:
+            try:  # else every worker that joins later would fail the same way
+                self._client.unregister_worker_plugin(name)
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                log.debug("dask: unregistering the arena plugin failed", exc_info=True)
+            raise
         for worker, reply in replies.items():
             if isinstance(reply, dict) and reply.get("status") == "error":
                 raise SchedulerError(
@@ -233,6 +240,16 @@ class DaskExecutor:
                     address=self.address,
                 )
         return name
+
+    def meta(self) -> dict:
+        """What a result file could record of this execution (JSON-able)."""
+        return {
+            "address": self.address,
+            "sub": self.plan.sub,
+            "leaf": self.plan.leaf,
+            "group_leaves": self.plan.group_leaves,
+            "received_bytes": self.received_bytes,
+        }
 
     def preferred_sizer(self) -> FixedSizer:
         """Loop batches of one group each (aligned, so a resumed run cuts the same ones)."""
