@@ -181,6 +181,19 @@ def test_automatic_method_density_matrix_passes_through(scope_kwargs):
     assert ref.get_counts() == got.get_counts()
     np.testing.assert_allclose(np.asarray(got.data()["dm"]), np.asarray(ref.data()["dm"]))
 
+    # a gate on a measured qubit that no result needs: Aer drops it, and still samples
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.rx(0.3, 1)
+    qc.measure([0, 1], [0, 1])
+    qc.x(0)
+    ref = sim.run(qc, shots=200, seed_simulator=9, memory=True).result()
+    assert ref.results[0].metadata["method"] == "density_matrix"
+    with managed(batch=50, **scope_kwargs):
+        got = sim.run(qc, shots=200, seed_simulator=9, memory=True).result()
+    assert got.metadata["noisefs"]["mode"] == "passthrough"
+    assert ref.get_memory() == got.get_memory()
+
 
 def test_seed_drawn_and_recorded(scope_kwargs):
     qc = QuantumCircuit(2, 2)

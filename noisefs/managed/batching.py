@@ -171,9 +171,8 @@ def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritt
                 if top and not truncation:
                     state_qubits = tuple(range(circ.num_qubits))
                 elif top and top_ancestry is not None:
-                    running, active = top_ancestry
-                    if running[index] == active:
-                        state_qubits = tuple(sorted(active))
+                    if top_ancestry.running[index] == top_ancestry.active:
+                        state_qubits = tuple(sorted(top_ancestry.active))
                 new_inst = _rewrite_save(circ, inst, state_qubits, out.specs, SaveStatevector)
             elif getattr(op, "blocks", None):
                 blocks = [visit(block, False) for block in op.blocks]
@@ -202,13 +201,23 @@ def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritt
 _RESULT_OPS = {"measure", "roerror"}
 
 
-def ancestry(circuit: QuantumCircuit) -> tuple[list[set[int] | None], set[int]] | None:
+@dataclass(frozen=True)
+class Ancestry:
+    """Aer's qubit truncation of a circuit's top-level operations (see :func:`ancestry`)."""
+
+    running: list[set[int]]  # result-ancestor qubits right after each op was classified
+    kept: list[bool]  # whether Aer keeps (simulates) each op
+    active: set[int]  # the qubits Aer simulates
+
+
+def ancestry(circuit: QuantumCircuit) -> Ancestry | None:
     """Aer's qubit truncation (``Circuit::set_params``/``check_result_ancestor`` in
-    circuit.hpp), read backwards over the top-level operations: for each operation the set of
-    result-ancestor qubits right after it was classified, and the final set of active qubits.
-    None for circuits this reading does not cover (control flow, conditions, stores)."""
+    circuit.hpp), read backwards over the top-level operations: an operation is kept when it
+    makes a result (measure, save) or touches a qubit a later kept operation needs. None for
+    circuits this reading does not cover (control flow, stores)."""
     data = circuit.data
-    running: list[set[int] | None] = [None] * len(data)
+    running: list[set[int]] = [set() for _ in data]
+    kept = [False] * len(data)
     ancestors: set[int] = set()
     active: set[int] = set()
     for index in reversed(range(len(data))):
@@ -222,8 +231,9 @@ def ancestry(circuit: QuantumCircuit) -> tuple[list[set[int] | None], set[int]] 
         elif op.name in _RESULT_OPS or _is_save(op) or ancestors & qubits:
             ancestors |= qubits
             active |= qubits
+            kept[index] = True
         running[index] = set(ancestors)
-    return running, active
+    return Ancestry(running, kept, active)
 
 
 def _rewrite_save(circ, inst, state_qubits, specs: dict, save_statevector_cls):
@@ -281,12 +291,20 @@ def _rewrite_save(circ, inst, state_qubits, specs: dict, save_statevector_cls):
 _DM_INVALID = {"save_statevector", "save_statevector_dict", "save_amplitudes"}
 
 
-def _can_sample_approx(circuit) -> bool:
-    """Python's reading of Aer's ``Circuit::can_sample`` (circuit.hpp): after the first
-    measurement only measurements, readout errors and operations on unmeasured qubits."""
+def can_sample(circuit: QuantumCircuit, truncation: bool = True) -> bool | None:
+    """Python's reading of Aer's ``Circuit::can_sample`` (circuit.hpp) for the operations Aer
+    keeps: after the first measurement only measurements and operations on unmeasured qubits,
+    no saves, no conditions. None where this reading cannot tell (control flow that is not
+    conditioned on an earlier measurement with results after it)."""
+    found = ancestry(circuit) if truncation else None
+    if truncation and found is None:
+        return _control_flow_can_sample(circuit)
+    kept = found.kept if found is not None else [True] * len(circuit.data)
     measured: set[int] = set()
     seen_measure = False
-    for inst in circuit.data:
+    for index, inst in enumerate(circuit.data):
+        if not kept[index]:
+            continue
         op = inst.operation
         qubits = [circuit.find_bit(q).index for q in inst.qubits]
         if op.name == "measure":
@@ -297,11 +315,28 @@ def _can_sample_approx(circuit) -> bool:
             return False
         if not seen_measure or op.name == "barrier":
             continue
-        if _is_save(op) or getattr(op, "blocks", None) or getattr(op, "condition", None):
+        if _is_save(op) or getattr(op, "blocks", None):
             return False
         if measured.intersection(qubits):
             return False
     return True
+
+
+def _control_flow_can_sample(circuit: QuantumCircuit) -> bool | None:
+    """False when a control-flow operation follows a measurement and a result follows it
+    (Aer keeps its conditional jump, and a condition after the first measurement forbids
+    sampling); None otherwise."""
+    data = circuit.data
+    names = [inst.operation.name for inst in data]
+    if "measure" not in names:
+        return None
+    first = names.index("measure")
+    for index in range(first + 1, len(data)):
+        if getattr(data[index].operation, "blocks", None):
+            later = data[index + 1 :]
+            if any(i.operation.name == "measure" or _is_save(i.operation) for i in later):
+                return False
+    return None
 
 
 def _names(circuit) -> set[str]:
@@ -314,10 +349,11 @@ def _names(circuit) -> set[str]:
 
 
 def automatic_picks_density_matrix(
-    circuit: QuantumCircuit, probe_metadata: dict, shots: int
-) -> bool:
+    circuit: QuantumCircuit, probe_metadata: dict, shots: int, truncation: bool = True
+) -> bool | None:
     """Whether Aer's automatic method (aer_controller.hpp) would pick ``density_matrix`` for
-    ``circuit`` at ``shots`` shots, given the metadata of a 1-shot probe of the same circuit."""
+    ``circuit`` at ``shots`` shots, given the metadata of a 1-shot probe of the same circuit;
+    None where that cannot be told (see :func:`can_sample`)."""
     if probe_metadata.get("noise") in (None, "ideal", "readout"):
         return False
     nq = int(probe_metadata.get("num_qubits", circuit.num_qubits))
@@ -328,7 +364,7 @@ def automatic_picks_density_matrix(
     max_mb = probe_metadata.get("max_memory_mb")
     if max_mb and 16 * 4**nq > int(max_mb) * 2**20:
         return False
-    return _can_sample_approx(circuit)
+    return can_sample(circuit, truncation)
 
 
 def binds_per_circuit(circuits: list, parameter_binds: list | None) -> list[int]:

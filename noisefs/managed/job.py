@@ -108,7 +108,9 @@ def _execute(backend, circuits, parameter_binds, options: dict, job_id: str) -> 
     )
 
 
-def _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id) -> str:
+def _fix_method(
+    backend, circuits, parameter_binds, run_options, shots, seed, job_id, truncation
+) -> str:
     """The method every batch runs with; for ``automatic``, what Aer picks for the whole
     job's shot count (a 1-shot probe of the user's circuits, plus Aer's shots rule)."""
     method = batching.effective_option(backend, run_options, "method", "automatic")
@@ -126,7 +128,13 @@ def _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, jo
         picked = meta.get("method", "statevector")
         if picked != "statevector":
             raise _Passthrough(f"the automatic method picks {picked!r} for experiment {k}")
-        if batching.automatic_picks_density_matrix(expanded[k], meta, shots):
+        picks_dm = batching.automatic_picks_density_matrix(expanded[k], meta, shots, truncation)
+        if picks_dm is None:
+            raise _Passthrough(
+                f"whether the automatic method picks 'density_matrix' for experiment {k} at "
+                f"{shots} shots cannot be told (control flow); give method='statevector' to batch"
+            )
+        if picks_dm:
             raise _Passthrough(
                 f"the automatic method picks 'density_matrix' for experiment {k} at {shots} "
                 "shots (noise, more shots than 2^qubits): Aer samples it from one evolution"
@@ -156,7 +164,9 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
     rewritten = [batching.rewrite_circuit(c, truncation) for c in circuits]
     run_circuits = [r.circuit for r in rewritten]
     experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
-    method = _fix_method(backend, circuits, parameter_binds, run_options, shots, seed, job_id)
+    method = _fix_method(
+        backend, circuits, parameter_binds, run_options, shots, seed, job_id, truncation
+    )
     batch = batching.bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
     plan = batching.plan_offsets(shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
