@@ -8,13 +8,50 @@ nobody (they stay until released or adopted) and removes the lock file, then its
 
 from __future__ import annotations
 
+import atexit
+import logging
+import multiprocessing.util
 import os
 import time
+import weakref
 
 from noisefs.arena import accounting, audit, ledger, owners
 from noisefs.arena.admission import evict_free
 from noisefs.arena.paths import unlink_quiet
 from noisefs.errors import ArenaFull
+
+log = logging.getLogger("noisefs.arena")
+
+_open_handles: weakref.WeakSet = weakref.WeakSet()
+_finalizer_pid = 0
+
+
+def _close_all() -> None:
+    """Close this process's handles that are still open when it exits normally (so a
+    worker that simply exits hands its snapshots over instead of looking crashed)."""
+    for arena in list(_open_handles):
+        if arena._pid == os.getpid():
+            try:
+                arena.close()
+            except Exception:  # noqa: BLE001 - exiting; gc reclaims whatever is left
+                log.debug("closing %r at exit failed", arena, exc_info=True)
+
+
+atexit.register(_close_all)
+
+
+def track(arena) -> None:
+    """Remember an open handle: closed at exit, and found by :func:`local_handles`."""
+    global _finalizer_pid
+    _open_handles.add(arena)
+    if _finalizer_pid != os.getpid():  # forked children exit through multiprocessing, not atexit
+        multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
+        _finalizer_pid = os.getpid()
+
+
+def local_handles() -> list:
+    """The open handles of this process (any arena)."""
+    return [a for a in list(_open_handles) if a._pid == os.getpid() and not a._closed]
 
 
 def register_owner(arena) -> None:

@@ -16,6 +16,7 @@ copy and xxhash both release the GIL).
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import threading
@@ -105,19 +106,41 @@ def checksum(data: np.ndarray, block: int = BLOCK) -> int:
     return _run_blocks(data, None, block)
 
 
+_TEMPLATES: dict[tuple, tuple[str, str, str]] = {}
+_KEY_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-")
+
+
+def _template(dtype: str, shape: tuple, nbytes: int) -> tuple[str, str, str]:
+    """The JSON of a header around its key and checksum, cached per array layout (the
+    same bytes as ``json.dumps`` of the whole dict: the key needs no escaping)."""
+    found = _TEMPLATES.get((dtype, shape, nbytes))
+    if found is None:
+        body = json.dumps(
+            {
+                "version": VERSION,
+                "key": "\x00",
+                "dtype": dtype,
+                "shape": list(shape),
+                "nbytes": nbytes,
+                "checksum": 0,
+                "block": BLOCK,
+            },
+            separators=(",", ":"),
+        )
+        head, rest = body.split('"\\u0000"')
+        middle, tail = rest.split('"checksum":0')
+        found = (head, middle + '"checksum":', tail)
+        if len(_TEMPLATES) > 256:
+            _TEMPLATES.clear()
+        _TEMPLATES[(dtype, shape, nbytes)] = found
+    return found
+
+
 def encode_header(key: str, dtype: np.dtype, shape: tuple, nbytes: int, check: int) -> bytes:
-    body = json.dumps(
-        {
-            "version": VERSION,
-            "key": key,
-            "dtype": dtype.str,
-            "shape": list(shape),
-            "nbytes": nbytes,
-            "checksum": check,
-            "block": BLOCK,
-        },
-        separators=(",", ":"),
-    ).encode()
+    if not _KEY_SAFE.issuperset(key):
+        raise ValueError(f"snapshot key {key!r} has characters a header cannot hold")
+    head, middle, tail = _template(dtype.str, tuple(shape), nbytes)
+    body = f'{head}"{key}"{middle}{check}{tail}'.encode()
     header = MAGIC + struct.pack("<I", len(body)) + body
     if len(header) > HEADER_BYTES:
         raise ValueError("snapshot header too long")
@@ -125,12 +148,14 @@ def encode_header(key: str, dtype: np.dtype, shape: tuple, nbytes: int, check: i
 
 
 def decode_header(raw: bytes | memoryview, where: str) -> dict:
-    raw = bytes(raw[:HEADER_BYTES])
-    if len(raw) < 12 or raw[:8] != MAGIC:
+    start = bytes(raw[:12])
+    if len(start) < 12 or start[:8] != MAGIC:
         raise CorruptSnapshot(f"snapshot {where}: bad header (not a noisefs snapshot file)")
-    (length,) = struct.unpack("<I", raw[8:12])
+    (length,) = struct.unpack("<I", start[8:12])
+    if length > HEADER_BYTES - 12:
+        raise CorruptSnapshot(f"snapshot {where}: bad header length {length}")
     try:
-        header = json.loads(raw[12 : 12 + length])
+        header = json.loads(bytes(raw[12 : 12 + length]))
     except ValueError as exc:
         raise CorruptSnapshot(f"snapshot {where}: unreadable header") from exc
     if not isinstance(header, dict) or header.get("version") != VERSION:
@@ -142,7 +167,7 @@ def array_view(buffer, header: dict) -> np.ndarray:
     """The array stored after the header of a mapped snapshot (no copy)."""
     dtype = np.dtype(header["dtype"])
     shape = tuple(header["shape"])
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    count = math.prod(shape)
     return np.frombuffer(buffer, dtype=dtype, count=count, offset=HEADER_BYTES).reshape(shape)
 
 

@@ -1,11 +1,20 @@
 """``Arena``: the quota- and inode-bounded snapshot store on tmpfs with a spill tier.
 
-Accounting model: what ``du -s --block-size=1 ROOT`` and ``find ROOT | wc -l`` - 1 report
-is bounded by ``quota_bytes`` and ``max_files`` at every instant, whatever the number of
-processes: every data file is reserved in the ledger before it is created or grown and
-unlinked before its row goes. Charged bytes = allocated size of every data file (writing,
-ready, free-list) + the measured ledger files + a fixed slack; charged inodes = data files
-+ owner lock files + 4 fixed metadata inodes (data/, owners/, ledger.db, its journal).
+Accounting model (one formula, ``accounting.py``): what ``du -s --block-size=1 ROOT`` and
+``find ROOT | wc -l`` - 1 report is bounded by ``quota_bytes`` and ``max_files`` at every
+instant, whatever the number of processes: every data file is reserved in the ledger
+before it is created or grown (as a row, or inside its owner's lease) and unlinked before
+its reservation goes. Charged = data rows + leases + foreign files (``set_foreign_usage``)
++ owner lock files + the metadata measured under the root (ledger, journal, the daemon's
+entries) and a slack.
+
+Fast path (``lease.py``): a put, get and release in one process touch the ledger not at
+all; rows appear within ``lease.PUBLISH_DELAY_S`` (or at once when this handle lists,
+counts, moves or closes), and other processes that were handed a key wait for them.
+
+Tiers are objects (``tiers.py``: ``TmpfsTier``, ``SpillTier``); ``move`` (``move.py``)
+changes a ready snapshot's tier under the same key, atomically in the ledger, and leaves it
+where it was when the write into the target fails.
 
 Process model: a handle belongs to the process that opened it. After ``fork()`` the child
 must open its own ``Arena(root=...)``; any call on the inherited handle raises
@@ -18,23 +27,20 @@ view derived from them, stay valid (their file is unlinked rather than recycled)
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import logging
-import multiprocessing.util
 import os
 import sqlite3
 import threading
 import time
-import weakref
 from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import accounting, audit, ledger, lifecycle, owners, snapfile, tiers, views
+from noisefs.arena import accounting, audit, ledger, lifecycle, snapfile, tiers
 from noisefs.arena import lease as lease_mod
-from noisefs.arena import move as moving
+from noisefs.arena.access import AccessMixin
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.paths import (
@@ -46,10 +52,10 @@ from noisefs.arena.paths import (
     validate_index,
     validate_run,
 )
+from noisefs.arena.queries import QueriesMixin
 from noisefs.errors import (
     ArenaError,
     ArenaFull,
-    CorruptSnapshot,
     InputError,
     UnsafePathError,
 )
@@ -69,33 +75,7 @@ NUMERIC_KINDS = "biufc"
 FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
 
 
-_open_handles: weakref.WeakSet = weakref.WeakSet()
-_finalizer_pid = 0
-
-
-def _close_all() -> None:
-    """Close this process's handles that are still open when it exits normally (so a
-    worker that simply exits hands its snapshots over instead of looking crashed)."""
-    for arena in list(_open_handles):
-        if arena._pid == os.getpid():
-            try:
-                arena.close()
-            except Exception:  # noqa: BLE001 - exiting; gc reclaims whatever is left
-                log.debug("closing %r at exit failed", arena, exc_info=True)
-
-
-atexit.register(_close_all)
-
-
-def _track(arena: Arena) -> None:
-    global _finalizer_pid
-    _open_handles.add(arena)
-    if _finalizer_pid != os.getpid():  # forked children exit through multiprocessing, not atexit
-        multiprocessing.util.Finalize(None, _close_all, exitpriority=10)
-        _finalizer_pid = os.getpid()
-
-
-class Arena:
+class Arena(AccessMixin, QueriesMixin):
     """A bounded snapshot arena; see the module docstring and SPEC.md "Arena guarantees".
 
     ``quota``, ``max_files``, ``spill_dir`` and ``spill_quota`` default to the values stored
@@ -182,7 +162,7 @@ class Arena:
                 audit.gc(self)
             if _register:
                 lifecycle.register_owner(self)
-                _track(self)
+                lifecycle.track(self)
         except BaseException:
             if hasattr(self, "_ledger"):
                 self._ledger.close()
@@ -210,19 +190,6 @@ class Arena:
         """A maintenance handle on an existing arena: creates nothing, registers no owner,
         runs no gc on open, cannot ``put``. Raises ``FileNotFoundError`` for a missing root."""
         return cls(root, _register=False, _auto_gc=False)
-
-    def live_owners(self) -> list[dict]:
-        """Owners whose process holds its lock (or is starting); read-only probe."""
-        self._check()
-        out = []
-        for owner_id, pid, lock_name, started in self._ledger.conn().execute(
-            "SELECT id, pid, lock_name, started FROM owners"
-        ):
-            if owner_id == self._owner_id or owners.is_live(
-                self._owners_fd, lock_name, pid, started
-            ):
-                out.append({"id": owner_id, "pid": pid, "started": started})
-        return out
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -465,252 +432,3 @@ class Arena:
                 raise ArenaError(
                     f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
                 )
-
-    # ------------------------------------------------------------------ get / release / adopt
-
-    def _row(self, key: str, conn=None):
-        """The ledger row of ``key`` (or, unpublished, this handle's own record of it)."""
-        pending = self._lease.row(key)
-        if pending is not None:
-            return pending
-        conn = conn or self._ledger.conn()
-        return conn.execute(
-            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, "
-            "owner, created FROM snapshots WHERE key = ?",
-            (key,),
-        ).fetchone()
-
-    def get(self, key: str) -> np.ndarray:
-        """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified.
-
-        Raises ``KeyError`` for a key that does not exist (or was released meanwhile) and
-        ``CorruptSnapshot`` when the stored bytes do not verify.
-        """
-        self._check()
-        view = self._read(key, lambda tier, row: tier.read(key, row))
-        views.track(self._identity, key, view)
-        return view
-
-    def read_into(self, key: str, out: np.ndarray) -> np.ndarray:
-        """Copy snapshot ``key`` into ``out`` (C-contiguous, its dtype and shape), verifying
-        each block while it is in cache: one pass over the data instead of the two of
-        ``get`` followed by a copy. Raises like :meth:`get`; after ``CorruptSnapshot`` the
-        contents of ``out`` are undefined and must not be used (nothing unverified is
-        ever returned). Returns ``out``."""
-        self._check()
-        if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
-            raise InputError("read_into needs a writable C-contiguous numpy array")
-
-        def copy(tier, row):
-            if out.dtype.str != row[5] or list(out.shape) != json.loads(row[6]):
-                raise InputError(
-                    f"snapshot {key} is {row[5]} {tuple(json.loads(row[6]))}, not "
-                    f"{out.dtype.str} {out.shape}"
-                )
-            flat = out.reshape(-1).view(np.uint8) if out.nbytes else np.empty(0, np.uint8)
-            tiers.read_into(tier, key, row, flat)
-            return out
-
-        return self._read(key, copy)
-
-    def _read(self, key: str, how):
-        """Look ``key`` up and read it with ``how(tier, row)``; when the file does not
-        verify, look again: a snapshot moved to another tier (or released) meanwhile is
-        read from where it is now (or is a ``KeyError``)."""
-        seen, waited = None, False
-        while True:
-            row = self._row(key)
-            if row is None and not waited:
-                waited = True
-                if self._await_published(key):
-                    continue
-            if row is None or row[8] != "ready":
-                raise KeyError(key)
-            try:
-                return how(self.tier(row[1]), row)
-            except CorruptSnapshot:
-                if row[:3] == seen:  # read twice from the same row: the data is damaged
-                    raise
-                seen = row[:3]
-
-    def _await_published(self, key: str) -> bool:
-        """For a lease key of another owner: wait until that owner has published it; True
-        when the key should be looked up again (see lease.py)."""
-        found = lease_mod.parse_key(key)
-        if found is None or found[0] == self._owner_id:
-            return False
-        owner, seq = found
-        for other in list(_open_handles):  # a handle of this very process: ask it
-            if (
-                other is not self
-                and other._pid == self._pid
-                and not other._closed
-                and other._identity == self._identity
-                and other._owner_id == owner
-            ):
-                other._lease.flush()
-                return True
-        return lease_mod.await_published(self._ledger.conn(), owner, seq)
-
-    def release(self, key: str) -> None:
-        """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
-        self._check()
-        live = views.held(self._identity, key)
-        if self._lease.release(key, live):
-            return
-        for attempt in range(2):
-            if self._release_row(key, live):
-                return
-            if attempt or not self._await_published(key):
-                raise KeyError(key)
-
-    def _release_row(self, key: str, live: bool) -> bool:
-        with self._ledger.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None or row[4] != "ready":
-                return False
-            row_id, tier, slot, alloc, _ = row
-            c = ledger.counters(conn)
-            if (
-                self.tier(tier).recycles
-                and not live
-                and c["free_bytes"] + self._lease.free_bytes + alloc
-                <= self.quota_bytes * FREE_FRACTION
-            ):
-                conn.execute(
-                    "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
-                    (row_id,),
-                )
-                ledger.bump(conn, free_bytes=alloc, free_files=1)
-                return True
-            audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
-            return True
-
-    def adopt(self, keys) -> None:
-        """Make this handle the owner of ready snapshots (e.g. put by a worker process).
-
-        All or nothing: raises ``KeyError`` naming the keys that do not exist (or are not
-        ready), and then adopts none.
-        """
-        self._check()
-        keys = [keys] if isinstance(keys, str) else list(keys)
-        self._lease.flush()
-        for attempt in range(2):
-            missing = []
-            with self._ledger.transaction() as conn:
-                for key in keys:
-                    if not conn.execute(
-                        "SELECT 1 FROM snapshots WHERE key = ? AND state = 'ready'", (key,)
-                    ).fetchone():
-                        missing.append(key)
-                if not missing:
-                    conn.executemany(
-                        "UPDATE snapshots SET owner = ? WHERE key = ?",
-                        [(self._owner_id, key) for key in keys],
-                    )
-                    return
-            if attempt or not any([self._await_published(key) for key in missing]):
-                break
-        raise KeyError(missing[0] if len(missing) == 1 else missing)
-
-    # ------------------------------------------------------------------ queries
-
-    def keys(self, run: str | None = None) -> list[str]:
-        """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
-        snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
-        self._check()
-        self._lease.flush()
-        conn = self._ledger.conn()
-        if run is None:
-            rows = conn.execute(
-                "SELECT key FROM snapshots WHERE state = 'ready' ORDER BY created, id"
-            )
-        else:
-            rows = conn.execute(
-                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY created, id",
-                (run,),
-            )
-        return [r[0] for r in rows]
-
-    def info(self, key: str) -> dict:
-        self._check()
-        row = self._row(key)
-        if row is None or row[8] != "ready":
-            raise KeyError(key)
-        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner, created = row
-        return {
-            "key": key,
-            "run": run,
-            "step": step,
-            "batch": batch,
-            "dtype": np.dtype(dtype),
-            "shape": tuple(json.loads(shape)),
-            "tier": tier,
-            "nbytes": nbytes,
-            "alloc_bytes": alloc,
-            "owner": owner,
-            "created": created,  # time.time() of the put: cold snapshots are the oldest
-        }
-
-    def move(self, key: str, tier: str = "spill") -> bool:
-        """Move ready snapshot ``key`` to ``tier`` ('spill' or 'tmpfs'), keeping its key.
-
-        Atomic in the ledger: readers see it whole in one tier or the other. False when it
-        cannot move (no room in the target, the write there failed, or it was released
-        meanwhile); it then stays where it was. True when it is (now) in ``tier``. Raises
-        ``KeyError`` for an unknown key and ``CorruptSnapshot`` when its data does not
-        verify (it is not moved)."""
-        self._check()
-        if self._owner_id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
-        self._lease.flush()
-        return moving.move(self, key, self.tier(tier))
-
-    def cold_keys(self, limit: int) -> list[str]:
-        """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
-        :meth:`move` to spill to make room on the tmpfs."""
-        self._check()
-        self._lease.flush()
-        return moving.cold_keys(self, limit)
-
-    def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
-        """Record that files this arena did not write (the daemon's inbox) occupy ``nbytes``
-        and ``nfiles`` under the root. Admission counts them against the quota and
-        ``max_files`` from now on; the record belongs to this handle's owner (each call
-        replaces its previous figures) and goes when it closes or dies."""
-        self._check()
-        if self._owner_id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
-        nbytes = validate_index("nbytes", nbytes)
-        nfiles = validate_index("nfiles", nfiles)
-        with self._ledger.transaction() as conn:
-            old = conn.execute(
-                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner_id,)
-            ).fetchone()
-            if old is None:
-                raise ArenaError(f"arena {self.root}: this handle's owner row is gone")
-            conn.execute(
-                "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
-                (nbytes, nfiles, self._owner_id),
-            )
-            ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
-
-    def stats(self) -> dict:
-        self._check()
-        self._lease.flush()
-        return audit.figures(self, self._ledger.conn())
-
-    def check(self, fix: bool = False) -> list[str]:
-        """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
-        self._check()
-        self._lease.flush()
-        return audit.check(self, fix=fix)
-
-    def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
-        """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
-        also drop ready snapshots that handles closed without consuming."""
-        self._check()
-        self._lease.flush()
-        return audit.gc(self, dry_run=dry_run, unowned=unowned)

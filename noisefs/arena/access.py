@@ -1,0 +1,164 @@
+"""The read side of an :class:`~noisefs.arena.store.Arena`: looking keys up (ledger rows or
+this handle's unpublished ones), verified reads, release and adoption. A mixin of
+``Arena``; it uses the handle's ledger, tiers and lease."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from noisefs.arena import audit, ledger, tiers, views
+from noisefs.arena import lease as lease_mod
+from noisefs.arena.admission import FREE_FRACTION
+from noisefs.arena.lifecycle import local_handles
+from noisefs.errors import CorruptSnapshot, InputError
+
+
+class AccessMixin:
+    def _row(self, key: str, conn=None):
+        """The ledger row of ``key`` (or, unpublished, this handle's own record of it)."""
+        pending = self._lease.row(key)
+        if pending is not None:
+            return pending
+        conn = conn or self._ledger.conn()
+        return conn.execute(
+            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, "
+            "owner, created FROM snapshots WHERE key = ?",
+            (key,),
+        ).fetchone()
+
+    def get(self, key: str) -> np.ndarray:
+        """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified.
+
+        Raises ``KeyError`` for a key that does not exist (or was released meanwhile) and
+        ``CorruptSnapshot`` when the stored bytes do not verify.
+        """
+        self._check()
+        view = self._read(key, lambda tier, row: tier.read(key, row))
+        views.track(self._identity, key, view)
+        return view
+
+    def read_into(self, key: str, out: np.ndarray) -> np.ndarray:
+        """Copy snapshot ``key`` into ``out`` (C-contiguous, its dtype and shape), verifying
+        each block while it is in cache: one pass over the data instead of the two of
+        ``get`` followed by a copy. Raises like :meth:`get`; after ``CorruptSnapshot`` the
+        contents of ``out`` are undefined and must not be used (nothing unverified is
+        ever returned). Returns ``out``."""
+        self._check()
+        if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
+            raise InputError("read_into needs a writable C-contiguous numpy array")
+
+        def copy(tier, row):
+            if out.dtype.str != row[5] or list(out.shape) != json.loads(row[6]):
+                raise InputError(
+                    f"snapshot {key} is {row[5]} {tuple(json.loads(row[6]))}, not "
+                    f"{out.dtype.str} {out.shape}"
+                )
+            flat = out.reshape(-1).view(np.uint8) if out.nbytes else np.empty(0, np.uint8)
+            tiers.read_into(tier, key, row, flat)
+            return out
+
+        return self._read(key, copy)
+
+    def _read(self, key: str, how):
+        """Look ``key`` up and read it with ``how(tier, row)``; when the file does not
+        verify, look again: a snapshot moved to another tier (or released) meanwhile is
+        read from where it is now (or is a ``KeyError``)."""
+        seen, waited = None, False
+        while True:
+            row = self._row(key)
+            if row is None and not waited:
+                waited = True
+                if self._await_published(key):
+                    continue
+            if row is None or row[8] != "ready":
+                raise KeyError(key)
+            try:
+                return how(self.tier(row[1]), row)
+            except CorruptSnapshot:
+                if row[:3] == seen:  # read twice from the same row: the data is damaged
+                    raise
+                seen = row[:3]
+
+    def _await_published(self, key: str) -> bool:
+        """For a lease key of another owner: wait until that owner has published it; True
+        when the key should be looked up again (see lease.py)."""
+        found = lease_mod.parse_key(key)
+        if found is None or found[0] == self._owner_id:
+            return False
+        owner, seq = found
+        for other in local_handles():  # a handle of this very process: ask it
+            if (
+                other is not self
+                and other._pid == self._pid
+                and not other._closed
+                and other._identity == self._identity
+                and other._owner_id == owner
+            ):
+                other._lease.flush()
+                return True
+        return lease_mod.await_published(self._ledger.conn(), owner, seq)
+
+    def release(self, key: str) -> None:
+        """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
+        self._check()
+        live = views.held(self._identity, key)
+        if self._lease.release(key, live):
+            return
+        for attempt in range(2):
+            if self._release_row(key, live):
+                return
+            if attempt or not self._await_published(key):
+                raise KeyError(key)
+
+    def _release_row(self, key: str, live: bool) -> bool:
+        with self._ledger.transaction() as conn:
+            row = conn.execute(
+                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None or row[4] != "ready":
+                return False
+            row_id, tier, slot, alloc, _ = row
+            c = ledger.counters(conn)
+            if (
+                self.tier(tier).recycles
+                and not live
+                and c["free_bytes"] + self._lease.free_bytes + alloc
+                <= self.quota_bytes * FREE_FRACTION
+            ):
+                conn.execute(
+                    "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
+                    (row_id,),
+                )
+                ledger.bump(conn, free_bytes=alloc, free_files=1)
+                return True
+            audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+            return True
+
+    def adopt(self, keys) -> None:
+        """Make this handle the owner of ready snapshots (e.g. put by a worker process).
+
+        All or nothing: raises ``KeyError`` naming the keys that do not exist (or are not
+        ready), and then adopts none.
+        """
+        self._check()
+        keys = [keys] if isinstance(keys, str) else list(keys)
+        self._lease.flush()
+        for attempt in range(2):
+            missing = []
+            with self._ledger.transaction() as conn:
+                for key in keys:
+                    if not conn.execute(
+                        "SELECT 1 FROM snapshots WHERE key = ? AND state = 'ready'", (key,)
+                    ).fetchone():
+                        missing.append(key)
+                if not missing:
+                    conn.executemany(
+                        "UPDATE snapshots SET owner = ? WHERE key = ?",
+                        [(self._owner_id, key) for key in keys],
+                    )
+                    return
+            if attempt or not any([self._await_published(key) for key in missing]):
+                break
+        raise KeyError(missing[0] if len(missing) == 1 else missing)

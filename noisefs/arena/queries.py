@@ -1,0 +1,127 @@
+"""Queries and maintenance of an :class:`~noisefs.arena.store.Arena`: keys, info, figures,
+check, gc, live owners, and the tier operations the daemon uses (move, cold keys, foreign
+usage). A mixin of ``Arena``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from noisefs.arena import audit, ledger, owners
+from noisefs.arena import move as moving
+from noisefs.arena.paths import validate_index
+from noisefs.errors import ArenaError
+
+
+class QueriesMixin:
+    def live_owners(self) -> list[dict]:
+        """Owners whose process holds its lock (or is starting); read-only probe."""
+        self._check()
+        out = []
+        for owner_id, pid, lock_name, started in self._ledger.conn().execute(
+            "SELECT id, pid, lock_name, started FROM owners"
+        ):
+            if owner_id == self._owner_id or owners.is_live(
+                self._owners_fd, lock_name, pid, started
+            ):
+                out.append({"id": owner_id, "pid": pid, "started": started})
+        return out
+
+    def keys(self, run: str | None = None) -> list[str]:
+        """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
+        snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
+        self._check()
+        self._lease.flush()
+        conn = self._ledger.conn()
+        if run is None:
+            rows = conn.execute(
+                "SELECT key FROM snapshots WHERE state = 'ready' ORDER BY created, id"
+            )
+        else:
+            rows = conn.execute(
+                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY created, id",
+                (run,),
+            )
+        return [r[0] for r in rows]
+
+    def info(self, key: str) -> dict:
+        self._check()
+        row = self._row(key)
+        if row is None or row[8] != "ready":
+            raise KeyError(key)
+        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner, created = row
+        return {
+            "key": key,
+            "run": run,
+            "step": step,
+            "batch": batch,
+            "dtype": np.dtype(dtype),
+            "shape": tuple(json.loads(shape)),
+            "tier": tier,
+            "nbytes": nbytes,
+            "alloc_bytes": alloc,
+            "owner": owner,
+            "created": created,  # time.time() of the put: cold snapshots are the oldest
+        }
+
+    def move(self, key: str, tier: str = "spill") -> bool:
+        """Move ready snapshot ``key`` to ``tier`` ('spill' or 'tmpfs'), keeping its key.
+
+        Atomic in the ledger: readers see it whole in one tier or the other. False when it
+        cannot move (no room in the target, the write there failed, or it was released
+        meanwhile); it then stays where it was. True when it is (now) in ``tier``. Raises
+        ``KeyError`` for an unknown key and ``CorruptSnapshot`` when its data does not
+        verify (it is not moved)."""
+        self._check()
+        if self._owner_id is None:
+            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        self._lease.flush()
+        return moving.move(self, key, self.tier(tier))
+
+    def cold_keys(self, limit: int) -> list[str]:
+        """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
+        :meth:`move` to spill to make room on the tmpfs."""
+        self._check()
+        self._lease.flush()
+        return moving.cold_keys(self, limit)
+
+    def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
+        """Record that files this arena did not write (the daemon's inbox) occupy ``nbytes``
+        and ``nfiles`` under the root. Admission counts them against the quota and
+        ``max_files`` from now on; the record belongs to this handle's owner (each call
+        replaces its previous figures) and goes when it closes or dies."""
+        self._check()
+        if self._owner_id is None:
+            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        nbytes = validate_index("nbytes", nbytes)
+        nfiles = validate_index("nfiles", nfiles)
+        with self._ledger.transaction() as conn:
+            old = conn.execute(
+                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner_id,)
+            ).fetchone()
+            if old is None:
+                raise ArenaError(f"arena {self.root}: this handle's owner row is gone")
+            conn.execute(
+                "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
+                (nbytes, nfiles, self._owner_id),
+            )
+            ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
+
+    def stats(self) -> dict:
+        self._check()
+        self._lease.flush()
+        return audit.figures(self, self._ledger.conn())
+
+    def check(self, fix: bool = False) -> list[str]:
+        """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
+        self._check()
+        self._lease.flush()
+        return audit.check(self, fix=fix)
+
+    def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
+        """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
+        also drop ready snapshots that handles closed without consuming."""
+        self._check()
+        self._lease.flush()
+        return audit.gc(self, dry_run=dry_run, unowned=unowned)
