@@ -254,6 +254,7 @@ def test_exception_propagates_and_arena_is_clean(scope_kwargs, arena_root):
     assert isinstance(sim.run(qc, shots=4), AerJob)
     assert AerBackend.run.__wrapped__.__module__ == "qiskit_aer.backends.aerbackend"
     assert noisefs.managed.active_scope() is None
+    assert managed.active_scope() is None  # the class spells it too (noisefs.managed may be it)
 
 
 def test_worker_thread_nesting_and_concurrent_scopes(scope_kwargs):

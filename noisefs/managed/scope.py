@@ -26,6 +26,7 @@ from contextlib import ContextDecorator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from noisefs.managed.errors import ManagedError, UnbatchableJob
 from noisefs.managed.options import DEFAULT_BATCH, ManagedOptions, validate_options
 
 if TYPE_CHECKING:
@@ -175,6 +176,13 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
     The same object may be entered again (nested, recursively, from several threads): each
     entry is its own :class:`Scope`, the innermost one wins.
     """
+
+    # ``noisefs.managed`` is this class or the module, depending on what ran first (the
+    # package's lazy attribute vs ``import noisefs.managed``): both spell these the same.
+    unmanaged = staticmethod(unmanaged)
+    active_scope = staticmethod(active_scope)
+    UnbatchableJob = UnbatchableJob
+    ManagedError = ManagedError
 
     def __init__(
         self,
