@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from noisefs.errors import InputError
-from noisefs.units import parse_size
+from noisefs.units import parse_duration, parse_size
 
 DEFAULT_BATCH = 256
 
@@ -24,6 +24,8 @@ class ManagedOptions:
     spill_dir: str | None
     batch: int
     root: str | None
+    spill_quota: int | None = None
+    put_timeout: float | None = None  # seconds a snapshot waits for arena space (Arena's)
 
 
 def validate_options(
@@ -32,6 +34,8 @@ def validate_options(
     spill_dir: str | os.PathLike | None = None,
     batch: int = DEFAULT_BATCH,
     root: str | os.PathLike | None = None,
+    spill_quota: str | int | None = None,
+    put_timeout: str | float | None = None,
 ) -> ManagedOptions:
     """Check and normalise :func:`noisefs.managed`'s options; raise :class:`InputError`."""
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -46,4 +50,6 @@ def validate_options(
         spill_dir=None if spill_dir is None else os.fspath(spill_dir),
         batch=batch,
         root=None if root is None else os.fspath(root),
+        spill_quota=None if spill_quota is None else parse_size(spill_quota),
+        put_timeout=None if put_timeout is None else parse_duration(put_timeout),
     )

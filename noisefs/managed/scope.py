@@ -113,8 +113,14 @@ class Scope:
                 from noisefs.arena import Arena
 
                 o = self.options
+                extra = {} if o.put_timeout is None else {"timeout_s": o.put_timeout}
                 self._arena = Arena(
-                    root=o.root, quota=o.quota, max_files=o.max_files, spill_dir=o.spill_dir
+                    root=o.root,
+                    quota=o.quota,
+                    max_files=o.max_files,
+                    spill_dir=o.spill_dir,
+                    spill_quota=o.spill_quota,
+                    **extra,
                 )
             return self._arena
 
@@ -171,7 +177,8 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
     Jobs run in batches of at most ``batch`` shots with ``seed_simulator = base + offset``, so
     counts, memory and averages equal the unbatched job's; per-shot state saves and
     ``save_density_matrix`` flow through an arena (``root``, ``quota``, ``max_files``,
-    ``spill_dir``: as :class:`noisefs.Arena`) and come back averaged. See ``docs/managed.md``.
+    ``spill_dir``, ``spill_quota``; ``put_timeout`` is its ``timeout_s``: as
+    :class:`noisefs.Arena`) and come back averaged. See ``docs/managed.md``.
 
     The same object may be entered again (nested, recursively, from several threads): each
     entry is its own :class:`Scope`, the innermost one wins.
@@ -191,9 +198,17 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
         spill_dir: str | os.PathLike | None = None,
         batch: int = DEFAULT_BATCH,
         root: str | os.PathLike | None = None,
+        spill_quota: str | int | None = None,
+        put_timeout: str | float | None = None,
     ) -> None:
         self.options = validate_options(
-            quota=quota, max_files=max_files, spill_dir=spill_dir, batch=batch, root=root
+            quota=quota,
+            max_files=max_files,
+            spill_dir=spill_dir,
+            batch=batch,
+            root=root,
+            spill_quota=spill_quota,
+            put_timeout=put_timeout,
         )
         self._local = threading.local()
 
