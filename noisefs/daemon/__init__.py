@@ -4,8 +4,8 @@ that other programs write into ``<arena>/inbox/<run>/<step>/``.
 One job per module: ``config`` (TOML + command line, validated), ``watch`` (watchdog
 events as hints, liveness, scan-only fallback), ``npyfile`` (safe probing and reading of
 foreign ``.npy`` files), ``scan`` (discovery and inbox usage), ``ingest`` (claim, fold,
-reject, checkpoint, results), ``runs`` (a run's running averages, its checkpoint and
-result files), ``police`` (gc and watermark moves to spill), ``metrics`` (Prometheus),
+reject), ``durable`` (checkpoints, recovery, results), ``runs`` (a run's running
+averages and its files), ``police`` (gc and watermark moves to spill), ``metrics`` (Prometheus),
 ``notify`` (systemd), ``logs`` (stderr/journald), ``statusfile`` (lock and status file)
 and ``process`` (signals and the main loop).
 See docs/daemon.md.

@@ -3,7 +3,7 @@
 A candidate (from an event or a scan) is probed (:mod:`noisefs.daemon.npyfile`), claimed
 by renaming it into ``<arena>/daemon/claimed/`` (same filesystem, daemon-only), checked to
 be the inode that was probed, read, folded into the run's running average, and unlinked
-once a checkpoint covering it is durable (:mod:`noisefs.daemon.runs`). Rejected entries
+once a checkpoint covering it is durable (:mod:`noisefs.daemon.durable`). Rejected entries
 are renamed into ``<arena>/inbox/<run>/rejected/`` (a symlink moves itself; its target is
 never touched) with a log line naming the reason. Every operation is relative to a
 directory fd opened with ``O_NOFOLLOW``: nothing outside the arena is opened or deleted.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import cmath
 import logging
 import os
-import queue
 import secrets
 import time
 from pathlib import Path
@@ -22,29 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
+from noisefs.daemon.durable import CheckpointWriter, Durability, fault
 from noisefs.daemon.npyfile import Probe, Reader, probe
-from noisefs.daemon.runs import CheckpointWriter, RunAverage
-from noisefs.daemon.scan import STEP_NAME, Scanner, opendir
+from noisefs.daemon.runs import RunAverage
+from noisefs.daemon.scan import Scanner, opendir
 
 log = logging.getLogger("noisefs.daemon")
 
 MAX_QUBITS = 12  # a (2ⁿ, 2ⁿ) running sum per step: 256 MiB at 12 qubits
-FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
 
 
-_FAULT = os.environ.get(FAULT_ENV)
-
-
-def _fault(point: str, counter: dict) -> None:
-    spec = _FAULT
-    if not spec or not spec.startswith(point + ":"):
-        return
-    counter[point] = counter.get(point, 0) + 1
-    if counter[point] >= int(spec.split(":", 1)[1]):
-        os.kill(os.getpid(), 9)
-
-
-class Inbox(Scanner):
+class Inbox(Scanner, Durability):
     """The inbox of one arena and the running averages of its runs."""
 
     def __init__(
@@ -83,48 +70,12 @@ class Inbox(Scanner):
         self._ckpt_cost = 0.0
         self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
         self._writer = CheckpointWriter(
-            self.claimed_fd, lambda: _fault("checkpointed", self._faults)
+            self.claimed_fd, lambda: fault("checkpointed", self._faults)
         )
         trace = os.environ.get("NOISEFS_DAEMON_TRACE")
         self._trace = open(trace, "a", buffering=1 << 16) if trace else None  # noqa: SIM115
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._recover()
-
-    # -- startup -----------------------------------------------------------------------
-
-    def _ckpt_path(self, run: str) -> Path:
-        return self.state_dir / f"{run}.ckpt.npz"
-
-    def _recover(self) -> None:
-        """Load checkpoints; unlink claimed files they count, queue the others to fold."""
-        for temp in self.state_dir.glob(".*.ckpt.npz.*.tmp"):  # a write killed midway
-            temp.unlink(missing_ok=True)
-        for path in sorted(self.state_dir.glob("*.ckpt.npz")):
-            try:
-                run = RunAverage.load(path, self.cfg.results_dir)
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("checkpoint %s unreadable (%s); kept aside, not folded", path, exc)
-                os.replace(path, path.with_suffix(".bad"))
-                continue
-            self.runs[run.run] = run
-        counted = {name for run in self.runs.values() for name in run.pending}
-        for name in os.listdir(self.claimed_fd):
-            parts = name.split("~", 3)
-            if name in counted:
-                os.unlink(name, dir_fd=self.claimed_fd)
-            elif len(parts) == 4 and RUN_NAME.fullmatch(parts[0]) and STEP_NAME.fullmatch(parts[1]):
-                self.todo[(parts[0], int(parts[1]), name, True)] = time.monotonic()
-            else:
-                log.warning("unknown entry %s in %s/daemon/claimed left alone", name, self.root)
-        for run in self.runs.values():
-            run.forget(list(counted))
-        if self.runs or self.todo:
-            log.info(
-                "%s: resumed %d runs from checkpoints, %d claimed files to fold",
-                self.root,
-                len(self.runs),
-                len(self.todo),
-            )
 
     # -- taking files ------------------------------------------------------------------
 
@@ -201,7 +152,7 @@ class Inbox(Scanner):
                 except FileNotFoundError:
                     p.close()
                     return
-                _fault("claimed", self._faults)
+                fault("claimed", self._faults)
                 st = os.stat(target, dir_fd=self.claimed_fd, follow_symlinks=False)
                 assert p.st is not None
                 if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
@@ -285,7 +236,7 @@ class Inbox(Scanner):
         self.c["ingested_bytes"] += nbytes
         if self._trace:
             self._trace.write(f"{name.split('~', 3)[-1]} {time.time():.6f}\n")
-        _fault("folded", self._faults)
+        fault("folded", self._faults)
 
     def _reject(self, run: str, dir_fd: int, name: str, step: int, reason: str) -> None:
         """Rename ``name`` into ``<inbox>/<run>/rejected/`` (never follows, never deletes)."""
@@ -321,125 +272,6 @@ class Inbox(Scanner):
             "rejected %s/inbox/%s/%s/%s: %s (moved to %s/inbox/%s/rejected/%s)",
             self.root, run, step, base, reason, self.root, run, target,
         )  # fmt: skip
-
-    # -- checkpoints and results -------------------------------------------------------
-
-    def _checkpointed(self, result) -> None:
-        run, names, seconds, error = result
-        self._writer.in_flight.discard(run)
-        self._ckpt_cost = seconds
-        average = self.runs.get(run)
-        if error is not None:
-            log.error("run %s: checkpoint failed (%s); retried", run, error)
-            if average is not None:
-                average.dirty = True
-        elif average is not None:
-            average.forget(names)
-
-    def checkpoint(self, interval_s: float, force: bool = False) -> None:
-        """Checkpoint dirty runs (every ``interval_s`` in the background, or now and
-        synchronously with ``force``); their claimed files are freed once it is durable."""
-        while True:
-            try:
-                self._checkpointed(self._writer.done.get_nowait())
-            except queue.Empty:
-                break
-        if force:
-            self._writer.wait_idle(self._checkpointed)
-            for average in list(self.runs.values()):
-                if average.dirty or average.pending:
-                    self._save_now(average)
-            return
-        now = time.monotonic()
-        # claimed files hold arena space until their checkpoint: bound them too
-        many = any(
-            len(r.pending) >= 2048 or r.pending_bytes >= self.pending_limit_bytes
-            for r in self.runs.values()
-            if r.run not in self._writer.in_flight
-        )
-        # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
-        interval_s = max(interval_s, 20 * self._ckpt_cost)
-        if not many and now - self._last_ckpt < interval_s:
-            return
-        self._last_ckpt = now
-        for average in list(self.runs.values()):
-            if (average.dirty or average.pending) and average.run not in self._writer.in_flight:
-                average.flush()
-                arrays, header, names = average.snapshot()
-                self._writer.submit(average.run, average.ckpt_path, arrays, header, names)
-
-    def _save_now(self, average: RunAverage) -> None:
-        names = average.save()
-        _fault("checkpointed", self._faults)
-        for name in names:
-            try:
-                os.unlink(name, dir_fd=self.claimed_fd)
-            except FileNotFoundError:
-                pass
-        average.forget(names)
-
-    def finish_ready_runs(self, force: bool = False) -> None:
-        """Write the result of every run whose DONE appeared, once its files are taken
-        (or its grace time is over)."""
-        for run, deadline in list(self.done.items()):
-            self.scan(run)  # synchronously: every file already there is taken first
-            busy = any(k[0] == run for k in self.todo) or any(k[0] == run for k in self.waiting)
-            if busy and not force and time.monotonic() < deadline:
-                continue
-            if busy:
-                log.warning("run %s: DONE seen but files still arriving; they start anew", run)
-            self._finish(run)
-            del self.done[run]
-
-    def _finish(self, run: str) -> None:
-        self._writer.wait_idle(self._checkpointed)  # no older checkpoint lands after ours
-        average = self.runs.pop(run, None)
-        run_fd = opendir(run, self.inbox_fd)
-        if average is not None:
-            average.flush()
-            self._save_now(average)
-            path = average.write_result(str(self.root), complete=True)
-            average.drop_checkpoint()
-            self.c["results_written"] += 1
-            self.finished[run] = {"ingested": average.ingested, "result": str(path), "done": True}
-            while len(self.finished) > 100:
-                del self.finished[next(iter(self.finished))]
-            log.info("run %s: %d files folded, result %s", run, average.ingested, path)
-        else:
-            log.info("run %s: DONE with nothing folded; no result written", run)
-        if run_fd is None:
-            return
-        try:
-            try:
-                os.unlink("DONE", dir_fd=run_fd)
-            except (FileNotFoundError, IsADirectoryError):
-                pass
-            for entry in os.listdir(run_fd):
-                if STEP_NAME.fullmatch(entry):
-                    try:
-                        os.rmdir(entry, dir_fd=run_fd)  # only if empty
-                    except OSError:
-                        pass
-        finally:
-            os.close(run_fd)
-        try:
-            os.rmdir(run, dir_fd=self.inbox_fd)
-        except OSError:
-            pass
-
-    def shutdown(self) -> None:
-        """Checkpoint everything and write the averages so far (not marked complete); the
-        directory fds stay open until :meth:`close`."""
-        self.checkpoint(0, force=True)
-        for average in self.runs.values():
-            if average.steps:
-                path = average.write_result(str(self.root), complete=False)
-                log.info(
-                    "run %s: %d files folded so far, written to %s",
-                    average.run,
-                    average.ingested,
-                    path,
-                )
 
     def close(self) -> None:
         """Stop the checkpoint writer, close the directory fds."""

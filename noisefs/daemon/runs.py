@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
-import threading
 import time
 from pathlib import Path
 
@@ -31,54 +29,6 @@ def write_checkpoint(path: Path, arrays: dict[str, np.ndarray], header: dict) ->
     with writing(path, "daemon checkpoint"):
         with atomic_write(path, mode=0o600) as handle:
             np.savez(handle, header=np.str_(json.dumps(header)), **arrays)
-
-
-class CheckpointWriter:
-    """A background thread that writes checkpoints, then unlinks the claimed files each
-    one covers; the ingest loop never waits for an fsync. Results come back on ``done``
-    as ``(run, names, seconds, error)``; the caller forgets names only from there."""
-
-    def __init__(self, claimed_fd: int, after_write=None) -> None:
-        self._fd = claimed_fd
-        self._after_write = after_write
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self.done: queue.SimpleQueue = queue.SimpleQueue()
-        self.in_flight: set[str] = set()
-        self._thread = threading.Thread(target=self._loop, name="noisefs-checkpoint", daemon=True)
-        self._thread.start()
-
-    def submit(self, run: str, path: Path, arrays: dict, header: dict, names: list[str]) -> None:
-        self.in_flight.add(run)
-        self._jobs.put((run, path, arrays, header, names))
-
-    def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            run, path, arrays, header, names = job
-            started = time.perf_counter()
-            try:
-                write_checkpoint(path, arrays, header)
-                if self._after_write is not None:
-                    self._after_write()
-                for name in names:
-                    try:
-                        os.unlink(name, dir_fd=self._fd)
-                    except FileNotFoundError:
-                        pass
-                self.done.put((run, names, time.perf_counter() - started, None))
-            except Exception as exc:  # noqa: BLE001 - reported to the loop, retried there
-                self.done.put((run, [], time.perf_counter() - started, exc))
-
-    def wait_idle(self, handle) -> None:
-        """Block until nothing is in flight, passing each result to ``handle``."""
-        while self.in_flight:
-            handle(self.done.get())
-
-    def stop(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=30)
 
 
 class StepSum:
