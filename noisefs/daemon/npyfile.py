@@ -206,7 +206,8 @@ class Reader:
         nbytes = math.prod(p.shape) * p.dtype.itemsize
         order = "F" if p.fortran else "C"
         if p.leased and nbytes >= MMAP_MIN:
-            self._map = mmap.mmap(p.fd, p.offset + nbytes, mmap.MAP_SHARED, mmap.PROT_READ)
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)  # one fault, not 4096
+            self._map = mmap.mmap(p.fd, p.offset + nbytes, flags, mmap.PROT_READ)
             flat = np.frombuffer(self._map, p.dtype, math.prod(p.shape), p.offset)
             return flat.reshape(p.shape, order=order)
         if self._buf.nbytes < nbytes or self._buf.nbytes > 4 * max(nbytes, 1 << 20):
