@@ -213,3 +213,20 @@ def _npy_bytes(arr) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr)
     return buf.getvalue()
+
+
+def test_large_rho_files_read_through_a_mapping(daemons, tmp_path, arena_root):
+    """Files of 1 MiB and more are mapped (under a read lease), not copied."""
+    proc = _start(daemons, tmp_path, arena_root)
+    rng = np.random.default_rng(8)
+    step = arena_root / "inbox" / "big" / "2"
+    step.mkdir(parents=True)
+    rhos = [random_rho(rng, 256) for _ in range(3)]
+    np.save(step / "a.npy", rhos[0])
+    save_renamed(step / "b.npy", rhos[1])
+    np.save(step / "c.npy", np.asfortranarray(rhos[2]))  # Fortran order on disk
+    (step.parent / "DONE").touch()
+    wait_for(lambda: (tmp_path / "results" / "big.npz").exists(), 20, "the result", proc)
+    res = result(tmp_path / "results", "big")
+    assert res["counts"].tolist() == [3] and res["steps"].tolist() == [2]
+    assert np.abs(res["rho"][0] - np.mean(rhos, axis=0)).max() < 1e-12
