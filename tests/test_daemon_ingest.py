@@ -230,3 +230,22 @@ def test_large_rho_files_read_through_a_mapping(daemons, tmp_path, arena_root):
     res = result(tmp_path / "results", "big")
     assert res["counts"].tolist() == [3] and res["steps"].tolist() == [2]
     assert np.abs(res["rho"][0] - np.mean(rhos, axis=0)).max() < 1e-12
+
+
+def test_results_dir_gone_keeps_everything_and_retries(daemons, tmp_path, arena_root):
+    results = tmp_path / "results"
+    cfg = write_config(tmp_path / "d.toml", arena_root, results, state_dir=str(tmp_path / "state"))
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    shutil.rmtree(results)
+    results.write_text("not a directory")  # every result write fails now
+    step = arena_root / "inbox" / "keep" / "0"
+    step.mkdir(parents=True)
+    save_renamed(step / "a.npy", np.array([0.0, 1.0]))
+    (step.parent / "DONE").touch()
+    wait_for(lambda: "result not written" in log_text(proc), 10, "the error line", proc)
+    assert proc.poll() is None
+    results.unlink()
+    results.mkdir()
+    wait_for(lambda: (results / "keep.npz").exists(), 20, "the retried result", proc)
+    assert result(results, "keep")["counts"].tolist() == [1]

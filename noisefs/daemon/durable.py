@@ -20,6 +20,7 @@ from pathlib import Path
 from noisefs.arena.paths import RUN_NAME
 from noisefs.daemon.runs import RunAverage, write_checkpoint
 from noisefs.daemon.scan import STEP_NAME, opendir
+from noisefs.errors import NoiseFSError
 
 log = logging.getLogger("noisefs.daemon")
 
@@ -183,24 +184,37 @@ class Durability:
         """Write the result of every run whose DONE appeared, once its files are taken
         (or its grace time is over)."""
         for run, deadline in list(self.done.items()):
+            if self._retry_at.get(run, 0.0) > time.monotonic():
+                continue
             self.scan(run)  # synchronously: every file already there is taken first
             busy = any(k[0] == run for k in self.todo) or any(k[0] == run for k in self.waiting)
             if busy and not force and time.monotonic() < deadline:
                 continue
             if busy:
                 log.warning("run %s: DONE seen but files still arriving; they start anew", run)
-            self._finish(run)
+            try:
+                self._finish(run)
+            except (OSError, NoiseFSError) as exc:  # results dir full or gone: keep all
+                log.error(
+                    "run %s: result not written (%s); kept, retried in %g s",
+                    run,
+                    exc,
+                    self.done_grace_s,
+                )
+                self._retry_at[run] = time.monotonic() + self.done_grace_s
+                continue
+            self._retry_at.pop(run, None)
             del self.done[run]
 
     def _finish(self, run: str) -> None:
         self._writer.wait_idle(self._checkpointed)  # no older checkpoint lands after ours
-        average = self.runs.pop(run, None)
-        run_fd = opendir(run, self.inbox_fd)
+        average = self.runs.get(run)
         if average is not None:
             average.flush()
             self._save_now(average)
             path = average.write_result(str(self.root), complete=True)
             average.drop_checkpoint()
+            del self.runs[run]
             self.c["results_written"] += 1
             self.finished[run] = {"ingested": average.ingested, "result": str(path), "done": True}
             while len(self.finished) > 100:
@@ -208,6 +222,7 @@ class Durability:
             log.info("run %s: %d files folded, result %s", run, average.ingested, path)
         else:
             log.info("run %s: DONE with nothing folded; no result written", run)
+        run_fd = opendir(run, self.inbox_fd)
         if run_fd is None:
             return
         try:
@@ -231,10 +246,17 @@ class Durability:
     def shutdown(self) -> None:
         """Checkpoint everything and write the averages so far (not marked complete); the
         directory fds stay open until :meth:`close`."""
-        self.checkpoint(0, force=True)
+        try:
+            self.checkpoint(0, force=True)
+        except (OSError, NoiseFSError) as exc:
+            log.error("%s: final checkpoint failed (%s); claimed files kept", self.root, exc)
         for average in self.runs.values():
             if average.steps:
-                path = average.write_result(str(self.root), complete=False)
+                try:
+                    path = average.write_result(str(self.root), complete=False)
+                except (OSError, NoiseFSError) as exc:
+                    log.error("run %s: result not written (%s)", average.run, exc)
+                    continue
                 log.info(
                     "run %s: %d files folded so far, written to %s",
                     average.run,

@@ -66,6 +66,7 @@ class Inbox(Scanner, Durability):
         self._faults: dict = {}
         self._warned: set[str] = set()
         self._errors: set[tuple] = set()
+        self._retry_at: dict[str, float] = {}  # runs whose result could not be written
         self._last_ckpt = self._last_retry = time.monotonic()
         self._ckpt_cost = 0.0
         self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
