@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisefs.errors import InputError
@@ -229,7 +229,3 @@ def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config {path}: {exc}") from None
     return parse_config(data, str(path), overrides)
-
-
-def with_source(cfg: DaemonConfig, source: str | None) -> DaemonConfig:
-    return replace(cfg, source=source)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
+from noisefs.daemon.config import ArenaConfig, DaemonConfig
 from noisefs.daemon.durable import CheckpointWriter, Durability, fault
 from noisefs.daemon.npyfile import Probe, Reader, probe
 from noisefs.daemon.runs import RunAverage
@@ -35,7 +36,13 @@ class Inbox(Scanner, Durability):
     """The inbox of one arena and the running averages of its runs."""
 
     def __init__(
-        self, root_fd: int, root: Path, cfg, state_dir: Path, counters: dict, timing
+        self,
+        root_fd: int,
+        root: Path,
+        cfg: ArenaConfig,
+        state_dir: Path,
+        counters: dict,
+        timing: DaemonConfig,
     ) -> None:
         self.root = root
         self.cfg = cfg
