@@ -103,11 +103,25 @@ def bench_sizes(sizes: list[int], reps: int, shm: str) -> list[tuple[int, dict]]
                             f()
                         times[name].append((time.perf_counter() - t0) / inner)
                 med = {name: statistics.median(ts) for name, ts in times.items()}
-                rows.append((nbytes, med))
+                rows.append((nbytes, med, ledger_use(arena, arena_cycle, inner)))
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(spill, ignore_errors=True)
     return rows
+
+
+def ledger_use(arena: Arena, cycle, cycles: int) -> tuple[float, float]:
+    """(SQL statements, commits) per cycle on this thread's ledger connection."""
+    seen: list[str] = []
+    conn = arena._ledger.conn()
+    conn.set_trace_callback(seen.append)
+    try:
+        for _ in range(cycles):
+            cycle()
+    finally:
+        conn.set_trace_callback(None)
+    commits = sum(1 for q in seen if q.strip().upper().startswith("COMMIT"))
+    return len(seen) / cycles, commits / cycles
 
 
 def _cycler(root: str, seconds: float, start, out) -> None:
@@ -171,7 +185,7 @@ def main() -> int:
     head = f"{'size':>7} {'arena':>15} {'arena-into':>15} {'naive':>15} {'memcpy':>15}"
     print(f"{head} {'arena/naive':>11} {'arena/memcpy':>12} {'into/memcpy':>11}")
     missed = []
-    for nbytes, med in rows:
+    for nbytes, med, _ in rows:
         gbs = {name: nbytes / t / 1e9 for name, t in med.items()}
         cells = " ".join(f"{gbs[m]:6.2f} {med[m] * 1e6:7.0f}us" for m in med)
         vs_naive, vs_memcpy = gbs["arena"] / gbs["naive"], gbs["arena"] / gbs["memcpy"]
@@ -184,6 +198,8 @@ def main() -> int:
             missed.append(f"{label(nbytes)}: arena/naive {vs_naive:.1f}x < {want_naive}x")
         if want_memcpy and vs_memcpy < want_memcpy:
             missed.append(f"{label(nbytes)}: arena/memcpy {vs_memcpy:.2f}x < {want_memcpy}x")
+    use = ", ".join(f"{label(n)} {q:.2f} / {c:.2f}" for n, _, (q, c) in rows)
+    print(f"ledger statements / commits per arena cycle (this thread): {use}")
     if args.procs:
         rates = bench_procs(args.procs, args.seconds, shm)
         one, many = rates[1], rates[args.procs]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from noisefs.arena import Arena
+from noisefs.errors import CorruptSnapshot, InputError
 from tests.conftest import mounted_tmpfs
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 from tests.test_arena_fixtures import data_files, du_bytes, inode_count, listing
@@ -174,3 +175,36 @@ def test_daemon_entries_under_the_root_are_measured(make_arena, shm_root):
         0 if (shm_root / "ledger.db-journal").exists() else 1
     )
     assert data_files(shm_root) != []
+
+
+def test_a_view_taken_before_a_move_stays_whole(make_arena):
+    arena = make_arena()
+    x = np.arange(40_000.0)
+    key = arena.put(x)
+    view = arena.get(key)
+    assert arena.move(key)
+    np.testing.assert_array_equal(view, x)  # the old file is unlinked, not overwritten
+    np.testing.assert_array_equal(arena.get(key), x)
+
+
+def test_read_into_copies_verified_data(make_arena, shm_root):
+    arena = make_arena()
+    x = np.random.default_rng(3).standard_normal((300, 70)) + 1j
+    key = arena.put(x)
+    out = np.empty_like(x)
+    assert arena.read_into(key, out) is out
+    np.testing.assert_array_equal(out, x)
+    with pytest.raises(InputError):
+        arena.read_into(key, np.empty((70, 300), dtype=x.dtype))
+    with pytest.raises(InputError):
+        arena.read_into(key, np.empty_like(x).T)  # not C-contiguous
+    assert arena.move(key)
+    np.testing.assert_array_equal(arena.read_into(key, np.empty_like(x)), x)  # from spill too
+    other = arena.put(x * 2)
+    slot = arena._row(other)[2]
+    fd = os.open(shm_root / "data" / slot, os.O_RDWR)
+    old = os.pread(fd, 1, 4096 + 12_345)
+    os.pwrite(fd, bytes([old[0] ^ 1]), 4096 + 12_345)
+    os.close(fd)
+    with pytest.raises(CorruptSnapshot):
+        arena.read_into(other, np.empty_like(x))

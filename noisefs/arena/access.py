@@ -98,7 +98,7 @@ class AccessMixin:
             ):
                 other._lease.flush()
                 return True
-        return lease_mod.await_published(self._ledger.conn(), owner, seq)
+        return lease_mod.await_published(self._ledger.conn(), self._owners_fd, owner, seq)
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""

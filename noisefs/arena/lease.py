@@ -39,7 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from noisefs.arena import accounting, ledger
+from noisefs.arena import accounting, ledger, owners
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Placement, pending
 
 log = logging.getLogger("noisefs.arena")
@@ -73,17 +73,25 @@ def parse_key(key: str) -> tuple[int, int] | None:
         return None
 
 
-def await_published(conn: sqlite3.Connection, owner: int, seq: int) -> bool:
+def await_published(conn: sqlite3.Connection, owners_fd: int, owner: int, seq: int) -> bool:
     """Wait (up to ``AWAIT_S``) until ``owner`` has published every key up to ``seq``, or
-    is gone; True when the key should be looked up again."""
+    is gone; True when the key should be looked up again. A dead owner (its lock free)
+    publishes nothing more: False at once."""
     deadline = time.monotonic() + AWAIT_S
-    delay = 0.001
+    delay, next_probe = 0.001, time.monotonic() + 0.2
     while True:
-        found = conn.execute("SELECT published_seq FROM owners WHERE id = ?", (owner,)).fetchone()
+        found = conn.execute(
+            "SELECT published_seq, pid, lock_name, started FROM owners WHERE id = ?", (owner,)
+        ).fetchone()
         if found is None or found[0] >= seq:
             return True
-        if time.monotonic() >= deadline:
+        now = time.monotonic()
+        if now >= deadline:
             return False
+        if now >= next_probe:
+            if not owners.is_live(owners_fd, found[2], found[1], found[3]):
+                return False
+            next_probe = now + 0.2
         time.sleep(delay)
         delay = min(2 * delay, 0.01)
 
