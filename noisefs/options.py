@@ -41,6 +41,7 @@ class RunOptions:
     spill_quota_bytes: int | None = None
     batch: int | None = None
     workers: int = 1
+    aer_threads: int | None = None  # per simulating process; None: the cores, shared out
     store: str = "factored"
     scheduler: object | None = None  # an address or a distributed.Client
     scheduler_file: Path | None = None
@@ -226,6 +227,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default 120s)", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
     _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, _integer(), metavar="B", managed=True),
     _spec("workers", ("--workers",), "local worker processes (default 1: one simulation thread)", ARENA, _integer(), metavar="W"),
+    _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, _integer(), metavar="N"),
     _spec("store", ("--store",), "snapshot form (default factored: psi; dense: rho)", ARENA, _store, choices=STORES),
     _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
     _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),

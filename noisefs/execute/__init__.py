@@ -15,6 +15,7 @@ def make_executor(
     job: SimulationJob,
     *,
     workers: int = 1,
+    aer_threads: int | None = None,
     scheduler=None,
     scheduler_file=None,
     **run,
@@ -23,7 +24,8 @@ def make_executor(
 
     ``run`` is what the Dask executor plans with (``aggregator``, ``identity``, ``batch``,
     ``trajectories``; see :class:`noisefs.execute.dask.DaskExecutor`); local executors
-    need none of it."""
+    need none of it. ``aer_threads`` is Aer's thread count in each simulating process
+    (default: all cores for one thread of this process, the cores shared among workers)."""
     if scheduler is not None or scheduler_file is not None:
         from noisefs.execute.dask import DaskExecutor
 
@@ -31,10 +33,10 @@ def make_executor(
     if workers > 1:
         from noisefs.execute.processes import ProcessExecutor
 
-        return ProcessExecutor(arena, job, workers)
+        return ProcessExecutor(arena, job, workers, aer_threads=aer_threads)
     from noisefs.execute.local import LocalExecutor
 
-    return LocalExecutor(arena, job)
+    return LocalExecutor(arena, job.with_threads(aer_threads or 0))
 
 
 __all__ = ["BatchDone", "Executor", "make_executor"]

@@ -60,8 +60,10 @@ class ProcessExecutor:
 
     needs_adopt = True
 
-    def __init__(self, arena, job: SimulationJob, workers: int) -> None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    def __init__(
+        self, arena, job: SimulationJob, workers: int, aer_threads: int | None = None
+    ) -> None:
+        threads = aer_threads or max(1, (os.cpu_count() or 1) // workers)
         spill = str(arena.spill_dir) if getattr(arena, "spill_dir", None) else None
         self._pool = ProcessPoolExecutor(
             max_workers=workers,

@@ -217,7 +217,8 @@ class TrajectoryRun:
                 arena.prepare_spill()  # a bad --spill fails now, not when the tmpfs fills
             sampler = ArenaSampler(arena.stats())
             executor = make_executor(
-                arena, job, workers=opts.workers, scheduler=opts.scheduler,
+                arena, job, workers=opts.workers, aer_threads=opts.aer_threads,
+                scheduler=opts.scheduler,
                 scheduler_file=getattr(opts, "scheduler_file", None),
                 aggregator=aggregator, identity=self._fingerprint, batch=opts.batch,
                 trajectories=opts.trajectories,
