@@ -18,7 +18,8 @@ anything of this handle that reads rows (``keys``, ``stats``, ``check``, ``gc``,
 it was handed waits for the publication (lease keys ``run:step:batch:<owner>-<seq>`` name
 their owner, whose ``published_seq`` says when every key up to a sequence is in rows).
 ``noisefs status`` and other processes' ``keys`` may miss the newest snapshots for that
-long; counts in ``stats`` from other processes use the figures of the last publication.
+long; the per-owner figures other processes' ``stats`` add up (files under leases, private
+free lists) lag by at most ``FIGURES_S``. Admission never lags: it counts leases whole.
 
 Pressure: a ``put`` that waits for room marks its owner ``waiting``; lease holders look
 (one read, at most every ``CHECK_S``, from the hot path and the background thread) and give
@@ -47,6 +48,7 @@ log = logging.getLogger("noisefs.arena")
 PUBLISH_DELAY_S = 0.02  # pending snapshots older than this are published by the thread
 CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
 TICK_S = 0.01  # the background thread's period
+FIGURES_S = 0.1  # the owner row's used/free figures (other processes' stats) lag at most this
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
 AWAIT_S = 5.0  # how long a reader waits for another process to publish a key it was given
 CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
@@ -386,12 +388,17 @@ class Lease:
             self._thread.start()
 
     def _run(self) -> None:
+        synced = time.monotonic()
         while not self._stop.wait(TICK_S):
             try:
                 with self.lock:
                     oldest = min((p.row[13] for p in self.pending.values()), default=None)
-                    if oldest is not None and time.time() - oldest >= PUBLISH_DELAY_S:
-                        self.flush()
+                    now = time.monotonic()
+                    if (oldest is not None and time.time() - oldest >= PUBLISH_DELAY_S) or (
+                        now - synced >= FIGURES_S and self._dirty()
+                    ):
+                        self.flush()  # also keeps the owner row's figures (stats) current
+                        synced = now
                     self.check_pressure(force=True)
             except Exception:  # noqa: BLE001 - retried next tick; close publishes for good
                 log.debug("lease thread of %r", self.arena, exc_info=True)

@@ -75,6 +75,19 @@ NUMERIC_KINDS = "biufc"
 FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
 
 
+_SHAPES: dict[tuple, str] = {}
+
+
+def _shape_json(shape: tuple) -> str:
+    """``json.dumps(list(shape))``, cached (a put's shape is usually the last one's)."""
+    found = _SHAPES.get(shape)
+    if found is None:
+        if len(_SHAPES) > 1024:
+            _SHAPES.clear()
+        found = _SHAPES[shape] = json.dumps(list(shape))
+    return found
+
+
 class Arena(AccessMixin, QueriesMixin):
     """A bounded snapshot arena; see the module docstring and SPEC.md "Arena guarantees".
 
@@ -310,7 +323,7 @@ class Arena(AccessMixin, QueriesMixin):
         src = arr.reshape(-1).view(np.uint8) if arr.nbytes else np.empty(0, np.uint8)
         nbytes = int(arr.nbytes)
         alloc = snapfile.alloc_for(nbytes)
-        meta_row = (run, step, batch, nbytes, arr.dtype.str, json.dumps(list(arr.shape)))
+        meta_row = (run, step, batch, nbytes, arr.dtype.str, _shape_json(arr.shape))
         prefix = f"{run}:{step}:{batch}"
         if (
             alloc > self.quota_bytes
