@@ -20,6 +20,17 @@ from tests.test_arena_fixtures import data_files, du_bytes, inode_count
 CTX = mp.get_context("spawn")
 
 
+@pytest.fixture
+def children():
+    """Processes started by a test; killed afterwards if still alive (a failed test)."""
+    started: list = []
+    yield started
+    for child in started:
+        if child.is_alive():
+            child.kill()
+            child.join(10)
+
+
 def _lease_then_hang(root: str, out) -> None:
     arena = Arena(root, timeout_s=10)
     keys = [arena.put(np.full(10_000, float(i)), run="held") for i in range(3)]
@@ -31,11 +42,12 @@ def _lease_then_hang(root: str, out) -> None:
 
 
 @pytest.mark.parametrize("reclaimer", ["open", "gc"])
-def test_a_killed_lease_holder_is_reclaimed(make_arena, shm_root, reclaimer):
+def test_a_killed_lease_holder_is_reclaimed(make_arena, shm_root, reclaimer, children):
     arena = make_arena(quota="16MiB", max_files=100)
     mine = arena.put(np.arange(10.0))
     out = CTX.Queue()
     child = CTX.Process(target=_lease_then_hang, args=(str(shm_root), out))
+    children.append(child)
     child.start()
     owner, keys = out.get(timeout=60)
     s = arena.stats()
@@ -68,10 +80,11 @@ def _put_when_asked(root: str, go, out) -> None:
         out.put((key, time.monotonic() - start, arena.info(key)["tier"]))
 
 
-def test_a_waiting_process_gets_an_idle_lease(make_arena, shm_root):
+def test_a_waiting_process_gets_an_idle_lease(make_arena, shm_root, children):
     arena = make_arena(quota="4MiB", max_files=40, spill_quota=0, timeout_s=2)
     go, out = CTX.Event(), CTX.Queue()
     child = CTX.Process(target=_put_when_asked, args=(str(shm_root), go, out))
+    children.append(child)
     child.start()
     for n in (30_000, 30_500, 31_000, 31_500):  # 240-252 KB, each size once
         arena.release(arena.put(np.ones(n)))  # onto this process's free list, under its lease
@@ -96,10 +109,11 @@ def _put_and_report(root: str, out, done) -> None:
         done.wait(60)  # stays open (and idle): the keys must be published all the same
 
 
-def test_keys_put_under_a_lease_reach_another_process(make_arena, shm_root):
+def test_keys_put_under_a_lease_reach_another_process(make_arena, shm_root, children):
     arena = make_arena()
     out, done = CTX.Queue(), CTX.Event()
     child = CTX.Process(target=_put_and_report, args=(str(shm_root), out, done))
+    children.append(child)
     child.start()
     keys = out.get(timeout=60)
     arena.adopt(keys)  # waits for the owner's publication when needed
