@@ -103,7 +103,7 @@ def bench_sizes(sizes: list[int], reps: int, shm: str) -> list[tuple[int, dict]]
                             f()
                         times[name].append((time.perf_counter() - t0) / inner)
                 med = {name: statistics.median(ts) for name, ts in times.items()}
-                rows.append((nbytes, med, ledger_use(arena, arena_cycle, inner)))
+                rows.append((nbytes, med, ledger_use(arena, arena_cycle, max(inner, 20))))
     finally:
         shutil.rmtree(root, ignore_errors=True)
         shutil.rmtree(spill, ignore_errors=True)
