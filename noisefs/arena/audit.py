@@ -284,6 +284,17 @@ def check(arena, fix: bool = False) -> list[str]:
                     f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}"
                 )
         _files_vs_rows(arena, conn, report, not fix, time.time() + ORPHAN_AGE_S)
+        lease = arena._lease
+        if arena._owner_id is not None and not lease.in_flight:  # this handle's own lease
+            mine = leased_files(arena, conn, arena._owner_id)
+            held = sum(n for _, n in mine)
+            if len(mine) != lease.used_files or held > lease.used_bytes:
+                messages.append(
+                    f"this handle's lease counts {lease.used_files} files ({lease.used_bytes} "
+                    f"bytes), {len(mine)} exist ({held} bytes)"
+                )
+            if lease.used_bytes > lease.bytes or lease.used_files > lease.files:
+                messages.append("this handle uses more than its lease")
         if report["orphan_files"]:
             messages.append(
                 f"{report['orphan_files']} file(s) with no ledger row" + (" removed" if fix else "")
