@@ -75,7 +75,7 @@ def child(case: str, mode: str, shots: int, batch: int, out: str) -> None:
     import numpy as np
     from qiskit_aer import AerSimulator
 
-    import noisefs.managed
+    import noisefs
 
     rss_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     qc = build_circuit(case)

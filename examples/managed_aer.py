@@ -19,7 +19,7 @@ from qiskit import QuantumCircuit
 from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error, thermal_relaxation_error
 
-import noisefs.managed
+import noisefs
 
 
 def circuit(num_qubits: int = 6) -> QuantumCircuit:

@@ -5,6 +5,7 @@ Public surface (everything else is private)::
     noisefs.Arena        the quota- and inode-bounded snapshot store
     noisefs.run          simulate a circuit (file, OpenQASM text or QuantumCircuit)
     noisefs.managed      batch, bound and average every Aer job of a block or function
+    noisefs.unmanaged    a block whose Aer jobs stay untouched inside a managed scope
     noisefs.Result       the data of a result file
     noisefs.NoiseFSError and its subclasses (each maps to one CLI exit code)
 """
@@ -37,17 +38,20 @@ __all__ = [
     "CircuitError",
     "CorruptSnapshot",
     "InputError",
+    "ManagedError",
     "NoiseFSError",
     "NoiseParameterError",
     "OutputError",
     "Result",
     "SimulationError",
     "TooLargeError",
+    "UnbatchableJob",
     "UnsafePathError",
     "WorkerDied",
     "__version__",
     "managed",
     "run",
+    "unmanaged",
 ]
 
 # Heavy modules (qiskit, qiskit-aer) load on first use, so `import noisefs` and
@@ -55,7 +59,10 @@ __all__ = [
 _LAZY = {
     "Arena": ("noisefs.arena", "Arena"),
     "run": ("noisefs.api", "run"),
-    "managed": ("noisefs.managed", "managed"),
+    "managed": ("noisefs.aerscope", "managed"),
+    "unmanaged": ("noisefs.aerscope", "unmanaged"),
+    "ManagedError": ("noisefs.aerscope.errors", "ManagedError"),
+    "UnbatchableJob": ("noisefs.aerscope.errors", "UnbatchableJob"),
     "Result": ("noisefs.result", "Result"),
 }
 

@@ -16,9 +16,9 @@ from qiskit_aer.backends.aerbackend import AerBackend
 from qiskit_aer.jobs import AerJob
 from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
 
-import noisefs.managed
+import noisefs
+from noisefs.aerscope import UnbatchableJob, active_scope, managed, unmanaged
 from noisefs.errors import InputError
-from noisefs.managed import UnbatchableJob, managed, unmanaged
 from tests.test_arena_fixtures import du_bytes, inode_count
 
 
@@ -222,7 +222,7 @@ def test_refused_option(scope_kwargs):
     assert issubclass(UnbatchableJob, InputError)
     with pytest.raises(InputError):
         managed(batch=0)
-    assert isinstance(noisefs.managed(batch=3), managed)  # the module is callable too
+    assert isinstance(noisefs.managed(batch=3), managed)  # the public name builds the object
     theta = Parameter("t")
     unbound = QuantumCircuit(1, 1)
     unbound.rx(theta, 0)
@@ -253,8 +253,8 @@ def test_exception_propagates_and_arena_is_clean(scope_kwargs, arena_root):
     # outside any scope Aer is untouched, and the original stays reachable
     assert isinstance(sim.run(qc, shots=4), AerJob)
     assert AerBackend.run.__wrapped__.__module__ == "qiskit_aer.backends.aerbackend"
-    assert noisefs.managed.active_scope() is None
-    assert managed.active_scope() is None  # the class spells it too (noisefs.managed may be it)
+    assert active_scope() is None
+    assert noisefs.managed is managed  # the public name is the class itself
 
 
 def test_worker_thread_nesting_and_concurrent_scopes(scope_kwargs):

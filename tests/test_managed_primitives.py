@@ -11,7 +11,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerSimulator
 from qiskit_aer.primitives import EstimatorV2, SamplerV2
 
-from noisefs.managed import managed
+from noisefs.aerscope import managed
 from tests.test_managed import noise_model
 
 

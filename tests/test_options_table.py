@@ -8,7 +8,7 @@ import pytest
 from noisefs.cli import build_parser
 from noisefs.commands.run import CLI_ONLY
 from noisefs.errors import InputError
-from noisefs.options import OPTIONS, RunOptions, make_run, split_options
+from noisefs.options import BY_KEYWORD, OPTIONS, RunOptions, make_run, split_options
 
 
 def _run_parser():
@@ -61,3 +61,19 @@ def test_field_names_are_accepted_as_aliases_and_unknown_names_refused():
     assert fields["quota_bytes"] == 2**20 and str(fields["spill_dir"]) == "/tmp/x"
     with pytest.raises(InputError, match="unknown run option 'qouta'"):
         split_options(qouta="1MiB")
+
+
+def test_managed_takes_exactly_the_tables_managed_options():
+    import inspect
+
+    import noisefs
+
+    parameters = set(inspect.signature(noisefs.managed).parameters)
+    for spec in OPTIONS:  # every managed option has its parameter (by name or an alias)
+        if spec.managed:
+            assert parameters & {spec.name, *spec.aliases}, spec.name
+    for name in parameters:  # and every parameter is a managed option of the table
+        assert BY_KEYWORD[name].managed, name
+    assert {"quota", "max_files", "spill_dir", "batch", "root"} <= parameters  # SPEC's names
+    with pytest.raises(InputError, match="size .lots."):
+        noisefs.managed(quota="lots")  # the table's parser and message

@@ -1,4 +1,4 @@
-"""``noisefs.managed``: every Aer job of the user's own code, batched, bounded and exact.
+"""``noisefs.managed`` (this package): every Aer job of the user's own code, batched, bounded and exact.
 
 Public: :class:`managed` (decorator and context manager), :func:`unmanaged`,
 :class:`ManagedJob`, :class:`ManagedError`, :class:`UnbatchableJob`. See ``docs/managed.md``
@@ -9,11 +9,8 @@ the scope stacks), ``intercept`` (the patch), ``batching`` (plan and save rewrit
 
 from __future__ import annotations
 
-import sys
-import types
-
-from noisefs.managed.errors import ManagedError, UnbatchableJob
-from noisefs.managed.scope import Scope, active_scope, managed, unmanaged
+from noisefs.aerscope.errors import ManagedError, UnbatchableJob
+from noisefs.aerscope.scope import Scope, active_scope, managed, unmanaged
 
 __all__ = [
     "ManagedError",
@@ -28,18 +25,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "ManagedJob":  # imports qiskit: only on demand
-        from noisefs.managed.job import ManagedJob
+        from noisefs.aerscope.job import ManagedJob
 
         return ManagedJob
-    raise AttributeError(f"module 'noisefs.managed' has no attribute {name!r}")
-
-
-class _CallableModule(types.ModuleType):
-    """Importing ``noisefs.managed`` binds the *module* to ``noisefs.managed``; calling it
-    must still build the object, so ``noisefs.managed(...)`` works whatever ran first."""
-
-    def __call__(self, *args, **kwargs) -> managed:
-        return managed(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+    raise AttributeError(f"module 'noisefs.aerscope' has no attribute {name!r}")

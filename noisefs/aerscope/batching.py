@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from noisefs.managed.errors import UnbatchableJob
+from noisefs.aerscope.errors import UnbatchableJob
 
 if TYPE_CHECKING:
     from qiskit import QuantumCircuit

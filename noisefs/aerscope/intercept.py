@@ -29,7 +29,7 @@ def install() -> None:
 
         @functools.wraps(original)
         def run(self, circuits, parameter_binds=None, **run_options):
-            from noisefs.managed.scope import active_scope
+            from noisefs.aerscope.scope import active_scope
 
             scope = active_scope()
             if scope is None:

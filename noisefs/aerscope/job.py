@@ -2,7 +2,7 @@
 
 Batches call ``AerBackend._execute_circuits_job`` (what the original ``run``'s job calls, with
 ``format_result=False``), never the intercepted ``run``; their raw outputs are merged
-(:mod:`noisefs.managed.merge`) and formatted by Aer's own ``_format_results``, so the
+(:mod:`noisefs.aerscope.merge`) and formatted by Aer's own ``_format_results``, so the
 ``Result`` and its ``Statevector``/``DensityMatrix`` types are the installed Aer's.
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 from qiskit.providers import JobStatus, JobV1
 from qiskit.result import Result
 
-from noisefs.managed import batching
-from noisefs.managed.errors import ManagedError
-from noisefs.managed.merge import ExperimentMerger, merge_outputs
-from noisefs.managed.states import StateFolder
+from noisefs.aerscope import batching
+from noisefs.aerscope.errors import ManagedError
+from noisefs.aerscope.merge import ExperimentMerger, merge_outputs
+from noisefs.aerscope.states import StateFolder
 
 
 class ManagedJob(JobV1):

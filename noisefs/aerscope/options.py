@@ -1,7 +1,7 @@
 """Validation of :func:`noisefs.managed`'s options, in one place.
 
-Kept as one small function so that it can be switched to the project's option table (the one
-that drives ``noisefs run``'s argparse and ``noisefs.run(**kwargs)``) without touching the rest.
+The values go through the project's option table (``noisefs.options``), like those of
+``noisefs run`` and ``noisefs.run(**kwargs)``.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from noisefs.errors import InputError
-from noisefs.units import parse_duration, parse_size
+from noisefs.options import BY_KEYWORD, split_options
 
 DEFAULT_BATCH = 256
 
@@ -37,19 +36,21 @@ def validate_options(
     spill_quota: str | int | None = None,
     put_timeout: str | float | None = None,
 ) -> ManagedOptions:
-    """Check and normalise :func:`noisefs.managed`'s options; raise :class:`InputError`."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise InputError(f"batch must be a whole number of shots >= 1, not {batch!r}")
-    if max_files is not None and (
-        isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1
-    ):
-        raise InputError(f"max_files must be a whole number >= 1, not {max_files!r}")
+    """Check and normalise :func:`noisefs.managed`'s options by the option table (the one
+    behind ``noisefs run`` and ``noisefs.run``: same parsers, units and messages)."""
+    given = {
+        "quota": quota, "max_files": max_files, "spill": spill_dir, "batch": batch,
+        "arena": root, "spill_quota": spill_quota, "put_timeout": put_timeout,
+    }  # fmt: skip
+    assert all(BY_KEYWORD[name].managed for name in given)  # the table marks each one
+    fields, _ = split_options(**given)
+    spill, arena = fields.get("spill_dir"), fields.get("arena_root")
     return ManagedOptions(
-        quota=None if quota is None else parse_size(quota),
-        max_files=max_files,
-        spill_dir=None if spill_dir is None else os.fspath(spill_dir),
-        batch=batch,
-        root=None if root is None else os.fspath(root),
-        spill_quota=None if spill_quota is None else parse_size(spill_quota),
-        put_timeout=None if put_timeout is None else parse_duration(put_timeout),
+        quota=fields.get("quota_bytes"),
+        max_files=fields.get("max_files"),
+        spill_dir=None if spill is None else os.fspath(spill),
+        batch=fields["batch"],
+        root=None if arena is None else os.fspath(arena),
+        spill_quota=fields.get("spill_quota_bytes"),
+        put_timeout=fields.get("put_timeout_s"),
     )

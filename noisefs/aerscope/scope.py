@@ -12,7 +12,7 @@ Which scope a ``backend.run`` call belongs to
   process that has no scope of its own are batched into that scope's arena. Their results are
   unchanged (batching is exact, and what cannot be batched exactly is passed through), but
   they use that scope's arena and its quota. Code that must keep Aer untouched while another
-  thread holds a scope runs under ``with noisefs.managed.unmanaged():``.
+  thread holds a scope runs under ``with noisefs.unmanaged():``.
 * Outside every scope Aer is untouched: the intercepted ``run`` calls the original at once.
 """
 
@@ -26,12 +26,11 @@ from contextlib import ContextDecorator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from noisefs.managed.errors import ManagedError, UnbatchableJob
-from noisefs.managed.options import DEFAULT_BATCH, ManagedOptions, validate_options
+from noisefs.aerscope.options import DEFAULT_BATCH, ManagedOptions, validate_options
 
 if TYPE_CHECKING:
+    from noisefs.aerscope.job import ManagedJob
     from noisefs.arena import Arena
-    from noisefs.managed.job import ManagedJob
 
 _CURRENT: ContextVar[tuple] = ContextVar("noisefs_managed_scopes", default=())
 _OPTED_OUT: ContextVar[bool] = ContextVar("noisefs_managed_opted_out", default=False)
@@ -82,7 +81,7 @@ class Scope:
     # -- lifetime --------------------------------------------------------------------------
 
     def _enter(self) -> None:
-        from noisefs.managed.intercept import install
+        from noisefs.aerscope.intercept import install
 
         install()
         self.is_open = True
@@ -135,7 +134,7 @@ class Scope:
         original_run: Callable,
     ) -> ManagedJob:
         """Run one intercepted ``backend.run`` call in this scope."""
-        from noisefs.managed.job import run_managed
+        from noisefs.aerscope.job import run_managed
 
         with self._lock:
             self._inflight += 1
@@ -183,13 +182,6 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
     The same object may be entered again (nested, recursively, from several threads): each
     entry is its own :class:`Scope`, the innermost one wins.
     """
-
-    # ``noisefs.managed`` is this class or the module, depending on what ran first (the
-    # package's lazy attribute vs ``import noisefs.managed``): both spell these the same.
-    unmanaged = staticmethod(unmanaged)
-    active_scope = staticmethod(active_scope)
-    UnbatchableJob = UnbatchableJob
-    ManagedError = ManagedError
 
     def __init__(
         self,
