@@ -242,7 +242,9 @@ class Daemon:
             return False
 
         scan_every = cfg.scan_only_interval_s if self.watcher.scan_only else cfg.scan_interval_s
-        if due("scan", scan_every):
+        # a scan of a large backlog costs: keep rescans under ~5 % of the time
+        cost = max((h.inbox.scan_cost for h in self.held.values()), default=0.0)
+        if due("scan", max(scan_every, 20 * cost)):
             for held in self.held.values():
                 held.inbox.scan(count_missed=not self.watcher.scan_only and not force)
         for held in self.held.values():
@@ -253,8 +255,9 @@ class Daemon:
                 self._guard(held, "gc", held.police.gc, held.arena)
         if due("police", cfg.police_interval_s):
             for held in self.held.values():
-                if held.inbox.activity:  # inbox files count from the moment they exist
-                    held.inbox.scan()
+                inbox = held.inbox  # inbox files count from the moment they exist
+                if inbox.activity and now - inbox.last_scan >= 20 * inbox.scan_cost:
+                    inbox.scan()
                 quota = held.police.figures.get("quota_bytes")
                 if quota:  # claimed files awaiting their checkpoint: at most 1/8 of it
                     held.inbox.pending_limit_bytes = max(16 << 20, min(256 << 20, quota // 8))
