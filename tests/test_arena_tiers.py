@@ -4,13 +4,19 @@ nothing), cold keys, foreign usage and the metadata the daemon adds under the ro
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from noisefs.arena import Arena
-from noisefs.errors import CorruptSnapshot, InputError
+from noisefs.errors import ArenaFull, CorruptSnapshot, InputError
 from tests.conftest import mounted_tmpfs
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 from tests.test_arena_fixtures import data_files, du_bytes, inode_count, listing
@@ -208,3 +214,55 @@ def test_read_into_copies_verified_data(make_arena, shm_root):
     os.close(fd)
     with pytest.raises(CorruptSnapshot):
         arena.read_into(other, np.empty_like(x))
+
+
+MOVE_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["put", "release", "spill", "tmpfs", "get"]),
+        st.integers(0, 30),
+        st.sampled_from([1, 700, 30_000, 120_000]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=MOVE_OPS)
+def test_moves_keep_accounting_and_contents(ops):
+    """Random puts, releases and moves both ways: du/find within the figures and bounds,
+    contents as put, counters as the rows say."""
+    root = Path("/dev/shm") / f"noisefs-test-mv-{uuid.uuid4().hex[:10]}"
+    spill = Path(tempfile.mkdtemp(prefix="noisefs-mv-spill-"))
+    model: dict[str, np.ndarray] = {}
+    try:
+        with Arena(root, quota="3MiB", max_files=30, spill_dir=spill, timeout_s=0.3) as arena:
+            for i, (op, pick, size) in enumerate(ops):
+                keys = sorted(model)
+                if op == "put":
+                    x = np.full(size, float(i))
+                    try:
+                        model[arena.put(x, run="mv", step=i)] = x
+                    except ArenaFull:
+                        pass
+                elif keys:
+                    key = keys[pick % len(keys)]
+                    if op == "release":
+                        arena.release(key)
+                        del model[key]
+                    elif op == "get":
+                        np.testing.assert_array_equal(arena.get(key), model[key])
+                    else:
+                        moved = arena.move(key, op)
+                        assert (arena.info(key)["tier"] == op) == moved
+                s = arena.stats()
+                assert du_bytes(root) <= s["bytes_used"] <= s["quota_bytes"]
+                assert inode_count(root) <= s["files_used"] <= s["max_files"]
+            spilled = [k for k in model if arena.info(k)["tier"] == "spill"]
+            assert arena.stats()["spilled_files"] == len(spilled) == len(listing(spill))
+            for key, x in model.items():
+                np.testing.assert_array_equal(arena.get(key), x)
+            assert sorted(arena.keys()) == sorted(model) and arena.check() == []
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(spill, ignore_errors=True)
