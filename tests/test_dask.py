@@ -25,7 +25,7 @@ import pytest
 
 import noisefs
 from noisefs.arena import Arena
-from noisefs.errors import InputError, SchedulerError
+from noisefs.errors import InputError, SchedulerError, SimulationError
 from noisefs.oracle import aer_reference, aer_reference_steps
 from tests import circuits
 
@@ -395,3 +395,25 @@ def test_a_leaf_folds_step_by_step_beyond_its_share_with_the_same_bits(arena_roo
         if name not in ("simulate_s", "store_s"):
             assert np.array_equal(whole[name], by_step[name]), name
     assert int(whole["count"][-1]) == 20
+
+
+def test_dask_failures_become_one_clear_error():
+    from concurrent.futures import CancelledError
+
+    from noisefs.execute.dask import DaskExecutor
+    from noisefs.sim.batches import batch_for
+
+    executor = DaskExecutor.__new__(DaskExecutor)
+    executor.address = "tcp://head:8786"
+    batch = batch_for(0, 100, 50, run_seed=1)
+    killed = type("KilledWorker", (Exception,), {})("leaf x")
+    for exc, words in [
+        (killed, "trajectories 100-149: a task killed every Dask worker"),
+        (CancelledError(), "dropped the tasks of trajectories 100-149"),
+        (ModuleNotFoundError("No module named 'noisefs'"), "cannot import"),
+    ]:
+        error = executor._translate(exc, batch)
+        assert isinstance(error, SchedulerError) and words in str(error), error
+        assert error.exit_code == 3 and "\n" not in str(error)
+    simulation = SimulationError("Aer refused")
+    assert executor._translate(simulation, batch) is simulation

@@ -226,11 +226,13 @@ class DaskExecutor:
         name = f"noisefs-arena-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
         try:  # a worker that cannot open its arena raises the arena's own error here
             replies = self._client.register_plugin(plugin, name=name) or {}
-        except BaseException:
+        except BaseException as exc:
             try:  # else every worker that joins later would fail the same way
                 self._client.unregister_worker_plugin(name)
             except Exception:  # noqa: BLE001 - the first error is the one to report
                 log.debug("dask: unregistering the arena plugin failed", exc_info=True)
+            if isinstance(exc, ImportError):
+                raise self._translate(exc, None) from None
             raise
         for worker, reply in replies.items():
             if isinstance(reply, dict) and reply.get("status") == "error":
@@ -321,11 +323,17 @@ class DaskExecutor:
         except InvalidStateError:  # cancelled meanwhile by the loop
             pass
 
-    def _translate(self, exc: BaseException, batch: Batch) -> BaseException:
+    def _translate(self, exc: BaseException, batch: Batch | None) -> BaseException:
         """Dask's failures as one clear noisefs error; the simulation's own errors as they are."""
         if isinstance(exc, NoiseFSError):
             return exc
-        what = f"trajectories {batch.start}-{batch.stop - 1}"
+        if isinstance(exc, ImportError):
+            return SchedulerError(
+                f"the Dask workers of {self.address} cannot import what noisefs needs ({exc}); "
+                "install the same noisefs, with its dask extra, where the workers run",
+                address=self.address,
+            )
+        what = f"trajectories {batch.start}-{batch.stop - 1}" if batch else "the run"
         if type(exc).__name__ == "KilledWorker":
             return SchedulerError(
                 f"{what}: a task killed every Dask worker that ran it (out of memory? see the "
