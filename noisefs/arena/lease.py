@@ -113,6 +113,7 @@ class Lease:
         self.bytes = self.files = 0  # granted: what the owner row says
         self.used_bytes = self.used_files = 0  # files that exist under it (pending, free, writing)
         self.free: dict[int, list[str]] = {}  # alloc -> private free-list slots
+        self.inodes: dict[str, int] = {}  # slot -> inode of the files made under the lease
         self.free_bytes = self.free_files = 0
         self.pending: dict[str, Pending] = {}
         self.seq = 0
@@ -150,6 +151,7 @@ class Lease:
             key = f"{prefix}:{a._owner_id:x}-{self.seq:x}"
             p = Placement(None, key, a.tmpfs, slot, alloc, recycled)
             p.seq = self.seq  # type: ignore[attr-defined]
+            p.inode = self.inodes.get(slot)  # type: ignore[attr-defined]
             return p
 
     def _fits(self, alloc: int) -> bool:
@@ -163,6 +165,7 @@ class Lease:
         row += (run, step, batch, self.arena._owner_id, created)
         with self.lock:
             self.pending[p.key] = Pending(row, p.seq)  # type: ignore[attr-defined]
+            self.inodes[p.slot] = p.inode  # type: ignore[attr-defined]
             self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
         self._start_thread()
 
@@ -170,6 +173,7 @@ class Lease:
         """Forget a placement whose write failed: its file goes (and leaves the lease's use)."""
         p.tier.unlink(p.slot)
         with self.lock:
+            self.inodes.pop(p.slot, None)
             self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
             self.used_bytes -= p.alloc
             self.used_files -= 1
@@ -195,6 +199,7 @@ class Lease:
                 self.free_files += 1
                 return True
             a.tmpfs.unlink(slot)  # the file goes first; its bytes stay in the lease
+            self.inodes.pop(slot, None)
             self.used_bytes -= alloc
             self.used_files -= 1
             return True
@@ -232,8 +237,10 @@ class Lease:
 
         def apply() -> None:
             self.bytes, self.files, self.used_bytes, self.used_files = new
-            for key in done:
-                self.pending.pop(key, None)
+            for key in done:  # rows now: no longer private files of the lease
+                found = self.pending.pop(key, None)
+                if found is not None:
+                    self.inodes.pop(found.row[2], None)
 
         return apply
 
@@ -328,6 +335,7 @@ class Lease:
         for alloc, slots in self.free.items():
             for slot in slots:
                 tmpfs.unlink(slot)
+                self.inodes.pop(slot, None)
                 self.used_bytes -= alloc
                 self.used_files -= 1
         self.free.clear()
