@@ -188,6 +188,31 @@ def test_one_and_two_workers_equal_the_oracle_bit_for_bit(
     assert not _snapshots_left(kwargs["arena"])
 
 
+def test_concurrent_runs_that_differ_by_the_seed_share_no_task(
+    cluster, monitor, kwargs, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NOISEFS_DASK_LEAF", "20")
+    path = circuits.write(tmp_path, "ghz4.qasm", circuits.GHZ4)
+    results: dict = {}
+
+    def run(seed: int) -> None:
+        results[seed] = noisefs.run(
+            path, scheduler=cluster.address, trajectories=200, seed=seed, **NOISE, **kwargs
+        )
+
+    threads = [threading.Thread(target=run, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed in (1, 2):
+        alone = noisefs.run(
+            path, scheduler=cluster.address, trajectories=200, seed=seed, **NOISE, **kwargs
+        )
+        _assert_identical(alone, results[seed])
+    assert not np.array_equal(results[1].rho, results[2].rho)
+
+
 @pytest.mark.slow
 def test_a_worker_killed_mid_run_changes_no_bit(cluster, monitor, kwargs, tmp_path, monkeypatch):
     monkeypatch.setenv("NOISEFS_DASK_LEAF", "100")

@@ -262,6 +262,7 @@ class DaskExecutor:
     def submit(self, batch: Batch) -> Future[BatchDone]:
         """Submit ``batch``'s leaves and their reduction tree; the future gets the root's sums."""
         client, digest = self._client, self._digest
+        run_seed = batch.seed - batch.start  # in every key: runs differing by it alone differ
         level = []
         for leaf in self.plan.leaves(batch):
             key = f"noisefs-leaf-{digest}-{leaf.start}-{leaf.size}-{leaf.run_seed}"
@@ -279,7 +280,7 @@ class DaskExecutor:
                     add_sums,
                     level[i],
                     level[i + 1],
-                    key=f"noisefs-add-{digest}-{batch.start}-{batch.stop}-{depth}-{i // 2}",
+                    key=f"noisefs-add-{digest}-{run_seed}-{batch.start}-{batch.stop}-{depth}-{i // 2}",
                 )
                 for i in range(0, len(level) - 1, 2)
             ]
