@@ -126,3 +126,17 @@ def test_keys_put_under_a_lease_reach_another_process(make_arena, shm_root, chil
     for key in keys:
         arena.release(key)
     assert arena.keys() == [] and arena.check() == []
+
+
+def test_a_published_snapshot_released_by_its_owner_is_recycled(make_arena, shm_root):
+    arena = make_arena()
+    key = arena.put(np.ones(5000))
+    assert arena.keys() == [key]  # published: a ledger row now
+    (name,) = data_files(shm_root)
+    arena.release(key)
+    s = arena.stats()
+    assert s["free_files"] == 1 and s["data_files"] == 1
+    again = arena.put(np.full(5000, 3.0))
+    assert data_files(shm_root) == [name]  # the same file, no new inode
+    np.testing.assert_array_equal(arena.get(again), np.full(5000, 3.0))
+    assert arena.check() == []

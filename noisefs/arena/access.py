@@ -113,28 +113,42 @@ class AccessMixin:
                 raise KeyError(key)
 
     def _release_row(self, key: str, live: bool) -> bool:
-        with self._ledger.transaction() as conn:
-            row = conn.execute(
-                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
-            ).fetchone()
-            if row is None or row[4] != "ready":
-                return False
-            row_id, tier, slot, alloc, _ = row
-            c = ledger.counters(conn)
-            if (
-                self.tier(tier).recycles
-                and not live
-                and c["free_bytes"] + self._lease.free_bytes + alloc
-                <= self.quota_bytes * FREE_FRACTION
-            ):
-                conn.execute(
-                    "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
-                    (row_id,),
-                )
-                ledger.bump(conn, free_bytes=alloc, free_files=1)
+        with self._lease.lock:  # taken before the transaction (lease.py's lock order)
+            taken = None
+            with self._ledger.transaction() as conn:
+                found = self._release_in(conn, key, live)
+                if callable(found):
+                    taken = found
+            if taken is not None:
+                taken()  # committed: the file is back on this lease's free list
                 return True
-            audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+            return bool(found)
+
+    def _release_in(self, conn, key: str, live: bool):
+        row = conn.execute(
+            "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None or row[4] != "ready":
+            return False
+        row_id, tier, slot, alloc, _ = row
+        if not live and self.tier(tier).recycles:  # a published file of this lease?
+            taken = self._lease.take_back(conn, row_id, slot, alloc)
+            if taken is not None:
+                return taken
+        c = ledger.counters(conn)
+        if (
+            self.tier(tier).recycles
+            and not live
+            and c["free_bytes"] + self._lease.free_bytes + alloc <= self.quota_bytes * FREE_FRACTION
+        ):
+            conn.execute(
+                "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
+                (row_id,),
+            )
+            ledger.bump(conn, free_bytes=alloc, free_files=1)
             return True
+        audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+        return True
 
     def adopt(self, keys) -> None:
         """Make this handle the owner of ready snapshots (e.g. put by a worker process).

@@ -204,6 +204,35 @@ class Lease:
             self.used_files -= 1
             return True
 
+    def take_back(self, conn, row_id: int, slot: str, alloc: int):
+        """Inside the caller's transaction (``lock`` held): turn the released row of a file
+        made under this lease back into a private free-list file (its bytes and inode move
+        from the row into the lease), so that the next put recycles it without a commit.
+        Returns what to apply locally once the transaction commits, or None when it is not
+        this lease's file or the private free list is full."""
+        a = self.arena
+        if a._owner_id is None or not slot.startswith(slot_prefix(a._owner_id)):
+            return None
+        if self.free_bytes + alloc > a.quota_bytes * FREE_FRACTION - self._global_free:
+            return None
+        conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
+        ledger.bump(conn, **a.tmpfs.counter_deltas(-alloc, -1), lease_bytes=alloc, lease_files=1)
+        new = (self.bytes + alloc, self.files + 1, self.used_bytes + alloc, self.used_files + 1)
+        published = min(self.in_flight) - 1 if self.in_flight else self.seq
+        conn.execute(
+            "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
+            "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
+            (*new, self.free_bytes + alloc, self.free_files + 1, published, a._owner_id),
+        )
+
+        def apply() -> None:
+            self.bytes, self.files, self.used_bytes, self.used_files = new
+            self.free.setdefault(alloc, []).append(slot)
+            self.free_bytes += alloc
+            self.free_files += 1
+
+        return apply
+
     # ------------------------------------------------------------------ the ledger
 
     def _sync(self, conn) -> callable:
