@@ -288,6 +288,34 @@ def test_client_killed_then_resume_is_exact(cluster, monitor, kwargs, tmp_path, 
     _assert_identical(fresh, resumed)
 
 
+@pytest.mark.slow
+def test_the_scheduler_killed_mid_run_is_one_error_line_and_a_checkpoint(tmp_path, kwargs):
+    doomed = LoopbackCluster(tmp_path)
+    try:
+        doomed.add_worker()
+        with distributed.Client(doomed.address, set_as_default=False) as client:
+            doomed.wait_for_workers(client, 1)
+        path = circuits.write(tmp_path, "slow3.qasm", SLOW3)
+        output = tmp_path / "out.npz"
+        command = [sys.executable, "-m", "noisefs", "run", str(path), "-k", "6000", "--quiet"]
+        command += ["--scheduler", doomed.address, "--output", str(output), "--arena"]
+        command += [kwargs["arena"], "--checkpoint-interval", "0.1"]
+        env = {**os.environ, "NOISEFS_DASK_LEAF": "100", "NOISEFS_DASK_GROUP": "3"}
+        client = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        checkpoint = Path(f"{output}.ckpt.npz")
+        deadline = time.monotonic() + 60
+        while not checkpoint.exists() and client.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(doomed.scheduler.pid, signal.SIGKILL)
+        stderr = client.communicate(timeout=60)[1]
+    finally:
+        doomed.close()
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert client.returncode == 3, stderr
+    assert len(lines) == 1 and "--resume" in lines[0], stderr
+    assert checkpoint.exists() and not output.exists()
+
+
 # -- failures ------------------------------------------------------------------------------
 
 

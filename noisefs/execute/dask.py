@@ -369,8 +369,22 @@ class DaskExecutor:
         self._close_client()
 
     def _close_client(self) -> None:
-        if self._owned:
-            try:
-                self._client.close(timeout=5)
-            except Exception:  # noqa: BLE001 - closing a lost connection
-                log.debug("dask: closing the client failed", exc_info=True)
+        if not self._owned:
+            return
+        # closing a client whose scheduler is gone cancels its reconnection, which Dask
+        # logs with a traceback: the run's own error already says what happened
+        loggers = [
+            logging.getLogger(name)
+            for name in list(logging.Logger.manager.loggerDict)
+            if name == "distributed" or name.startswith("distributed.")
+        ]
+        was = [logger.disabled for logger in loggers]
+        for logger in loggers:
+            logger.disabled = True
+        try:
+            self._client.close(timeout=5)
+        except Exception:  # noqa: BLE001 - closing a lost connection
+            log.debug("dask: closing the client failed", exc_info=True)
+        finally:
+            for logger, disabled in zip(loggers, was, strict=True):
+                logger.disabled = disabled
