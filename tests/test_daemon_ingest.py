@@ -249,3 +249,35 @@ def test_results_dir_gone_keeps_everything_and_retries(daemons, tmp_path, arena_
     results.mkdir()
     wait_for(lambda: (results / "keep.npz").exists(), 20, "the retried result", proc)
     assert result(results, "keep")["counts"].tolist() == [1]
+
+
+def test_sigterm_mid_backlog_then_restart_counts_each_once(daemons, tmp_path, arena_root):
+    proc = _start(daemons, tmp_path, arena_root)
+    stage = arena_root / "stage-term"
+    (stage / "0").mkdir(parents=True)
+    psi = np.array([0.6, 0.8])
+    data = _npy_bytes(psi)
+    for i in range(3000):
+        (stage / "0" / f"t{i}.npy").write_bytes(data)
+    os.rename(stage, arena_root / "inbox" / "term")
+    wait_for(
+        lambda: (read_status(arena_root)["runs"].get("term") or {}).get("ingested", 0) > 0,
+        10,
+        "ingest to start",
+        proc,
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
+    partial = result(tmp_path / "results", "term")["counts"][0]
+    again = daemons.start("--config", str(tmp_path / "d.toml"), log="again.log")
+    wait_running(arena_root, again)
+    (arena_root / "inbox" / "term" / "DONE").touch()
+    wait_for(
+        lambda: json.loads(str(result(tmp_path / "results", "term")["meta"]))["complete"],
+        30,
+        "the complete result",
+        again,
+    )
+    res = result(tmp_path / "results", "term")
+    assert 0 < partial <= 3000 and res["counts"].tolist() == [3000]
+    assert np.abs(res["rho"][0] - np.outer(psi, psi)).max() < 1e-12
