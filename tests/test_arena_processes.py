@@ -81,8 +81,10 @@ def test_bounds_hold_with_four_processes(make_arena, shm_root, spill):
     assert os.listdir(shm_root / "owners") == []
 
 
-def _blocked_put(root: str, timeout: float, out) -> None:
+def _blocked_put(root: str, timeout: float, out, ready=None) -> None:
     with Arena(root, timeout_s=timeout) as arena:
+        if ready is not None:
+            ready.set()  # started: the parent's clock runs from here, not from spawn
         start = time.monotonic()
         try:
             key = arena.put(np.ones(200_000), run="late")
@@ -108,9 +110,10 @@ def test_backpressure_waits_for_a_release(make_arena, shm_root):
     keys = [arena.put(np.ones(200_000)), arena.put(np.ones(200_000))]
     with pytest.raises(ArenaFull):
         arena.put(np.ones(200_000))
-    out = CTX.Queue()
-    child = CTX.Process(target=_blocked_put, args=(str(shm_root), 20.0, out))
+    out, ready = CTX.Queue(), CTX.Event()
+    child = CTX.Process(target=_blocked_put, args=(str(shm_root), 20.0, out, ready))
     child.start()
+    assert ready.wait(60)  # spawn and imports take seconds on a loaded machine
     time.sleep(1.5)  # the child is blocked all this time
     assert out.empty()
     arena.release(keys[0])
@@ -191,7 +194,10 @@ def test_sigkill_at_random_times(make_arena, shm_root, spill):
     for _ in range(4):
         child = CTX.Process(target=_put_forever, args=(str(shm_root),))
         child.start()
-        time.sleep(1.0 + rng.random())  # spawn start-up plus a random point in the put loop
+        deadline = time.monotonic() + 60  # spawn start-up: until the child is an owner
+        while arena.stats()["owners"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.random())  # then a random point in the put loop
         os.kill(child.pid, signal.SIGKILL)
         child.join(10)
         report = arena.gc()
