@@ -205,11 +205,8 @@ def test_concurrent_runs_that_differ_by_the_seed_share_no_task(
         thread.start()
     for thread in threads:
         thread.join()
-    for seed in (1, 2):
-        alone = noisefs.run(
-            path, scheduler=cluster.address, trajectories=200, seed=seed, **NOISE, **kwargs
-        )
-        _assert_identical(alone, results[seed])
+    for seed in (1, 2):  # a task of the other run would be off by ~1/K
+        assert np.max(np.abs(results[seed].rho[-1] - aer_reference(results[seed].meta))) <= 1e-8
     assert not np.array_equal(results[1].rho, results[2].rho)
 
 
@@ -346,24 +343,22 @@ def silent_port():
     listener.close()
 
 
-@pytest.mark.parametrize("target", ["unreachable", "not_a_scheduler"])
-def test_cli_no_scheduler_exits_3_with_one_line(target, silent_port, kwargs, tmp_path):
-    address = "tcp://127.0.0.1:1" if target == "unreachable" else f"tcp://127.0.0.1:{silent_port}"
+def test_cli_no_scheduler_exits_3_with_one_line(silent_port, kwargs, tmp_path):
     path = circuits.write(tmp_path, "ghz4.qasm", circuits.GHZ4)
+    runs = {}
     started = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "noisefs", "run", str(path), "-k", "8", "--scheduler", address]
-        + ["--arena", kwargs["arena"], "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    # the connection's deadline is 5 s (see the next test); the rest is starting Python and
-    # importing Qiskit and Dask, several seconds on a loaded 2-core machine
-    assert time.monotonic() - started < 15
-    assert proc.returncode == 3, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and address in lines[0], proc.stderr
+    for address in ("tcp://127.0.0.1:1", f"tcp://127.0.0.1:{silent_port}"):  # side by side
+        command = [sys.executable, "-m", "noisefs", "run", str(path), "-k", "8", "--quiet"]
+        command += ["--scheduler", address, "--arena", kwargs["arena"]]
+        runs[address] = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    for address, proc in runs.items():
+        stderr = proc.communicate(timeout=60)[1]
+        # the connection's deadline is 5 s (see the next test); the rest is starting Python
+        # and importing Qiskit and Dask, several seconds on a loaded 2-core machine
+        assert time.monotonic() - started < 15
+        assert proc.returncode == 3, stderr
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and address in lines[0], stderr
     assert not (tmp_path / "ghz4.noisefs.npz").exists()
 
 
