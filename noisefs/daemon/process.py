@@ -167,13 +167,13 @@ class Daemon:
             self._loop()
         finally:
             self.notifier.stopping()
-            self.watcher.stop()
-            for held in list(self.held.values()):
+            for held in list(self.held.values()):  # what is held first, the observer after
                 try:
                     self._release(held)
                 except Exception:  # noqa: BLE001 - release the others regardless
                     log.exception("releasing %s failed", held.cfg.root)
             self.held.clear()
+            self.watcher.stop()
             if self.metrics is not None:
                 self.metrics.stop()
         log.info("stopped")

@@ -113,7 +113,7 @@ class Watcher:
             quiet.setLevel(logging.CRITICAL)  # its emitters complain when stopped mid-read
             try:
                 observer.stop()
-                observer.join(timeout=2)
+                observer.join(timeout=0.5)  # daemon threads: never hold up a stop
             except Exception:  # noqa: BLE001 - a broken observer is dropped either way
                 log.debug("stopping the observer failed", exc_info=True)
             finally:
