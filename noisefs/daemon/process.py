@@ -195,7 +195,9 @@ class Daemon:
 
     def _loop(self) -> None:
         while not self._stop:
-            busy = any(h.inbox.todo or h.inbox.waiting for h in self.held.values())
+            # files still being written are retried on their own backoff (their close
+            # event wakes the loop): only queued work shortens the wait
+            busy = any(h.inbox.todo for h in self.held.values())
             try:
                 item = self.hints.get(timeout=0.05 if busy else 0.25)
                 self._hint(item)
