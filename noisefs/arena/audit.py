@@ -85,10 +85,12 @@ def drop_owner(arena, conn, owner_id: int, lock_name: str) -> None:
 def figures(arena, conn) -> dict:
     c = ledger.counters(conn)
     meta = accounting.measure(arena._root_fd)
-    used_bytes, used_files, own_free_bytes, own_free_files = conn.execute(
-        "SELECT COALESCE(SUM(used_bytes), 0), COALESCE(SUM(used_files), 0), "
-        "COALESCE(SUM(free_bytes), 0), COALESCE(SUM(free_files), 0) FROM owners"
-    ).fetchone()
+    used_bytes = used_files = own_free_bytes = own_free_files = 0
+    if arena._ledger.current:  # (an older release's ledger has no leases)
+        used_bytes, used_files, own_free_bytes, own_free_files = conn.execute(
+            "SELECT COALESCE(SUM(used_bytes), 0), COALESCE(SUM(used_files), 0), "
+            "COALESCE(SUM(free_bytes), 0), COALESCE(SUM(free_files), 0) FROM owners"
+        ).fetchone()
     bytes_used, files_used = accounting.in_use(c, used_bytes, used_files, meta)
     runs = dict(
         conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run")
@@ -152,6 +154,8 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
     }
     now = time.time()
     held: list[int] = []
+    if not dry_run:
+        arena._ledger.upgrade()
     try:
         with arena._ledger.transaction() as conn:
             for owner_id, pid, lock_name, started in conn.execute(

@@ -122,17 +122,31 @@ class Ledger:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         c.execute(statement)
-                have = {r[1] for r in c.execute("PRAGMA table_info(owners)")}
-                for column in OWNER_COLUMNS:
-                    if column not in have:
-                        c.execute(
-                            f"ALTER TABLE owners ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-                        )
-                c.executemany(
-                    "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)",
-                    [(name,) for name in COUNTERS],
-                )
+                self._upgrade(c)
+        else:  # a maintenance handle changes nothing; a ledger of an older release is read as is
+            have = {r[1] for r in conn.execute("PRAGMA table_info(owners)")}
+            self.current = all(column in have for column in OWNER_COLUMNS)
         del conn
+
+    current = True  # the owners table has every column of this release
+
+    def upgrade(self) -> None:
+        """Bring a ledger of an older release up to date (writers do it on open; ``gc`` of a
+        maintenance handle before it writes)."""
+        if not self.current:
+            with self.transaction() as c:
+                self._upgrade(c)
+
+    def _upgrade(self, c: sqlite3.Connection) -> None:
+        have = {r[1] for r in c.execute("PRAGMA table_info(owners)")}
+        for column in OWNER_COLUMNS:
+            if column not in have:
+                c.execute(f"ALTER TABLE owners ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        c.executemany(
+            "INSERT OR IGNORE INTO counters(name, value) VALUES (?, 0)",
+            [(name,) for name in COUNTERS],
+        )
+        self.current = True
 
     def conn(self) -> sqlite3.Connection:
         local = self._local
@@ -252,10 +266,13 @@ def recompute_counters(conn: sqlite3.Connection) -> dict[str, int]:
         if tier == "tmpfs" and state == "free":
             out["free_bytes"] += total
             out["free_files"] += count
-    owners, lb, lf, fb, ff = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(lease_bytes), 0), COALESCE(SUM(lease_files), 0), "
-        "COALESCE(SUM(foreign_bytes), 0), COALESCE(SUM(foreign_files), 0) FROM owners"
-    ).fetchone()
+    try:
+        owners, lb, lf, fb, ff = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(lease_bytes), 0), COALESCE(SUM(lease_files), 0), "
+            "COALESCE(SUM(foreign_bytes), 0), COALESCE(SUM(foreign_files), 0) FROM owners"
+        ).fetchone()
+    except sqlite3.OperationalError:  # an older release's ledger: no leases, no foreign usage
+        owners, lb, lf, fb, ff = conn.execute("SELECT COUNT(*), 0, 0, 0, 0 FROM owners").fetchone()
     out.update(
         owner_files=owners, lease_bytes=lb, lease_files=lf, foreign_bytes=fb, foreign_files=ff
     )
