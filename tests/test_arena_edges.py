@@ -153,3 +153,27 @@ def test_a_file_among_the_ancestors_is_a_clear_refusal(tmp_path, spill):
         Arena(tmp_path / "afile" / "x" / "arena", spill_dir=spill)
     with pytest.raises(UnsafePathError, match="is not a directory"):
         Arena(tmp_path / "afile" / "arena", spill_dir=spill)
+
+
+def test_a_ledger_of_the_previous_release_is_read_then_upgraded(make_arena, shm_root):
+    import sqlite3
+
+    from noisefs.arena.ledger import OWNER_COLUMNS
+
+    arena = make_arena()
+    key = arena.put(np.ones(100))
+    arena.close()
+    db = sqlite3.connect(shm_root / "ledger.db")
+    for column in OWNER_COLUMNS:  # as the release before leases wrote it
+        db.execute(f"ALTER TABLE owners DROP COLUMN {column}")
+    db.execute("DELETE FROM counters WHERE name LIKE 'lease%' OR name LIKE 'foreign%'")
+    db.commit()
+    db.close()
+    with Arena.open_existing(shm_root) as status:  # noisefs status: reads, changes nothing
+        assert status.stats()["runs"] == {"r1": 1} and status.check() == []
+        assert status.gc(dry_run=True)["dead_owners"] == 0
+        assert not status._ledger.current
+    with Arena(shm_root) as writer:  # a writer upgrades it
+        assert writer._ledger.current and writer.keys() == [key]
+        np.testing.assert_array_equal(writer.get(key), np.ones(100))
+        assert writer.check() == []
