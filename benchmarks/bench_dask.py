@@ -12,9 +12,9 @@ wall-clock around the call. Contenders run interleaved after one untimed warm-up
 1. Overhead: one worker with as many threads as cores vs the same run without Dask
    (``noisefs.run`` with its defaults). Target: Dask / local <= 1.1.
 2. Bytes the client receives per run: the partial sums of every group's root (the
-   executor's ``received_bytes``, the arrays' sizes; pickling adds a few hundred bytes per
-   set), at each of ``--bytes-trajectories``, against one set of sums. Target: one set,
-   whatever K.
+   executor's ``received_bytes``, the arrays' sizes, ρ sums as their upper triangles;
+   pickling adds a few hundred bytes per set), at each of ``--bytes-trajectories``,
+   against one set of sums. Target: one set, whatever K.
 3. One worker vs two (one thread each) on this machine: wall times and the speed-up.
 
 Every Dask result is checked against the local run (1e-8; the sums are added in another
@@ -42,6 +42,7 @@ import numpy as np
 import noisefs
 import noisefs.execute.dask as dask_execute
 from noisefs.aggregate import Aggregator
+from noisefs.execute.dask_worker import pack
 
 RECEIVED: list[int] = []  # received_bytes of each Dask run's executor, in order
 
@@ -191,11 +192,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ratio Dask / local           {figures['overhead_ratio']:7.2f}  (target <= 1.1)")
 
         # 2. bytes the client receives
-        steps = len(local.steps)
-        one_set = sum(
-            np.asarray(a).nbytes for a in Aggregator(args.qubits, steps, "full").state().values()
-        )
+        state = Aggregator(args.qubits, len(local.steps), "full").state()
+        full_set = sum(np.asarray(a).nbytes for a in state.values())
+        one_set = sum(np.asarray(a).nbytes for a in pack(state).values()) + 16  # + timings
         figures["one_set_of_sums_bytes"] = one_set
+        figures["aggregator_state_bytes"] = full_set
+        print(f"  one set of sums: {one_set:,d} bytes (rho as upper triangles; the "
+              f"aggregator's own state is {full_set:,d})")  # fmt: skip
         figures["received_bytes"] = {}
         for count in [int(c) for c in args.bytes_trajectories.split(",")]:
             RECEIVED.clear()

@@ -443,6 +443,19 @@ def test_a_leaf_folds_step_by_step_beyond_its_share_with_the_same_bits(arena_roo
         if name not in ("simulate_s", "store_s"):
             assert np.array_equal(whole[name], by_step[name]), name
     assert int(whole["count"][-1]) == 20
+    # unpacked, the leaf's sums are those of folding its Aer jobs here, bit for bit
+    from noisefs.aggregate import fold_batch
+    from noisefs.execute.dask_worker import unpack
+    from noisefs.execute.local import run_batch
+
+    sums, _, _ = unpack(whole)
+    here = shape.empty()
+    with Arena(root=str(arena_root)) as arena:
+        for batch in leaf.batches():
+            fold_batch(arena, run_batch(arena, job, batch).keys, here, "factored")
+    assert sums.keys() == here.state().keys()
+    for name, value in here.state().items():
+        assert np.array_equal(sums[name], value), name
 
 
 def test_dask_failures_become_one_clear_error():

@@ -35,7 +35,7 @@ from noisefs.execute.dask_worker import (
     add_sums,
     job_value,
     run_leaf,
-    split_timing,
+    unpack,
 )
 from noisefs.execute.protocol import BatchDone
 from noisefs.pipeline.sizing import FixedSizer
@@ -153,7 +153,8 @@ class DaskExecutor:
     ``scheduler_file`` a Dask scheduler file instead. ``aggregator`` gives the sums' shape,
     ``identity`` the run's fingerprint (task keys), ``batch`` the Aer job size, if fixed.
     ``completed`` counts the trajectories of finished leaves (never going backwards),
-    ``received_bytes`` the bytes of the partial sums the client received.
+    ``received_bytes`` the bytes of the partial sums the client received (ρ sums packed
+    as their upper triangles, and two timing scalars per set).
     """
 
     needs_adopt = False
@@ -307,9 +308,9 @@ class DaskExecutor:
         except BaseException as exc:  # noqa: BLE001 - handed to the loop
             self._resolve(done, exception=self._translate(exc, batch))
             return
-        sums, simulate_s, store_s = split_timing(state)
         with self._lock:
-            self.received_bytes += sum(int(getattr(v, "nbytes", 8)) for v in sums.values())
+            self.received_bytes += sum(int(getattr(v, "nbytes", 8)) for v in state.values())
+        sums, simulate_s, store_s = unpack(state)
         self._resolve(done, BatchDone(batch, sums=sums, simulate_s=simulate_s, store_s=store_s))
 
     @staticmethod

@@ -9,6 +9,7 @@ task), so nothing is ever added into state that outlives the task.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -148,7 +149,7 @@ def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str)
             _fold_step_by_step(arena, job, batch, aggregator, timing)
         else:
             _fold_whole(arena, job, batch, aggregator, timing)
-    state = dict(aggregator.state())  # the task's own arrays: nothing else holds them
+    state = pack(aggregator.state())
     state["simulate_s"] = np.float64(timing[0])
     state["store_s"] = np.float64(timing[1])
     return state
@@ -200,7 +201,32 @@ def add_sums(left: dict, right: dict) -> dict:
     return {name: np.add(left[name], right[name]) for name in left}
 
 
-def split_timing(state: dict) -> tuple[dict, float, float]:
-    """An :meth:`Aggregator.state` dict and the summed simulate and store seconds."""
-    sums = {k: v for k, v in state.items() if k not in TIMING_KEYS}
+@functools.lru_cache(maxsize=4)
+def _upper(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(dim)
+
+
+def pack(state: dict) -> dict:
+    """An :meth:`Aggregator.state` with each ρ sum as its upper triangle (all a ZHERK sum
+    holds: the strict lower triangle is zero), half the bytes to move and add."""
+    packed = {}
+    for name, value in state.items():
+        if name.startswith("rho_sum_"):
+            packed["rho_upper_" + name[len("rho_sum_") :]] = value[_upper(value.shape[0])]
+        else:
+            packed[name] = value
+    return packed
+
+
+def unpack(state: dict) -> tuple[dict, float, float]:
+    """The :meth:`Aggregator.state` of a packed state, and its simulate and store seconds."""
+    sums = {}
+    for name, value in state.items():
+        if name.startswith("rho_upper_"):
+            dim = int(round((np.sqrt(8 * value.size + 1) - 1) / 2))
+            full = np.zeros((dim, dim), dtype=value.dtype, order="F")
+            full[_upper(dim)] = value
+            sums["rho_sum_" + name[len("rho_upper_") :]] = full
+        elif name not in TIMING_KEYS:
+            sums[name] = value
     return sums, float(state.get("simulate_s", 0.0)), float(state.get("store_s", 0.0))
