@@ -25,6 +25,7 @@ from noisefs.errors import CorruptSnapshot
 log = logging.getLogger("noisefs.arena")
 
 ORPHAN_AGE_S = 5.0
+GC_CHUNK_ROWS = 100  # rows per gc transaction: writers never wait for a whole reclaim
 
 
 def drop_rows(arena, conn, rows, unlink: bool = True) -> None:
@@ -129,6 +130,40 @@ def figures(arena, conn) -> dict:
     }
 
 
+def _reclaim_owner(arena, owner_id: int, lock_name: str, report: dict, dry_run: bool) -> None:
+    """Reclaim a dead owner in transactions of at most ``GC_CHUNK_ROWS`` rows (diskcache
+    culls the same way), so writers interleave with a large reclaim instead of waiting for
+    all of it; the last one also drops its lease files and the owner row. A crash between
+    two leaves a dead owner with fewer rows: the next gc goes on from there."""
+    report["dead_owners"] += 1
+    report["files"] += 1  # its lock file
+    limit = -1 if dry_run else GC_CHUNK_ROWS  # a dry run deletes nothing: one pass
+    while True:
+        with arena._ledger.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots "
+                "WHERE owner = ? AND state != 'free' ORDER BY id LIMIT ?",
+                (owner_id, limit),
+            ).fetchall()
+            report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
+            report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
+            report["bytes"] += sum(r[3] for r in rows if arena.tier(r[1]).charged)
+            report["files"] += sum(1 for r in rows if arena.tier(r[1]).charged)
+            if not dry_run:
+                drop_rows(arena, conn, [r[:4] for r in rows])
+            if not dry_run and len(rows) == GC_CHUNK_ROWS:
+                continue  # commit this chunk; the next transaction takes the next one
+            unpublished = leased_files(arena, conn, owner_id)
+            report["partial_files"] += len(unpublished)
+            report["bytes"] += sum(n for _, n in unpublished)
+            report["files"] += len(unpublished)
+            if not dry_run:
+                for slot, _ in unpublished:  # files first, then the lease that counts them
+                    arena.tmpfs.unlink(slot)
+                drop_owner(arena, conn, owner_id, lock_name)
+            return
+
+
 def _listing(fd: int) -> dict[str, os.stat_result]:
     out = {}
     for name in os.listdir(fd):
@@ -158,6 +193,7 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
         arena._ledger.upgrade()
     try:
         with arena._ledger.transaction() as conn:
+            dead = []
             for owner_id, pid, lock_name, started in conn.execute(
                 "SELECT id, pid, lock_name, started FROM owners"
             ).fetchall():
@@ -166,26 +202,12 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                 state, fd = owners.try_take(arena._owners_fd, lock_name, pid, started)
                 if state != "dead":
                     continue
-                if fd is not None:
+                if fd is not None:  # held until the end: no other gc takes this owner
                     held.append(fd)
-                rows = conn.execute(
-                    "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE owner = ? AND state != 'free'",
-                    (owner_id,),
-                ).fetchall()
-                report["dead_owners"] += 1
-                report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
-                report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
-                report["bytes"] += sum(r[3] for r in rows if arena.tier(r[1]).charged)
-                report["files"] += sum(1 for r in rows if arena.tier(r[1]).charged) + 1
-                unpublished = leased_files(arena, conn, owner_id)
-                report["partial_files"] += len(unpublished)
-                report["bytes"] += sum(n for _, n in unpublished)
-                report["files"] += len(unpublished)
-                if not dry_run:
-                    drop_rows(arena, conn, [r[:4] for r in rows])
-                    for slot, _ in unpublished:  # files first, then the lease that counts them
-                        arena.tmpfs.unlink(slot)
-                    drop_owner(arena, conn, owner_id, lock_name)
+                dead.append((owner_id, lock_name))
+        for owner_id, lock_name in dead:
+            _reclaim_owner(arena, owner_id, lock_name, report, dry_run)
+        with arena._ledger.transaction() as conn:
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
             stray = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'writing' AND "
