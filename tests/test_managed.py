@@ -420,3 +420,38 @@ def test_reduced_save_keeps_aers_qubit_truncation(scope_kwargs):
     with managed(batch=25, **scope_kwargs):
         got = sim.run(qc, shots=60, seed_simulator=4, memory=True).result()
     assert_same(ref, got, 1)
+
+
+def test_worker_that_got_the_scope_as_it_closed_passes_through(scope_kwargs, arena_root):
+    """A worker thread gets the scope from active_scope() (the process-wide fallback), then
+    the scope exits before the worker's run_job: the job must run as outside every scope,
+    not batched into a fresh arena that nobody closes."""
+    from noisefs.sim.aer import original_run
+
+    qc = dynamic_circuit()  # per-shot saves: a batched run would open the scope's arena
+    sim = AerSimulator(noise_model=noise_model())
+    got_scope, scope_closed = threading.Event(), threading.Event()
+    seen: dict = {}
+
+    def worker() -> None:
+        seen["scope"] = active_scope()  # what the intercepted run does first
+        got_scope.set()
+        scope_closed.wait(30)
+        seen["job"] = seen["scope"].run_job(
+            sim, qc, None, {"shots": 40, "seed_simulator": 6}, original_run()
+        )
+
+    thread = threading.Thread(target=worker)
+    with managed(batch=16, **scope_kwargs) as scope:
+        thread.start()
+        assert got_scope.wait(30)
+    scope_closed.set()
+    thread.join(60)
+    assert seen["scope"] is scope and not scope.is_open
+    job = seen["job"]
+    assert isinstance(job, AerJob)  # Aer's own job, untouched
+    assert scope._arena is None and "arena" not in scope.stats()
+    assert not arena_root.exists()  # no arena was ever opened
+    ref, got = sim.run(qc, shots=40, seed_simulator=6).result(), job.result()
+    assert got.get_counts() == ref.get_counts()
+    assert len(got.data()["sv"]) == 40  # per-shot states as Aer returns them, not averaged

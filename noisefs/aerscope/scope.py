@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from noisefs.aerscope.options import DEFAULT_BATCH, ManagedOptions, validate_options
 
 if TYPE_CHECKING:
-    from noisefs.aerscope.job import ManagedJob
+    from qiskit.providers import JobV1
+
     from noisefs.arena import Arena
 
 _CURRENT: ContextVar[tuple] = ContextVar("noisefs_managed_scopes", default=())
@@ -132,12 +133,19 @@ class Scope:
         parameter_binds: list | None,
         run_options: dict,
         original_run: Callable,
-    ) -> ManagedJob:
-        """Run one intercepted ``backend.run`` call in this scope."""
+    ) -> JobV1:
+        """Run one intercepted ``backend.run`` call in this scope (a :class:`ManagedJob`); once
+        the scope is closed, Aer's own job from ``original_run``, as outside every scope."""
         from noisefs.aerscope.job import run_managed
 
         with self._lock:
-            self._inflight += 1
+            # A worker thread may have got this scope from active_scope() just before _exit
+            # closed it: run as outside every scope, never reopen an arena nobody would close.
+            closed = not self.is_open
+            if not closed:
+                self._inflight += 1
+        if closed:
+            return original_run(backend, circuits, parameter_binds, **run_options)
         try:
             return run_managed(self, backend, circuits, parameter_binds, run_options, original_run)
         finally:
