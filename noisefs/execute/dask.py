@@ -176,8 +176,8 @@ class DaskExecutor:
         self._shape = SumsShape(
             aggregator.num_qubits, aggregator.num_steps, aggregator.density, aggregator.keep
         )
-        # one Aer thread per task thread (the same bits anywhere); the workers' snapshots are
-        # tagged apart from the client's, whose cleanup may share their node's arena
+        # Aer's threads are the worker's (see run_leaf); the workers' snapshots are tagged
+        # apart from the client's, whose cleanup may share their node's arena
         self._job = dataclasses.replace(job.with_threads(1), run_name=f"{job.run_name}-dask")
         total = trajectories if trajectories is not None else (identity or {}).get("trajectories")
         self.plan = plan_for(self._job, self._shape, int(total or MAX_SUB), batch)

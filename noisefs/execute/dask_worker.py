@@ -9,9 +9,9 @@ task), so nothing is ever added into state that outlives the task.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -91,6 +91,11 @@ class ArenaPlugin(_PluginBase):
 
         self.arena = Arena(root=self.root, timeout_s=self.timeout_s)
         self.threads = max(1, int(getattr(worker, "state", worker).nthreads or 1)) if worker else 1
+        # Dask's nanny starts workers with OMP_NUM_THREADS=1, which caps Aer's OpenMP
+        # threads; Aer holds the GIL, so one Aer job at a time per process should have the
+        # worker's threads. OpenMP reads it once, when Aer is first loaded: only before that.
+        if os.environ.get("OMP_NUM_THREADS") == "1" and "qiskit_aer" not in sys.modules:
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
 
     def teardown(self, worker=None) -> None:
         """Close the arena; what is still in it is reclaimed by the next open's gc."""
@@ -131,6 +136,10 @@ def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str)
     released before the next is stored): the same folds in the same order either way."""
     plugin = _plugin(plugin_name)
     arena = plugin.arena
+    # Aer holds the GIL: a worker's task threads take turns, so each Aer job gets them all
+    # (shot-parallel: the same states as one thread, but for one-shot jobs of >= 14 qubits,
+    # where Aer's parallel state update may change the last bits)
+    job = job.with_threads(plugin.threads)
     snapshot = min(leaf.sub, leaf.size) * _snapshot_bytes(job, shape)
     share = plugin.share_bytes()
     by_step = snapshot * shape.num_steps > share
@@ -201,18 +210,17 @@ def add_sums(left: dict, right: dict) -> dict:
     return {name: np.add(left[name], right[name]) for name in left}
 
 
-@functools.lru_cache(maxsize=4)
-def _upper(dim: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.triu_indices(dim)
-
-
 def pack(state: dict) -> dict:
     """An :meth:`Aggregator.state` with each ρ sum as its upper triangle (all a ZHERK sum
-    holds: the strict lower triangle is zero), half the bytes to move and add."""
+    holds: the strict lower triangle is zero), column by column (contiguous in the sums'
+    Fortran order): half the bytes to move and add."""
     packed = {}
     for name, value in state.items():
         if name.startswith("rho_sum_"):
-            packed["rho_upper_" + name[len("rho_sum_") :]] = value[_upper(value.shape[0])]
+            columns = [value[: j + 1, j] for j in range(value.shape[0])]
+            packed["rho_upper_" + name[len("rho_sum_") :]] = np.concatenate(
+                columns or [value[:0, 0]]
+            )
         else:
             packed[name] = value
     return packed
@@ -225,7 +233,10 @@ def unpack(state: dict) -> tuple[dict, float, float]:
         if name.startswith("rho_upper_"):
             dim = int(round((np.sqrt(8 * value.size + 1) - 1) / 2))
             full = np.zeros((dim, dim), dtype=value.dtype, order="F")
-            full[_upper(dim)] = value
+            offset = 0
+            for j in range(dim):
+                full[: j + 1, j] = value[offset : offset + j + 1]
+                offset += j + 1
             sums["rho_sum_" + name[len("rho_upper_") :]] = full
         elif name not in TIMING_KEYS:
             sums[name] = value
