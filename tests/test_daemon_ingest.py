@@ -281,3 +281,34 @@ def test_sigterm_mid_backlog_then_restart_counts_each_once(daemons, tmp_path, ar
     res = result(tmp_path / "results", "term")
     assert 0 < partial <= 3000 and res["counts"].tolist() == [3000]
     assert np.abs(res["rho"][0] - np.outer(psi, psi)).max() < 1e-12
+
+
+def test_step_with_leading_zeros_is_rejected_whole(daemons, tmp_path, arena_root):
+    """``007`` is not a step's canonical name (it would be reopened as ``7``): the directory
+    goes to ``rejected/`` with its files, with a log line; ``7`` itself is ingested."""
+    proc = _start(daemons, tmp_path, arena_root)
+    rng = np.random.default_rng(7)
+    run = arena_root / "inbox" / "lead"
+    (run / "007").mkdir(parents=True)
+    (run / "7").mkdir()
+    good = random_psi(rng, 4)
+    for i in range(2):
+        save_renamed(run / "007" / f"z{i}.npy", random_psi(rng, 4))
+    save_renamed(run / "7" / "ok.npy", good)
+
+    def rejected():
+        s = read_status(arena_root)
+        return s if s["counters"]["rejected"].get("step_name") == 1 else None
+
+    wait_for(rejected, 10, "the step directory 007 rejected", proc)
+    assert sorted(p.name for p in (run / "rejected" / "007-007").iterdir()) == ["z0.npy", "z1.npy"]
+    assert not (run / "007").exists()
+    assert ": step_name (moved to" in log_text(proc)
+    (run / "DONE").touch()
+    wait_for(lambda: (tmp_path / "results" / "lead.npz").exists(), 10, "the result", proc)
+    res = result(tmp_path / "results", "lead")
+    assert res["steps"].tolist() == [7] and res["counts"].tolist() == [1]
+    assert np.abs(res["rho"][0] - np.outer(good, good.conj())).max() < 1e-12
+    assert read_status(arena_root)["counters"]["missed_events"] == 0
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

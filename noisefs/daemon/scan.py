@@ -20,6 +20,8 @@ from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
 log = logging.getLogger("noisefs.daemon")
 
 STEP_NAME = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True)
+# the canonical spelling of a step: no leading zero ("007" would be reopened as "7")
+CANONICAL_STEP = re.compile(r"0|[1-9][0-9]{0,17}")
 MISSED_AGE_S = 2.0  # a file this old found by a rescan and never announced was missed
 
 
@@ -49,7 +51,7 @@ class Scanner:
             return
         rel = path[len(prefix) :].split(os.sep)
         if len(rel) == 3 and kind == "file":
-            if STEP_NAME.fullmatch(rel[1]) and self._wanted(rel[2]):
+            if CANONICAL_STEP.fullmatch(rel[1]) and self._wanted(rel[2]):
                 self.todo.setdefault((rel[0], int(rel[1]), rel[2], False), time.monotonic())
         elif len(rel) == 2 and rel[1] == "DONE":
             self._note_done(rel[0])
@@ -59,7 +61,10 @@ class Scanner:
             run_fd = opendir(rel[0], self.inbox_fd) if RUN_NAME.fullmatch(rel[0]) else None
             if run_fd is not None:
                 try:
-                    self._scan_step(rel[0], run_fd, rel[1], time.time(), False)
+                    if CANONICAL_STEP.fullmatch(rel[1]):
+                        self._scan_step(rel[0], run_fd, rel[1], time.time(), False)
+                    else:
+                        self._reject_step_dir(rel[0], run_fd, rel[1])
                 finally:
                     os.close(run_fd)
 
@@ -111,6 +116,10 @@ class Scanner:
                     total_files += 1
                     if entry.name == "DONE":
                         self._note_done(run)
+                    elif not CANONICAL_STEP.fullmatch(entry.name) and (
+                        STEP_NAME.fullmatch(entry.name) and stat.S_ISDIR(st.st_mode)
+                    ):
+                        self._reject_step_dir(run, run_fd, entry.name)
                     elif STEP_NAME.fullmatch(entry.name) and stat.S_ISDIR(st.st_mode):
                         b, f = self._scan_step(run, run_fd, entry.name, now, count_missed)
                         total_bytes, total_files = total_bytes + b, total_files + f
@@ -131,6 +140,12 @@ class Scanner:
             self.activity = False
             self.scan_cost = time.perf_counter() - started
             self.last_scan = time.monotonic()
+
+    def _reject_step_dir(self, run: str, run_fd: int, name: str) -> None:
+        """A step directory spelled with leading zeros (``007``): steps are integers and
+        ``007`` and ``7`` would be the same step, so the directory is moved whole to
+        ``rejected/`` (reason ``step_name``), its files untouched."""
+        self._reject(run, run_fd, name, name, "step_name")
 
     def _scan_step(self, run, run_fd, step_name, now, count_missed) -> tuple[int, int]:
         step_fd = opendir(step_name, run_fd)
@@ -161,10 +176,19 @@ class Scanner:
         fd = opendir(name, parent_fd)
         if fd is None:
             return 0, 0
+        nbytes = nfiles = 0
         try:
-            sts = [e.stat(follow_symlinks=False) for e in os.scandir(fd)]
+            for entry in os.scandir(fd):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                nbytes, nfiles = nbytes + st.st_blocks * 512, nfiles + 1
+                if stat.S_ISDIR(st.st_mode):  # a rejected step directory: its files count
+                    b, f = self._measure(fd, entry.name)
+                    nbytes, nfiles = nbytes + b, nfiles + f
         except FileNotFoundError:
-            sts = []
+            pass
         finally:
             os.close(fd)
-        return sum(s.st_blocks * 512 for s in sts), len(sts)
+        return nbytes, nfiles
