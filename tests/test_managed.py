@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -455,3 +456,44 @@ def test_worker_that_got_the_scope_as_it_closed_passes_through(scope_kwargs, are
     ref, got = sim.run(qc, shots=40, seed_simulator=6).result(), job.result()
     assert got.get_counts() == ref.get_counts()
     assert len(got.data()["sv"]) == 40  # per-shot states as Aer returns them, not averaged
+
+
+def test_asyncio_tasks_exit_one_object_out_of_order(scope_kwargs):
+    """Two tasks enter the same managed object, the first to enter exits first: each exit
+    closes its own task's scope, and the other task's jobs stay batched in its own."""
+    qc = dynamic_circuit()
+    sim = AerSimulator(noise_model=noise_model())
+    shared = managed(batch=16, **scope_kwargs)
+    seen: dict = {}
+
+    async def main() -> None:
+        a_in, b_in, a_out = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def task_a() -> None:
+            with shared as scope:
+                seen["a"] = scope
+                a_in.set()
+                await b_in.wait()  # b enters after a ...
+            a_out.set()  # ... and a exits first
+
+        async def task_b() -> None:
+            await a_in.wait()
+            with shared as scope:
+                seen["b"] = scope
+                b_in.set()
+                await a_out.wait()
+                seen["b_open_after_a"] = scope.is_open
+                seen["active_in_b"] = active_scope()
+                seen["job"] = sim.run(qc, shots=40, seed_simulator=7)
+
+        await asyncio.gather(task_a(), task_b())
+
+    asyncio.run(main())
+    a, b = seen["a"], seen["b"]
+    assert a is not b and not a.is_open and not b.is_open
+    assert seen["b_open_after_a"] and seen["active_in_b"] is b
+    assert b.stats()["batched_jobs"] == 1 and a.stats()["batched_jobs"] == 0
+    got = seen["job"].result()
+    assert got.metadata["noisefs"]["batches"] == 3
+    assert_same(sim.run(qc, shots=40, seed_simulator=7).result(), got, 1)
+    assert active_scope() is None

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     from noisefs.arena import Arena
 
 _CURRENT: ContextVar[tuple] = ContextVar("noisefs_managed_scopes", default=())
+# (managed object, scope) of every entry made in this context, innermost last: how __exit__
+# finds the scope its own __enter__ opened (context variables are per asyncio task/thread)
+_ENTERED: ContextVar[tuple] = ContextVar("noisefs_managed_entries", default=())
 _OPTED_OUT: ContextVar[bool] = ContextVar("noisefs_managed_opted_out", default=False)
 _GLOBAL: list = []
 _GLOBAL_LOCK = threading.Lock()
@@ -74,7 +77,6 @@ class Scope:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._inflight = 0
-        self._token = None
         self.batched_jobs = 0
         self.batches = 0
         self.passthroughs: list[str] = []
@@ -86,7 +88,7 @@ class Scope:
 
         install()
         self.is_open = True
-        self._token = _CURRENT.set(_CURRENT.get() + (self,))
+        _CURRENT.set(_CURRENT.get() + (self,))
         with _GLOBAL_LOCK:
             _GLOBAL.append(self)
 
@@ -94,10 +96,8 @@ class Scope:
         with _GLOBAL_LOCK:
             if self in _GLOBAL:
                 _GLOBAL.remove(self)
-        try:
-            _CURRENT.reset(self._token)
-        except ValueError:  # exited from another context: drop it from this one's stack
-            _CURRENT.set(tuple(s for s in _CURRENT.get() if s is not self))
+        # only this scope leaves the context's stack, wherever it is (exits need not nest)
+        _CURRENT.set(tuple(s for s in _CURRENT.get() if s is not self))
         with self._lock:
             self.is_open = False
             while self._inflight:  # jobs of worker threads still running in this scope
@@ -188,7 +188,8 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
     :class:`noisefs.Arena`) and come back averaged. See ``docs/managed.md``.
 
     The same object may be entered again (nested, recursively, from several threads): each
-    entry is its own :class:`Scope`, the innermost one wins.
+    entry is its own :class:`Scope`, the innermost one wins, and each exit closes the scope of
+    its own entry (exits need not nest: two asyncio tasks may leave in any order).
     """
 
     def __init__(
@@ -210,20 +211,38 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
             spill_quota=spill_quota,
             put_timeout=put_timeout,
         )
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[Scope] = []  # every scope of this object entered and not exited
 
     def __enter__(self) -> Scope:
         scope = Scope(self.options)
         scope._enter()
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append(scope)
+        _ENTERED.set(_ENTERED.get() + ((self, scope),))
+        with self._lock:
+            self._open.append(scope)
         return scope
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        self._local.stack.pop()._exit()
+        self._own_scope()._exit()
         return False  # exceptions propagate unchanged
+
+    def _own_scope(self) -> Scope:
+        """The scope this context's innermost entry into this object opened, removed from
+        this context's entries: exits in another order than the entries (two asyncio tasks,
+        two threads) each close their own scope."""
+        entries = _ENTERED.get()
+        for i in range(len(entries) - 1, -1, -1):
+            owner, scope = entries[i]
+            if owner is self and scope.is_open:
+                break
+        else:  # exited from a context that did not enter it: the latest entry still open
+            with self._lock:
+                scope = self._open.pop()
+            return scope
+        _ENTERED.set(entries[:i] + entries[i + 1 :])
+        with self._lock:
+            self._open.remove(scope)
+        return scope
 
     def __repr__(self) -> str:
         o = self.options
