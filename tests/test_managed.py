@@ -497,3 +497,19 @@ def test_asyncio_tasks_exit_one_object_out_of_order(scope_kwargs):
     assert got.metadata["noisefs"]["batches"] == 3
     assert_same(sim.run(qc, shots=40, seed_simulator=7).result(), got, 1)
     assert active_scope() is None
+
+
+def test_memory_keeps_shot_order_over_many_batches(scope_kwargs):
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.measure(0, 0)
+    qc.rx(0.4, 0)  # after a measurement of its qubit: shot by shot
+    qc.cx(0, 1)
+    qc.measure([0, 1], [0, 1])
+    sim = AerSimulator(noise_model=noise_model())
+    ref = sim.run(qc, shots=600, seed_simulator=12, memory=True).result()
+    with managed(batch=5, **scope_kwargs):
+        got = sim.run(qc, shots=600, seed_simulator=12, memory=True).result()
+    assert got.metadata["noisefs"]["batches"] == 120
+    assert got.get_memory() == ref.get_memory()
+    assert got.get_counts() == ref.get_counts()

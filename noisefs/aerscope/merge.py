@@ -117,7 +117,9 @@ class ExperimentMerger:
                 for k, v in value.items():
                     self.counts[k] = self.counts.get(k, 0) + v
             elif name == "memory":
-                self.memory = (self.memory or []) + list(value)
+                if self.memory is None:
+                    self.memory = []
+                self.memory.extend(value)  # in place: linear in shots over all batches
             elif name in self.specs:
                 self._add_label(self.specs[name], value, batch_index)
             else:
