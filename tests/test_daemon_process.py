@@ -262,3 +262,40 @@ def test_sighup_adds_and_releases_arenas(daemons, tmp_path, arena_root):
         import shutil
 
         shutil.rmtree(second, ignore_errors=True)
+
+
+def test_results_change_keeps_the_running_averages(daemons, tmp_path, arena_root):
+    """Checkpoints are keyed by the arena, not the results directory: a restart with
+    another ``--results`` and a SIGHUP that changes ``results`` both carry the averages."""
+    rng = np.random.default_rng(21)
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "a")
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    step = arena_root / "inbox" / "moving" / "0"
+    step.mkdir(parents=True)
+    states = [random_psi(rng, 4) for _ in range(5)]
+    for i, psi in enumerate(states[:3]):
+        save_renamed(step / f"a{i}.npy", psi)
+    wait_ingested(arena_root, "moving", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(5) == 0
+    write_config(cfg, arena_root, tmp_path / "b")  # restart elsewhere
+    proc = daemons.start("--config", str(cfg), log="b.log")
+    wait_running(arena_root, proc)
+    save_renamed(step / "b0.npy", states[3])
+    wait_ingested(arena_root, "moving", 4, proc)
+    write_config(cfg, arena_root, tmp_path / "c")  # and change it while running
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: read_status(arena_root)["reloads"]["ok"] == 1, 5, "the reload", proc)
+    save_renamed(step / "c0.npy", states[4])
+    (step.parent / "DONE").touch()
+    wait_for(lambda: (tmp_path / "c" / "moving.npz").exists(), 10, "the result in c", proc)
+    res = result(tmp_path / "c", "moving")
+    assert res["counts"].tolist() == [5]
+    assert json.loads(str(res["meta"]))["complete"] is True
+    expected = np.mean([np.outer(p, p.conj()) for p in states], axis=0)
+    assert np.abs(res["rho"][0] - expected).max() < 1e-12
+    assert not (tmp_path / "b" / "moving.npz").exists()
+    assert list((tmp_path / "state").iterdir())  # checkpoints live under $XDG_STATE_HOME
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

@@ -54,7 +54,8 @@ class Daemons:
             [sys.executable, "-m", "noisefs", "daemon", *args],
             stdout=subprocess.DEVNULL,
             stderr=err,
-            env={**os.environ, **(env or {})},
+            # checkpoints default to $XDG_STATE_HOME: keep them in the test's directory
+            env={**os.environ, "XDG_STATE_HOME": str(self.tmp / "state"), **(env or {})},
             start_new_session=True,
         )
         proc.log_path = self.tmp / log  # type: ignore[attr-defined]

@@ -68,6 +68,15 @@ def default_results_dir() -> Path:
     return Path(data) / "noisefs" / "results"
 
 
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/noisefs/daemon`` (``~/.local/state/noisefs/daemon``): checkpoints,
+    one subdirectory per arena, whatever the results directory."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local/state"
+    )
+    return Path(state) / "noisefs" / "daemon"
+
+
 @dataclass(frozen=True)
 class ArenaConfig:
     """One arena the daemon polices; ``None`` bounds keep what the arena has stored."""
@@ -88,7 +97,7 @@ class DaemonConfig:
     """The whole configuration; timings in seconds."""
 
     arenas: tuple[ArenaConfig, ...]
-    state_dir: Path | None = None  # checkpoints; default <results>/.noisefs-daemon
+    state_dir: Path | None = None  # checkpoints; default default_state_dir()
     metrics_port: int | None = None
     log_level: str = "info"
     scan_interval_s: float = 5.0

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisefs.arena.paths import open_private_dir
-from noisefs.daemon.config import ArenaConfig, DaemonConfig, load_config
+from noisefs.daemon.config import ArenaConfig, DaemonConfig, default_state_dir, load_config
 from noisefs.daemon.ingest import Inbox
 from noisefs.daemon.logs import set_level, setup_logging
 from noisefs.daemon.metrics import Metrics
@@ -55,6 +55,24 @@ def _open_arena(cfg: ArenaConfig):
         spill_quota=cfg.spill_quota_bytes,
         timeout_s=5.0,
     )
+
+
+def _adopt_legacy_checkpoints(legacy: Path, state: Path) -> None:
+    """Move checkpoints from where earlier versions kept them (``<results>/.noisefs-daemon``)
+    into the arena's state directory, so that an upgrade loses no running average."""
+    import shutil
+
+    try:
+        old = sorted(legacy.glob("*.ckpt.npz"))
+    except OSError:
+        return
+    if not old:
+        return
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for path in old:
+        if not (state / path.name).exists():
+            shutil.move(str(path), str(state / path.name))
+            log.info("checkpoint %s moved to %s", path, state)
 
 
 @dataclass
@@ -97,11 +115,14 @@ class Daemon:
     # -- arenas ------------------------------------------------------------------------
 
     def _state_dir(self, cfg: ArenaConfig) -> Path:
+        """Where the arena's checkpoints live: keyed by the arena alone, never by the
+        results directory (a restart with another ``--results`` must find them)."""
         import hashlib
 
-        base = self.cfg.state_dir or cfg.results_dir / ".noisefs-daemon"
         tag = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
-        return base / f"{cfg.root.name}-{tag}"
+        state = (self.cfg.state_dir or default_state_dir()) / f"{cfg.root.name}-{tag}"
+        _adopt_legacy_checkpoints(cfg.results_dir / ".noisefs-daemon" / state.name, state)
+        return state
 
     def _hold(self, cfg: ArenaConfig) -> Held:
         root_fd = open_private_dir(cfg.root, create=True)
@@ -366,8 +387,11 @@ class Daemon:
                 held = old_by_root.get(root)
                 if held is None:
                     opened[root] = self._hold(acfg)
-                elif any(getattr(acfg, b) != getattr(held.cfg, b) for b in bounds):
-                    reopened[root] = _open_arena(acfg)
+                else:
+                    if acfg.results_dir != held.cfg.results_dir:  # usable before the swap
+                        acfg.results_dir.mkdir(parents=True, exist_ok=True)
+                    if any(getattr(acfg, b) != getattr(held.cfg, b) for b in bounds):
+                        reopened[root] = _open_arena(acfg)
         except BaseException:
             for h in opened.values():
                 h.close()
@@ -387,6 +411,9 @@ class Daemon:
         if new.metrics_port != self.cfg.metrics_port:
             log.warning("metrics_port changes take effect at the next start")
             new = type(new)(**{**new.__dict__, "metrics_port": self.cfg.metrics_port})
+        if new.state_dir != self.cfg.state_dir:
+            log.warning("state_dir changes take effect at the next start")
+            new = type(new)(**{**new.__dict__, "state_dir": self.cfg.state_dir})
         for root, held in old_by_root.items():
             if root not in new_by_root:
                 self._release(held)
@@ -397,6 +424,16 @@ class Daemon:
             held.arena = arena
             held.police.reset()  # the new handle reports the inbox's usage afresh
         for root, acfg in new_by_root.items():
+            if root in self.held and acfg.results_dir != self.held[root].cfg.results_dir:
+                # applied fully: the runs in progress keep their averages (the checkpoints
+                # are keyed by the arena) and write their results to the new directory
+                runs = self.held[root].inbox.runs
+                for average in runs.values():
+                    average.results_dir = acfg.results_dir
+                log.info(
+                    "%s: results now go to %s (%d runs in progress carried over)",
+                    root, acfg.results_dir, len(runs),
+                )  # fmt: skip
             if root in self.held:
                 self.held[root].cfg = acfg
                 self.held[root].inbox.cfg = acfg
