@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -20,7 +26,6 @@ from qiskit_aer.noise import NoiseModel, ReadoutError, depolarizing_error
 import noisefs
 from noisefs.aerscope import UnbatchableJob, active_scope, managed, unmanaged
 from noisefs.errors import InputError
-from tests.test_arena_fixtures import du_bytes, inode_count
 
 
 def noise_model(readout_only: bool = False) -> NoiseModel:
@@ -306,6 +311,49 @@ def test_worker_thread_nesting_and_concurrent_scopes(scope_kwargs):
     assert seen == {"t10": 10, "t25": 25}
 
 
+# Samples the arena's bytes (du) and inodes (find) and the test process's RSS from a separate
+# process, until the stop file appears: Aer holds the GIL while it simulates, so a thread of
+# the test process would only sample between batches.
+SAMPLER = r"""
+import os, subprocess, sys
+root, out, stop, pid = sys.argv[1:]
+
+def rss():
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+with open(out, "w") as f:
+    while not os.path.exists(stop):
+        du = subprocess.run(["du", "-s", "--block-size=1", root], capture_output=True, text=True)
+        found = subprocess.run(["find", root], capture_output=True, text=True)
+        nbytes = int(du.stdout.split()[0]) if du.stdout.strip() else 0
+        files = max(0, len(found.stdout.splitlines()) - 1)
+        f.write(f"{nbytes} {files} {rss()}\n")
+        f.flush()
+"""
+
+
+@contextlib.contextmanager
+def sampled(root, where):
+    """Yields the list the sampler's (bytes, inodes, rss) rows land in once the block ends."""
+    out, stop = where / f"samples-{uuid.uuid4().hex[:8]}", where / f"stop-{uuid.uuid4().hex[:8]}"
+    args = [sys.executable, "-c", SAMPLER, str(root), str(out), str(stop), str(os.getpid())]
+    sampler = subprocess.Popen(args)
+    rows: list[tuple[int, int, int]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first sample is in before the job starts
+        yield rows
+    finally:
+        stop.touch()
+        sampler.wait(30)
+    rows.extend(tuple(map(int, line.split())) for line in out.read_text().splitlines())
+
+
 def test_arena_bound_holds_for_many_per_shot_saves(arena_root, tmp_path):
     quota, max_files = 1 << 20, 24
     qc = QuantumCircuit(5)
@@ -314,30 +362,38 @@ def test_arena_bound_holds_for_many_per_shot_saves(arena_root, tmp_path):
         qc.cx(0, 1)
         qc.save_statevector(label=f"s{step}", pershot=True)
     sim = AerSimulator(noise_model=noise_model())
-    samples: list[tuple[int, int]] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            if (arena_root / "data").exists():
-                samples.append((du_bytes(arena_root), inode_count(arena_root)))
-
-    sampler = threading.Thread(target=sample)
     with managed(
         batch=200, root=arena_root, quota=quota, max_files=max_files, spill_dir=tmp_path / "s"
     ):
-        sampler.start()
-        try:
+        with sampled(arena_root, tmp_path) as samples:
             result = sim.run(qc, shots=3000, seed_simulator=8).result()
-        finally:
-            done.set()
-            sampler.join()
     note = result.metadata["noisefs"]
     assert note["batches"] == 15 and note["arena"]["snapshot_bytes"] == 3000 * 3 * 32 * 16
-    assert samples
-    assert max(b for b, _ in samples) <= quota
-    assert max(f for _, f in samples) <= max_files
+    assert len(samples) >= 20, samples  # taken while Aer ran, not only between batches
+    assert max(b for b, _, _ in samples) <= quota
+    assert max(f for _, f, _ in samples) <= max_files
     assert type(result.data()["s2"]).__name__ == "DensityMatrix"
+
+
+def test_peak_rss_does_not_grow_with_shots(arena_root, tmp_path):
+    """Ten times the shots, the same peak RSS: per-shot states never pile up in RAM (5000
+    shots' states kept would add ~10 MiB; one batch of all of them, with Aer's copies, ~45)."""
+    qc = QuantumCircuit(7)
+    qc.h(range(7))
+    qc.cx(0, 1)
+    qc.save_statevector(label="s", pershot=True)
+    sim = AerSimulator(noise_model=noise_model())
+    peaks = []
+    with managed(batch=200, root=arena_root, quota=1 << 20, spill_dir=tmp_path / "s"):
+        for shots in (500, 5000):
+            with sampled(arena_root, tmp_path) as samples:
+                result = sim.run(qc, shots=shots, seed_simulator=8).result()
+            assert result.metadata["noisefs"]["batches"] == shots // 200 + (shots % 200 > 0)
+            assert type(result.data()["s"]).__name__ == "DensityMatrix"
+            del result
+            assert len(samples) >= 5
+            peaks.append(max(r for _, _, r in samples))
+    assert peaks[1] <= peaks[0] + (6 << 20), peaks  # measured: +1 MiB; states kept: +10 MiB
 
 
 def test_every_save_subtype(scope_kwargs):
