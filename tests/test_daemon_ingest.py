@@ -312,3 +312,28 @@ def test_step_with_leading_zeros_is_rejected_whole(daemons, tmp_path, arena_root
     assert read_status(arena_root)["counters"]["missed_events"] == 0
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_inbox_removed_and_recreated_is_watched_again(daemons, tmp_path, arena_root):
+    """The inbox removed and made anew: the next full scan reopens it (with a warning),
+    restarts the watch and ingest goes on."""
+    proc = _start(daemons, tmp_path, arena_root)
+    rng = np.random.default_rng(5)
+    inbox = arena_root / "inbox"
+    (inbox / "before" / "0").mkdir(parents=True)
+    save_renamed(inbox / "before" / "0" / "a.npy", random_psi(rng, 4))
+    wait_ingested(arena_root, "before", 1, proc)
+    shutil.rmtree(inbox)
+    inbox.mkdir(mode=0o700)
+    (inbox / "after" / "0").mkdir(parents=True)
+    for i in range(3):
+        save_renamed(inbox / "after" / "0" / f"{i}.npy", random_psi(rng, 4))
+    wait_ingested(arena_root, "after", 3, proc, timeout=10)
+    assert "inbox was replaced; reopened it" in log_text(proc)
+    # the watch follows the new inbox: a file written now is taken without a rescan
+    (inbox / "after" / "1").mkdir()
+    save_renamed(inbox / "after" / "1" / "late.npy", random_psi(rng, 4))
+    wait_ingested(arena_root, "after", 4, proc, timeout=10)
+    wait_for(lambda: not leftovers(arena_root), 5, "files freed", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

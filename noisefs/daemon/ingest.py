@@ -55,7 +55,9 @@ class Inbox(Scanner, Durability):
                 os.mkdir(name, 0o700, dir_fd=root_fd)
             except FileExistsError:
                 pass
+        self.root_fd = root_fd  # the daemon's, open as long as this inbox
         self.inbox_fd = os.open("inbox", DIR_FLAGS, dir_fd=root_fd)
+        self.reopened = False  # the inbox was replaced: the daemon restarts its watch
         self.daemon_fd = os.open("daemon", DIR_FLAGS, dir_fd=root_fd)
         try:
             os.mkdir("claimed", 0o700, dir_fd=self.daemon_fd)

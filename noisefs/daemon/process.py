@@ -293,6 +293,12 @@ class Daemon:
         if due("status", cfg.status_interval_s):
             for held in self.held.values():
                 self._write_status(held)
+        replaced = [h for h in self.held.values() if h.inbox.reopened]
+        if replaced:  # an inbox removed and recreated: watch it afresh, then rescan it
+            self.watcher.restart()
+            for held in replaced:
+                held.inbox.reopened = False
+                held.inbox.scan()
         wd = self.notifier.watchdog_interval_s
         if wd and due("watchdog", wd):
             self.notifier.watchdog()

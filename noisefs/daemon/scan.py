@@ -80,9 +80,39 @@ class Scanner:
         if run not in self.done:
             self.done[run] = time.monotonic() + self.done_grace_s
 
+    def _check_inbox(self) -> None:
+        """Reopen ``<root>/inbox`` when it was removed (and maybe recreated) since it was
+        opened: the old fd would list a deleted directory for ever. The daemon restarts
+        its watch when :attr:`reopened` is set, then rescans."""
+        try:
+            now = os.stat("inbox", dir_fd=self.root_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        old = os.fstat(self.inbox_fd)
+        same = now is not None and (now.st_dev, now.st_ino) == (old.st_dev, old.st_ino)
+        if same and old.st_nlink:
+            return
+        if now is None:
+            try:
+                os.mkdir("inbox", 0o700, dir_fd=self.root_fd)
+            except FileExistsError:
+                pass
+        fd = os.open("inbox", DIR_FLAGS, dir_fd=self.root_fd)  # a symlink: ELOOP, raised
+        self._close_dirs()
+        os.close(self.inbox_fd)
+        self.inbox_fd = fd
+        self.reopened = True
+        log.warning(
+            "%s/inbox was %s; reopened it, the watch is restarted and the inbox rescanned",
+            self.root,
+            "removed (recreated it)" if now is None else "replaced",
+        )
+
     def scan(self, only_run: str | None = None, count_missed: bool = False) -> None:
         """List the inbox (or one run), queue what is there, measure the foreign usage."""
         started = time.perf_counter()
+        if only_run is None:
+            self._check_inbox()
         now = time.time()
         total_bytes = total_files = 0
         for run in [only_run] if only_run else os.listdir(self.inbox_fd):

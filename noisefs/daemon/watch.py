@@ -125,6 +125,8 @@ class Watcher:
             return
         try:
             self._start()
+        except FileNotFoundError as exc:  # an inbox removed just now: retried by check()
+            log.warning("cannot watch an inbox (%s); retried shortly", exc)
         except OSError as exc:
             if exc.errno not in (errno.ENOSPC, errno.EMFILE, errno.ENOMEM):
                 raise
@@ -137,6 +139,11 @@ class Watcher:
                 "the daemon to get events back",
                 self.reason,
             )
+
+    def restart(self) -> None:
+        """Watch the same paths afresh (a watched inbox was replaced: its watch is gone)."""
+        if not self.scan_only and not self.paused:
+            self._restart()
 
     def pause(self) -> None:
         """Stop the observer while a backlog is folded: every claim is an inotify event
