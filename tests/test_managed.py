@@ -569,3 +569,29 @@ def test_memory_keeps_shot_order_over_many_batches(scope_kwargs):
     assert got.metadata["noisefs"]["batches"] == 120
     assert got.get_memory() == ref.get_memory()
     assert got.get_counts() == ref.get_counts()
+
+
+def test_original_run_is_aers_under_another_wrapper():
+    """One original_run (noisefs.sim.aer's), and it unwraps every level: a profiler's
+    functools.wraps wrapper over the interception still leads to Aer's own run."""
+    import functools
+
+    from noisefs.aerscope import intercept
+    from noisefs.sim import aer
+
+    intercept.install()
+    intercepted = AerBackend.run
+
+    @functools.wraps(intercepted)
+    def profiled(self, *args, **kwargs):
+        return intercepted(self, *args, **kwargs)
+
+    AerBackend.run = profiled
+    try:
+        for original_run in (intercept.original_run, aer.original_run):
+            run = original_run()
+            assert run.__module__ == "qiskit_aer.backends.aerbackend"
+            assert not hasattr(run, "__wrapped__") and run is not intercepted
+    finally:
+        AerBackend.run = intercepted
+    assert intercept.original_run is aer.original_run

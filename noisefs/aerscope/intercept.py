@@ -3,15 +3,21 @@
 Every Aer backend (``AerSimulator``, ``AerSimulator.from_backend``, and so Aer's
 ``EstimatorV2``/``SamplerV2`` and qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` over
 it) runs through ``AerBackend.run``. The replacement is ``functools.wraps(original)``, so
-``AerBackend.run.__wrapped__`` is the original: noisefs's own runner and :func:`original_run`
-use it to bypass interception. Outside every managed scope the replacement calls the
-original at once, with the caller's arguments unchanged.
+``AerBackend.run.__wrapped__`` is the original: :func:`original_run` (one definition, in
+:mod:`noisefs.sim.aer`, re-exported here) unwraps every ``__wrapped__`` level to bypass
+interception, also under another library's ``functools.wraps`` wrapper on top of this one.
+Outside every managed scope the replacement calls the original at once, with the caller's
+arguments unchanged.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+
+from noisefs.sim.aer import original_run
+
+__all__ = ["install", "installed", "original_run"]
 
 _LOCK = threading.Lock()
 _MARK = "_noisefs_managed"
@@ -45,10 +51,3 @@ def installed() -> bool:
     from qiskit_aer.backends.aerbackend import AerBackend
 
     return bool(getattr(AerBackend.run, _MARK, False))
-
-
-def original_run():
-    """Aer's own ``AerBackend.run``, whether or not it is intercepted."""
-    from qiskit_aer.backends.aerbackend import AerBackend
-
-    return getattr(AerBackend.run, "__wrapped__", AerBackend.run)
