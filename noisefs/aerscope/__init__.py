@@ -3,8 +3,10 @@
 Public: :class:`managed` (decorator and context manager), :func:`unmanaged`,
 :class:`ManagedJob`, :class:`ManagedError`, :class:`UnbatchableJob`. See ``docs/managed.md``
 for what is batched, passed through or refused, and why. Modules: ``scope`` (the object and
-the scope stacks), ``intercept`` (the patch), ``batching`` (plan and save rewriting),
-``job`` (running one call), ``merge`` (merging results), ``states`` (the arena flow).
+the scope stacks), ``intercept`` (the patch), ``verdict`` (what a job's options decide),
+``rewrite`` (saves made per-shot), ``aer_rules`` (Aer's truncation and automatic-method rules),
+``plan`` (seeds and batches), ``job`` (running one call), ``merge`` (merging results),
+``states`` (the arena flow).
 """
 
 from __future__ import annotations

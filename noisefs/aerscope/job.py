@@ -16,10 +16,13 @@ from typing import Any
 from qiskit.providers import JobStatus, JobV1
 from qiskit.result import Result
 
-from noisefs.aerscope import batching
+from noisefs.aerscope.aer_rules import automatic_picks_density_matrix
 from noisefs.aerscope.errors import ManagedError
 from noisefs.aerscope.merge import ExperimentMerger, merge_outputs
+from noisefs.aerscope.plan import binds_per_circuit, bounded_batch, draw_seed, plan_offsets
+from noisefs.aerscope.rewrite import rewrite_circuit
 from noisefs.aerscope.states import StateFolder
+from noisefs.aerscope.verdict import effective_option, static_verdict, total_shots
 
 
 class ManagedJob(JobV1):
@@ -80,11 +83,11 @@ def run_managed(
 
     single = isinstance(circuits, QuantumCircuit)
     circuit_list = [circuits] if single else list(circuits)
-    reason = batching.static_verdict(backend, run_options)  # raises for a refused option
+    reason = static_verdict(backend, run_options)  # raises for a refused option
     if reason is None and not all(isinstance(c, QuantumCircuit) for c in circuit_list):
         reason = "not every circuit is a QuantumCircuit"
     if reason is None:
-        shots = batching.total_shots(backend, run_options)
+        shots = total_shots(backend, run_options)
         job_id = str(uuid.uuid4())
         try:
             result, note = _run_batched(
@@ -113,7 +116,7 @@ def _fix_method(
 ) -> str:
     """The method every batch runs with; for ``automatic``, what Aer picks for the whole
     job's shot count (a 1-shot probe of the user's circuits, plus Aer's shots rule)."""
-    method = batching.effective_option(backend, run_options, "method", "automatic")
+    method = effective_option(backend, run_options, "method", "automatic")
     if method and method != "automatic":
         return method
     probe_options = {**run_options, "shots": 1, "seed_simulator": seed}
@@ -128,7 +131,7 @@ def _fix_method(
         picked = meta.get("method", "statevector")
         if picked != "statevector":
             raise _Passthrough(f"the automatic method picks {picked!r} for experiment {k}")
-        picks_dm = batching.automatic_picks_density_matrix(expanded[k], meta, shots, truncation)
+        picks_dm = automatic_picks_density_matrix(expanded[k], meta, shots, truncation)
         if picks_dm is None:
             raise _Passthrough(
                 f"whether the automatic method picks 'density_matrix' for experiment {k} at "
@@ -151,7 +154,7 @@ def _sampled_reason(experiment: int) -> str:
 
 def _expand(circuits, parameter_binds) -> list:
     out = []
-    counts = batching.binds_per_circuit(circuits, parameter_binds)
+    counts = binds_per_circuit(circuits, parameter_binds)
     for circuit, count in zip(circuits, counts, strict=True):
         out.extend([circuit] * count)
     return out
@@ -159,16 +162,16 @@ def _expand(circuits, parameter_binds) -> list:
 
 def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, job_id):
     started = time.perf_counter()
-    seed, drawn = batching.draw_seed(backend, run_options)
-    truncation = bool(batching.effective_option(backend, run_options, "enable_truncation", True))
-    rewritten = [batching.rewrite_circuit(c, truncation) for c in circuits]
+    seed, drawn = draw_seed(backend, run_options)
+    truncation = bool(effective_option(backend, run_options, "enable_truncation", True))
+    rewritten = [rewrite_circuit(c, truncation) for c in circuits]
     run_circuits = [r.circuit for r in rewritten]
     experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
     method = _fix_method(
         backend, circuits, parameter_binds, run_options, shots, seed, job_id, truncation
     )
-    batch = batching.bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
-    plan = batching.plan_offsets(shots, batch)
+    batch = bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
+    plan = plan_offsets(shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
     peak = {"bytes": 0, "files": 0}

@@ -3,7 +3,7 @@
 Counts are summed, ``memory`` concatenated in shot order, ``shots`` totalled; header and
 ``seed_simulator`` come from the first batch, ``single`` saves from the last batch that made
 them, ``accum`` saves are summed; every average was run per shot (see
-:mod:`noisefs.aerscope.batching`) and is averaged here over the shots that executed it, which
+:mod:`noisefs.aerscope.rewrite`) and is averaged here over the shots that executed it, which
 is what Aer's own average is, conditional (``c_*``) or inside control flow alike.
 """
 
@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from noisefs.aerscope.batching import LabelSpec
+from noisefs.aerscope.rewrite import LabelSpec
 from noisefs.aerscope.states import StateFolder
 
 
