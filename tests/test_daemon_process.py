@@ -299,3 +299,42 @@ def test_results_change_keeps_the_running_averages(daemons, tmp_path, arena_root
     assert list((tmp_path / "state").iterdir())  # checkpoints live under $XDG_STATE_HOME
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_status_reader_at_start_never_stops_a_daemon(daemons, tmp_path, arena_root):
+    """A shared flock held for an instant (an older `noisefs status`) when a daemon starts:
+    the daemon retries and starts. A lock held for good by something that is not a live
+    daemon named in the file: exit 3 after the retry, naming no stale pid. And
+    ``read_status`` takes no lock itself."""
+    import fcntl
+    import threading
+
+    arena_root.mkdir(mode=0o700)
+    lock = arena_root / "daemon.lock"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(f"{dead.pid}\n")  # a pid that no longer runs
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # not a daemon: a flock, no OFD lock
+        assert read_status(arena_root)["running"] is False  # probed, nothing taken
+        busy = subprocess.run(
+            [sys.executable, "-m", "noisefs", "daemon", "--arena", str(arena_root)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+        )
+        assert busy.returncode == 3, busy.stderr
+        assert f"pid {dead.pid}" not in busy.stderr
+        assert "another noisefs daemon" in busy.stderr
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a reader's shared lock, released in 0.4 s
+        threading.Timer(0.4, fcntl.flock, (fd, fcntl.LOCK_UN)).start()
+        cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+        proc = daemons.start("--config", str(cfg))
+        status = wait_running(arena_root, proc)
+        assert status["pid"] == proc.pid
+    finally:
+        os.close(fd)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
