@@ -337,3 +337,27 @@ def test_inbox_removed_and_recreated_is_watched_again(daemons, tmp_path, arena_r
     wait_for(lambda: not leftovers(arena_root), 5, "files freed", proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_corrupt_checkpoint_is_set_aside(daemons, tmp_path, arena_root):
+    """A damaged checkpoint (not a zip; a zip cut short) is renamed ``.bad`` with an error
+    line and the daemon starts; the run starts anew."""
+    import hashlib
+
+    tag = hashlib.sha256(str(arena_root).encode()).hexdigest()[:8]
+    state = tmp_path / "state" / "noisefs" / "daemon" / f"{arena_root.name}-{tag}"
+    state.mkdir(parents=True)
+    (state / "broken.ckpt.npz").write_bytes(b"PK\x03\x04 this is no zip file")
+    np.savez(state / "cut.ckpt.npz", header=np.array("{}"), s0_sum=np.zeros((64, 64)))
+    data = (state / "cut.ckpt.npz").read_bytes()
+    (state / "cut.ckpt.npz").write_bytes(data[: len(data) // 2])
+    proc = _start(daemons, tmp_path, arena_root)
+    assert sorted(p.name for p in state.iterdir()) == ["broken.ckpt.bad", "cut.ckpt.bad"]
+    text = log_text(proc)
+    assert text.count("unreadable (") == 2 and "set aside as" in text
+    step = arena_root / "inbox" / "broken" / "0"
+    step.mkdir(parents=True)
+    save_renamed(step / "a.npy", random_psi(np.random.default_rng(1), 4))
+    wait_ingested(arena_root, "broken", 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

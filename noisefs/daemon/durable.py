@@ -15,6 +15,8 @@ import os
 import queue
 import threading
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 from noisefs.arena.paths import RUN_NAME
@@ -24,6 +26,11 @@ from noisefs.errors import NoiseFSError
 
 log = logging.getLogger("noisefs.daemon")
 
+# what np.load and the header parse raise on a damaged checkpoint (a truncated or
+# overwritten zip: BadZipFile; a damaged member: zlib.error, EOFError; a bad header: ...)
+CORRUPT = (
+    OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
+)  # fmt: skip
 FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
 _FAULT_SPEC = os.environ.get(FAULT_ENV)
 
@@ -100,9 +107,15 @@ class Durability:
         for path in sorted(self.state_dir.glob("*.ckpt.npz")):
             try:
                 run = RunAverage.load(path, self.cfg.results_dir)
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("checkpoint %s unreadable (%s); kept aside, not folded", path, exc)
-                os.replace(path, path.with_suffix(".bad"))
+            except CORRUPT as exc:
+                bad = path.with_suffix(".bad")
+                if bad.exists():  # an earlier one is kept too
+                    bad = path.with_suffix(f".{int(time.time())}.bad")
+                log.error(
+                    "checkpoint %s unreadable (%s: %s); set aside as %s, its run starts anew",
+                    path, type(exc).__name__, exc, bad,
+                )  # fmt: skip
+                os.replace(path, bad)
                 continue
             self.runs[run.run] = run
         counted = {name for run in self.runs.values() for name in run.pending}
