@@ -108,7 +108,7 @@ class Checkpointer:
 
     def __init__(self, output: Path | None, fingerprint: dict, seed: int, interval_s: float):
         self.path = checkpoint_path(output) if output is not None else None
-        self._fingerprint = fingerprint
+        self.fingerprint = fingerprint  # what shapes the run (also a Dask run's task keys)
         self._seed = seed
         self._base_interval = self._interval = interval_s
         self._last = time.monotonic()
@@ -122,7 +122,7 @@ class Checkpointer:
             return
         started = time.perf_counter()
         checkpoint = Checkpoint(
-            self._fingerprint, self._seed, folded.to_array(), aggregator.state(), elapsed_s
+            self.fingerprint, self._seed, folded.to_array(), aggregator.state(), elapsed_s
         )
         with writing(self.path, "checkpoint"):
             save_checkpoint(self.path, checkpoint)

@@ -147,7 +147,7 @@ class TrajectoryRun:
 
         versions = library_versions()
         aggregator = Aggregator(run.num_qubits, len(run.steps), run.density, opts.keep_qubits)
-        print_ = fingerprint(
+        run_fingerprint = fingerprint(
             versions=versions,
             circuit_sha256=run.prepared.source_sha256,
             executed_qasm=run.executed_qasm,
@@ -157,14 +157,15 @@ class TrajectoryRun:
             density=run.density,
             keep_qubits=opts.keep_qubits,
         )
-        start = start_state(opts.output, opts.resume, opts.seed, print_, aggregator)
+        start = start_state(opts.output, opts.resume, opts.seed, run_fingerprint, aggregator)
         if start.seed + opts.trajectories - 1 >= SEED_LIMIT:
             raise InputError(
                 f"--seed {start.seed} + --trajectories {opts.trajectories} exceeds Aer's seed range (2**63)"
             )
         self._elapsed_before = start.elapsed_s
-        checkpointer = Checkpointer(opts.output, print_, start.seed, opts.checkpoint_interval_s)
-        self._fingerprint = print_  # what shapes the run: a Dask executor's task keys
+        checkpointer = Checkpointer(
+            opts.output, run_fingerprint, start.seed, opts.checkpoint_interval_s
+        )
         from noisefs.sim.aer import SimulationJob
 
         job = SimulationJob(
@@ -220,7 +221,7 @@ class TrajectoryRun:
                 arena, job, workers=opts.workers, aer_threads=opts.aer_threads,
                 scheduler=opts.scheduler,
                 scheduler_file=getattr(opts, "scheduler_file", None),
-                aggregator=aggregator, identity=self._fingerprint, batch=opts.batch,
+                aggregator=aggregator, identity=checkpointer.fingerprint, batch=opts.batch,
                 trajectories=opts.trajectories,
             )  # fmt: skip
             # -- sizer choice: a Dask executor's batches are its groups of leaves
