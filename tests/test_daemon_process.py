@@ -338,3 +338,49 @@ def test_status_reader_at_start_never_stops_a_daemon(daemons, tmp_path, arena_ro
         os.close(fd)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_failed_reloads_leak_no_fd_and_no_thread(daemons, tmp_path, arena_root):
+    """A reload refused after a new arena was opened (the next one is busy), and one whose
+    new inbox fails partway (its state directory cannot be made): each closes all it
+    opened, checkpoint thread included."""
+    import fcntl
+    import hashlib
+
+    new, busy, broken = (arena_root.with_name(f"{arena_root.name}-{x}") for x in "abc")
+    try:
+        busy.mkdir(mode=0o700)
+        lock_fd = os.open(busy / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # another daemon holds it
+        tag = hashlib.sha256(str(broken).encode()).hexdigest()[:8]
+        state = tmp_path / "state" / "noisefs" / "daemon"
+        state.mkdir(parents=True)
+        (state / f"{broken.name}-{tag}").write_text("a file, not a directory")
+        cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+        base_text = cfg.read_text()
+        proc = daemons.start("--config", str(cfg))
+        wait_running(arena_root, proc)
+
+        def usage():
+            fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            return fds, len(os.listdir(f"/proc/{proc.pid}/task"))
+
+        before = min(usage() for _ in range(5))
+        for n, extra in enumerate([(new, busy), (new, busy), (broken,), (broken,)], 1):
+            cfg.write_text(base_text + "".join(f'[[arena]]\nroot = "{r}"\n' for r in extra))
+            proc.send_signal(signal.SIGHUP)
+            wait_for(
+                lambda n=n: read_status(arena_root)["reloads"]["error"] == n, 10, "refusal", proc
+            )
+        assert "reload refused" in log_text(proc)
+        wait_for(lambda: usage()[0] <= before[0], 3, f"fds back to {before}: {usage()}", proc)
+        assert usage()[1] <= before[1], (usage(), before)
+        assert read_status(new)["running"] is False  # released again
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        os.close(lock_fd)
+    finally:
+        import shutil
+
+        for root in (new, busy, broken):
+            shutil.rmtree(root, ignore_errors=True)

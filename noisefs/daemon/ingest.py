@@ -50,20 +50,11 @@ class Inbox(Scanner, Durability):
         self.done_grace_s = timing.done_grace_s
         self.state_dir = state_dir
         self.c = counters
-        for name in ("inbox", "daemon"):
-            try:
-                os.mkdir(name, 0o700, dir_fd=root_fd)
-            except FileExistsError:
-                pass
         self.root_fd = root_fd  # the daemon's, open as long as this inbox
-        self.inbox_fd = os.open("inbox", DIR_FLAGS, dir_fd=root_fd)
+        self.inbox_fd = self.daemon_fd = self.claimed_fd = -1
+        self._writer: CheckpointWriter | None = None
+        self._trace = None
         self.reopened = False  # the inbox was replaced: the daemon restarts its watch
-        self.daemon_fd = os.open("daemon", DIR_FLAGS, dir_fd=root_fd)
-        try:
-            os.mkdir("claimed", 0o700, dir_fd=self.daemon_fd)
-        except FileExistsError:
-            pass
-        self.claimed_fd = os.open("claimed", DIR_FLAGS, dir_fd=self.daemon_fd)
         self.runs: dict[str, RunAverage] = {}
         self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
         self.todo: dict[tuple, float] = {}  # candidates → when first hinted
@@ -79,6 +70,27 @@ class Inbox(Scanner, Durability):
         self._last_ckpt = self._last_retry = time.monotonic()
         self._ckpt_cost = 0.0
         self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
+        try:
+            self._open(root_fd, state_dir)
+        except BaseException:  # nothing opened so far is left behind
+            self.close()
+            raise
+
+    def _open(self, root_fd: int, state_dir: Path) -> None:
+        """Directories, the checkpoint writer, the checkpoints (closed by the caller on
+        failure)."""
+        for name in ("inbox", "daemon"):
+            try:
+                os.mkdir(name, 0o700, dir_fd=root_fd)
+            except FileExistsError:
+                pass
+        self.inbox_fd = os.open("inbox", DIR_FLAGS, dir_fd=root_fd)
+        self.daemon_fd = os.open("daemon", DIR_FLAGS, dir_fd=root_fd)
+        try:
+            os.mkdir("claimed", 0o700, dir_fd=self.daemon_fd)
+        except FileExistsError:
+            pass
+        self.claimed_fd = os.open("claimed", DIR_FLAGS, dir_fd=self.daemon_fd)
         self._writer = CheckpointWriter(
             self.claimed_fd, lambda: fault("checkpointed", self._faults)
         )
@@ -284,12 +296,17 @@ class Inbox(Scanner, Durability):
         )  # fmt: skip
 
     def close(self) -> None:
-        """Stop the checkpoint writer, close the directory fds."""
-        self._writer.stop()
+        """Stop the checkpoint writer, close the directory fds (idempotent)."""
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         for fd in (self.claimed_fd, self.daemon_fd, self.inbox_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.inbox_fd = self.daemon_fd = self.claimed_fd = -1
         if self._trace:
             self._trace.close()
+            self._trace = None

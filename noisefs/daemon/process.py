@@ -400,6 +400,7 @@ class Daemon:
                         reopened[root] = _open_arena(acfg)
         except BaseException:
             for h in opened.values():
+                h.inbox.close()  # its fds and checkpoint thread, then the arena and lock
                 h.close()
             for root, arena in reopened.items():
                 arena.close()
