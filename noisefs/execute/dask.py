@@ -27,7 +27,12 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from pathlib import Path
 
 from noisefs.errors import NoiseFSError, SchedulerError
-from noisefs.execute.dask_connect import address_from_file, connect, wait_for_workers
+from noisefs.execute.dask_connect import (
+    QuietDaskLogs,
+    address_from_file,
+    connect,
+    wait_for_workers,
+)
 from noisefs.execute.dask_worker import (
     ArenaPlugin,
     Leaf,
@@ -45,8 +50,9 @@ from noisefs.sim.batches import Batch
 log = logging.getLogger("noisefs")
 
 LEAF_TARGET_S = 2.0  # simulation seconds a leaf aims at (estimated, see _seconds_per_trajectory)
-LEAF_FLOOR_S = 0.25  # and at least this much: Aer's fixed cost per job stays a few per cent
-MIN_LEAVES = 16  # a run is cut into at least this many leaves, when they last LEAF_FLOOR_S
+LEAF_FLOOR_S = 0.5  # and at least this much: a leaf's fixed costs (Aer's ~20 ms per job,
+# zeroing, packing and adding its sums) stay a few per cent
+MIN_LEAVES = 8  # a run is cut into at least this many leaves, when they last LEAF_FLOOR_S
 LEAVES_PER_GROUP = 32  # leaves reduced into one set of sums that the client receives
 MAX_SUB = 256  # trajectories per Aer job on a worker
 SUB_BYTES = 8 * 2**20  # one Aer job's snapshots (every step) in a worker's arena
@@ -83,10 +89,13 @@ class Plan:
 
 
 def _seconds_per_trajectory(job: SimulationJob, shape: SumsShape) -> float:
-    """A rough, deterministic cost model of Aer's statevector trajectories (measured on
-    the development machine: ~17 ns per instruction per amplitude, plus a fixed part)."""
+    """A rough, deterministic cost model of one trajectory on one thread (measured on the
+    development machine): Aer's statevector simulation, ~17 ns per instruction per
+    amplitude, and its fold into the ρ sums, ~0.43 ns per kept matrix element per step."""
     operations = max(1, len(getattr(job.circuit, "data", ())))
-    return 5e-6 + 17e-9 * operations * 2**shape.num_qubits
+    kept = {"full": 2**shape.num_qubits, "reduced": 2 ** len(shape.keep or ()), "none": 0}
+    fold = 4.3e-10 * shape.num_steps * kept.get(shape.density, 0) ** 2
+    return 5e-6 + 17e-9 * operations * 2**shape.num_qubits + fold
 
 
 def _env_int(name: str) -> int | None:
@@ -188,6 +197,7 @@ class DaskExecutor:
         self._closed = False
         self.completed = 0
         self.received_bytes = 0
+        self._logs = QuietDaskLogs()
         self._client, self._owned, self.address = self._client_for(scheduler, scheduler_file)
         try:
             threads = wait_for_workers(self._client, self.address)
@@ -210,12 +220,16 @@ class DaskExecutor:
 
     # -- setup ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _client_for(scheduler, scheduler_file):
+    def _client_for(self, scheduler, scheduler_file):
         if scheduler is not None and not isinstance(scheduler, (str, os.PathLike)):
             return scheduler, False, str(getattr(scheduler.scheduler, "address", scheduler))
         address = str(scheduler) if scheduler is not None else address_from_file(scheduler_file)
-        return connect(address), True, address
+        self._logs.quiet()
+        try:
+            return connect(address), True, address
+        except BaseException:
+            self._logs.restore()
+            raise
 
     def _register_plugin(self, arena) -> str:
         """Open an arena in every worker process (present and future)."""
@@ -371,21 +385,13 @@ class DaskExecutor:
 
     def _close_client(self) -> None:
         if not self._owned:
-            return
+            return  # nor its logs: they are the caller's
         # closing a client whose scheduler is gone cancels its reconnection, which Dask
         # logs with a traceback: the run's own error already says what happened
-        loggers = [
-            logging.getLogger(name)
-            for name in list(logging.Logger.manager.loggerDict)
-            if name == "distributed" or name.startswith("distributed.")
-        ]
-        was = [logger.disabled for logger in loggers]
-        for logger in loggers:
-            logger.disabled = True
+        self._logs.silence()
         try:
             self._client.close(timeout=5)
         except Exception:  # noqa: BLE001 - closing a lost connection
             log.debug("dask: closing the client failed", exc_info=True)
         finally:
-            for logger, disabled in zip(loggers, was, strict=True):
-                logger.disabled = disabled
+            self._logs.restore()

@@ -144,3 +144,39 @@ def wait_for_workers(client, address: str, timeout_s: float | None = None) -> in
             address=address,
         ) from None
     return max(1, cluster_threads(client))
+
+
+class QuietDaskLogs:
+    """Dask's own chatter (comms closed, reconnecting, with tracebacks at INFO) kept off
+    the CLI's stderr while noisefs holds a client it opened: :meth:`quiet` raises Dask's
+    loggers to WARNING, :meth:`silence` mutes them (while closing a client whose
+    scheduler is gone), :meth:`restore` puts everything back."""
+
+    def __init__(self) -> None:
+        self._saved: dict[str, tuple[int, bool]] = {}
+
+    @staticmethod
+    def _loggers() -> list[logging.Logger]:
+        names = [n for n in list(logging.Logger.manager.loggerDict) if n.startswith("distributed.")]
+        return [logging.getLogger(name) for name in ["distributed", *names]]
+
+    def _save(self, logger: logging.Logger) -> None:
+        self._saved.setdefault(logger.name, (logger.level, logger.disabled))
+
+    def quiet(self) -> None:
+        for logger in self._loggers():
+            if logger.name == "distributed" or logging.NOTSET < logger.level < logging.WARNING:
+                self._save(logger)
+                logger.setLevel(logging.WARNING)
+
+    def silence(self) -> None:
+        for logger in self._loggers():
+            self._save(logger)
+            logger.disabled = True
+
+    def restore(self) -> None:
+        for name, (level, disabled) in self._saved.items():
+            logger = logging.getLogger(name)
+            logger.setLevel(level)
+            logger.disabled = disabled
+        self._saved.clear()
