@@ -361,3 +361,41 @@ def test_corrupt_checkpoint_is_set_aside(daemons, tmp_path, arena_root):
     wait_ingested(arena_root, "broken", 1, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_races_between_probe_and_claim(daemons, tmp_path, arena_root):
+    """A valid file renamed over the name after the probe is probed afresh and folded (not
+    rejected as replaced); a hard link made after the probe is rejected after the claim."""
+    marker = tmp_path / "claiming"
+    proc = _start(daemons, tmp_path, arena_root, env={"NOISEFS_DAEMON_CLAIM_HOOK": str(marker)})
+    rng = np.random.default_rng(8)
+    first, second, linked = (random_psi(rng, 4) for _ in range(3))
+    step = arena_root / "inbox" / "race" / "0"
+    step.mkdir(parents=True)
+    save_renamed(step / "x.npy", first)
+    wait_for(marker.exists, 10, "the daemon between probe and claim", proc)
+    save_renamed(step / "x.npy", second)  # replaces the probed file under the same name
+    marker.unlink()
+    wait_ingested(arena_root, "race", 1, proc)
+    other = arena_root / "elsewhere.npy"
+    save_renamed(step / "y.npy", linked)
+    wait_for(marker.exists, 10, "the daemon between probe and claim", proc)
+    os.link(step / "y.npy", other)
+    marker.unlink()
+
+    def rejected():
+        s = read_status(arena_root)
+        return s if s["counters"]["rejected"].get("hard_link") == 1 else None
+
+    status = wait_for(rejected, 10, "the late hard link rejected", proc)
+    assert status["runs"]["race"]["ingested"] == 1
+    assert "replaced" not in status["counters"]["rejected"]
+    assert os.stat(other).st_nlink == 2  # the other name untouched, now in rejected/
+    assert (arena_root / "inbox" / "race" / "rejected" / "0-y.npy").exists()
+    (step.parent / "DONE").touch()
+    wait_for(lambda: (tmp_path / "results" / "race.npz").exists(), 10, "the result", proc)
+    res = result(tmp_path / "results", "race")
+    assert res["counts"].tolist() == [1]
+    assert np.abs(res["rho"][0] - np.outer(second, second.conj())).max() < 1e-12
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0

@@ -44,6 +44,22 @@ def fault(point: str, counter: dict) -> None:
         os.kill(os.getpid(), 9)
 
 
+CLAIM_HOOK_ENV = "NOISEFS_DAEMON_CLAIM_HOOK"  # test hook: a path, see claim_hook
+_CLAIM_HOOK = os.environ.get(CLAIM_HOOK_ENV)
+
+
+def claim_hook() -> None:
+    """Test hook between a file's probe and its claim: create the marker file named by
+    ``NOISEFS_DAEMON_CLAIM_HOOK`` and wait (at most 10 s) until the test removes it."""
+    if not _CLAIM_HOOK:
+        return
+    marker = Path(_CLAIM_HOOK)
+    marker.touch()
+    deadline = time.monotonic() + 10.0
+    while marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class CheckpointWriter:
     """A background thread that writes checkpoints, then unlinks the claimed files each
     one covers; the ingest loop never waits for an fsync. Results come back on ``done``

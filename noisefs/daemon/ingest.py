@@ -22,7 +22,7 @@ import numpy as np
 
 from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
 from noisefs.daemon.config import ArenaConfig, DaemonConfig
-from noisefs.daemon.durable import CheckpointWriter, Durability, fault
+from noisefs.daemon.durable import CheckpointWriter, Durability, claim_hook, fault
 from noisefs.daemon.npyfile import Probe, Reader, probe
 from noisefs.daemon.runs import RunAverage
 from noisefs.daemon.scan import Scanner, opendir
@@ -169,6 +169,7 @@ class Inbox(Scanner, Durability):
                 return
             if not claimed:
                 target = f"{run}~{step}~{secrets.token_hex(6)}~{name}"
+                claim_hook()
                 try:
                     os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=self.claimed_fd)
                 except FileNotFoundError:
@@ -178,8 +179,14 @@ class Inbox(Scanner, Durability):
                 st = os.stat(target, dir_fd=self.claimed_fd, follow_symlinks=False)
                 assert p.st is not None
                 if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
+                    # another file was renamed over the name after the probe: what was
+                    # claimed is that one, never probed; probe it afresh where it is now
                     p.close()
-                    self._reject(run, self.claimed_fd, target, step, "replaced")
+                    self.todo[(run, step, target, True)] = time.monotonic()
+                    return
+                if st.st_nlink != 1:  # a hard link made after the probe
+                    p.close()
+                    self._reject(run, self.claimed_fd, target, step, "hard_link")
                     return
                 name, dir_fd = target, self.claimed_fd
             self._fold(run, step, name, p)
