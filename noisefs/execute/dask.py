@@ -26,7 +26,7 @@ import threading
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from pathlib import Path
 
-from noisefs.errors import NoiseFSError, SchedulerError
+from noisefs.errors import InputError, NoiseFSError, SchedulerError
 from noisefs.execute.dask_connect import (
     QuietDaskLogs,
     address_from_file,
@@ -107,7 +107,7 @@ def _env_int(name: str) -> int | None:
     except ValueError:
         value = 0
     if value < 1:
-        raise SchedulerError(f"${name} must be a positive integer, not {text!r}")
+        raise InputError(f"${name} must be a positive integer, not {text!r}")
     return value
 
 
