@@ -136,7 +136,7 @@ def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str)
     released before the next is stored): the same folds in the same order either way."""
     plugin = _plugin(plugin_name)
     arena = plugin.arena
-    # Aer holds the GIL: a worker's task threads take turns, so each Aer job gets them all
+    # Aer (0.18) holds the GIL: a worker's task threads take turns, so each job gets them all
     # (shot-parallel: the same states as one thread, but for one-shot jobs of >= 14 qubits,
     # where Aer's parallel state update may change the last bits)
     job = job.with_threads(plugin.threads)
