@@ -342,6 +342,7 @@ class TrajectoryRun:
             "snapshots": opts.snapshots,
             "store": opts.store,
             "workers": opts.workers,
+            "execution": _execution_meta(loop.executor, opts),
             "density": run.density,
             "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
             "arena": sampler.meta(str(opts.arena_root or "")),
@@ -373,6 +374,14 @@ def _worker_failures(interrupts: DeferredInterrupts) -> Iterator[None]:
             "workers>1 needs the caller under `if __name__ == '__main__':`); with an output "
             "file the batches folded so far are checkpointed: rerun with --resume"
         ) from None
+
+
+def _execution_meta(executor, opts: RunOptions) -> dict:
+    """Where the batches ran: ``local`` (a thread), ``processes`` or ``dask`` (with its plan)."""
+    if opts.scheduler is not None or opts.scheduler_file is not None:
+        return {"kind": "dask", **executor.meta()}
+    kind = "processes" if opts.workers > 1 else "local"
+    return {"kind": kind, "workers": opts.workers, "aer_threads": opts.aer_threads}
 
 
 def _safe_name(stem: str) -> str:
