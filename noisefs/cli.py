@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warnings_or_ours(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] == "noisefs"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
@@ -58,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if debug else logging.WARNING,
         format="noisefs: %(levelname)s: %(message)s",
     )
+    if not debug:  # libraries that set their own loggers' levels (Dask: INFO) stay quiet
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_warnings_or_ours)
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt as exc:
