@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -397,5 +398,29 @@ def test_races_between_probe_and_claim(daemons, tmp_path, arena_root):
     res = result(tmp_path / "results", "race")
     assert res["counts"].tolist() == [1]
     assert np.abs(res["rho"][0] - np.outer(second, second.conj())).max() < 1e-12
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
+def test_dead_observer_is_restarted_and_a_rescan_follows(daemons, tmp_path, arena_root):
+    """The observer's emitter dies (the test hook stops it, as a watch limit hit in a new
+    directory does); files written while it is dead have no event: the restart's rescan
+    finds them long before the periodic rescan (60 s here)."""
+    marker = tmp_path / "observer"
+    env = {"NOISEFS_DAEMON_OBSERVER_DIES": str(marker)}
+    proc = _start(daemons, tmp_path, arena_root, env=env, scan_interval_s=60.0)
+    rng = np.random.default_rng(4)
+    step = arena_root / "inbox" / "one" / "0"
+    step.mkdir(parents=True)
+    save_renamed(step / "a.npy", random_psi(rng, 4))
+    wait_ingested(arena_root, "one", 1, proc)
+    time.sleep(0.6)  # the scan that events call for (police tick) is over: none is pending
+    marker.write_text("kill")
+    wait_for(lambda: marker.read_text() == "dead", 10, "the observer stopped", proc)
+    for i in range(3):
+        save_renamed(step / f"b{i}.npy", random_psi(rng, 4))  # no event: nobody watches
+    marker.unlink()  # the next liveness check sees it dead
+    wait_ingested(arena_root, "one", 4, proc, timeout=10)
+    assert "the inotify observer stopped; restarting it (a rescan follows)" in log_text(proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0

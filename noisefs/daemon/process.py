@@ -288,7 +288,9 @@ class Daemon:
                     held, "police", held.police.enforce,
                     held.arena, held.root_fd, held.inbox.usage, held.cfg,
                 )  # fmt: skip
-            self.watcher.check()
+            if self.watcher.check():  # observer first, then the rescan it promised
+                for held in self.held.values():
+                    held.inbox.scan()
             self._publish()
         if due("status", cfg.status_interval_s):
             for held in self.held.values():

@@ -31,6 +31,9 @@ log = logging.getLogger("noisefs.daemon")
 EVENTS = [DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent]
 # test hook: pretend inotify's watch limit is reached
 FAIL_ENV = "NOISEFS_DAEMON_INOTIFY_FAIL"
+# test hook: a marker file; "kill" in it stops the emitters (as a watch limit hit in a new
+# directory does), "dead" while it stays; the death is noticed once the file is removed
+DIE_ENV = "NOISEFS_DAEMON_OBSERVER_DIES"
 
 
 class InboxHandler(FileSystemEventHandler):
@@ -166,13 +169,35 @@ class Watcher:
             return False
         return all(e.is_alive() for e in list(observer.emitters))
 
-    def check(self) -> None:
-        """Restart a dead observer (a limit hit while adding a watch ends its emitter)."""
+    def check(self) -> bool:
+        """Restart a dead observer (a limit hit while adding a watch, or its watched inbox
+        removed, ends its emitter); True when it did: the caller then rescans every inbox
+        (events were lost while it was dead)."""
+        if self._die_hook():
+            return False
         if self.scan_only or self.paused or not self._paths or self.alive():
-            return
+            return False
         self.restarts += 1
         log.warning("the inotify observer stopped; restarting it (a rescan follows)")
         self._restart()
+        return True
+
+    def _die_hook(self) -> bool:
+        marker = os.environ.get(DIE_ENV)
+        if not marker or self._observer is None:
+            return False
+        try:
+            with open(marker, "r+") as handle:
+                if handle.read().strip() == "kill":
+                    for emitter in list(self._observer.emitters):
+                        emitter.stop()
+                        emitter.join(timeout=1.0)
+                    handle.seek(0)
+                    handle.write("dead")
+                    handle.truncate()
+        except FileNotFoundError:
+            return False
+        return True
 
     def stop(self) -> None:
         """Stop watching."""
