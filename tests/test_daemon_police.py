@@ -68,13 +68,6 @@ def _verify(holder) -> list[str]:
     return json.loads(line)
 
 
-def _need_tier_move(root) -> None:
-    from noisefs.arena import Arena
-
-    if not hasattr(Arena, "move") or not hasattr(Arena, "cold_keys"):
-        pytest.skip("Arena.move / cold_keys (the tier move) not built yet")
-
-
 def _kill(proc) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -82,7 +75,6 @@ def _kill(proc) -> None:
 
 
 def test_watermark_moves_cold_snapshots_to_spill(daemons, tmp_path, arena_root):
-    _need_tier_move(arena_root)
     spill = tmp_path / "spill"
     cfg = write_config(
         tmp_path / "d.toml",
@@ -114,7 +106,6 @@ def test_watermark_moves_cold_snapshots_to_spill(daemons, tmp_path, arena_root):
 
 
 def test_foreign_inbox_files_count_and_push_cold_data_to_spill(daemons, tmp_path, arena_root):
-    _need_tier_move(arena_root)
     spill = tmp_path / "spill"
     cfg = write_config(
         tmp_path / "d.toml",
@@ -149,7 +140,6 @@ def test_foreign_inbox_files_count_and_push_cold_data_to_spill(daemons, tmp_path
 def test_tmpfs_squeezed_by_another_tenant(daemons, tmp_path):
     with mounted_tmpfs("size=24m,nr_inodes=2000") as mnt:
         root = mnt / "arena"
-        _need_tier_move(root)
         spill = tmp_path / "spill"
         cfg = write_config(
             tmp_path / "d.toml",
@@ -235,8 +225,15 @@ def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena
             return paused.exists()
 
         wait_for(doomed_paused, 60, "the doomed run to write a snapshot", proc)
-        with Arena.open_existing(arena_root) as arena:
-            assert doomed.pid in {o["pid"] for o in arena.live_owners()}
+
+        def both_registered():
+            with Arena.open_existing(arena_root) as arena:
+                return {doomed.pid, live.pid} <= {o["pid"] for o in arena.live_owners()}
+
+        # the live run's own gc (at its arena's open, before it registers) is behind it:
+        # only the daemon can reclaim the killed run now
+        wait_for(both_registered, 60, "both runs registered in the arena", proc)
+        before = read_status(arena_root)["counters"]
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(10)
         killed = time.monotonic()
@@ -247,9 +244,10 @@ def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena
             with Arena.open_existing(arena_root) as arena:
                 seen["gc"] = arena.gc(dry_run=True)
                 seen["owners"] = arena.live_owners()
-            seen["status"] = read_status(arena_root)["counters"]
-            # the daemon reclaims it, unless the live run's own handles got there first
-            return not seen["gc"]["dead_owners"] and not seen["gc"]["partial_files"]
+            seen["status"] = c = read_status(arena_root)["counters"]
+            gone = not seen["gc"]["dead_owners"] and not seen["gc"]["partial_files"]
+            # by the daemon: its own count of what it reclaimed went up
+            return gone and c["reclaimed_bytes"] > before["reclaimed_bytes"]
 
         try:
             wait_for(reclaimed, 15, "the killed run's data reclaimed", proc)
@@ -257,6 +255,8 @@ def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena
             print(seen)
             raise
         assert time.monotonic() - killed < 15
+        assert seen["status"]["reclaimed_files"] > before["reclaimed_files"]
+        assert "reclaimed" in log_text(proc)
         assert live.wait(120) == 0, live.stderr.read().decode()
         with np.load(tmp_path / "live.npz", allow_pickle=False) as data:
             rho, meta = data["rho"][-1], json.loads(str(data["meta"]))
