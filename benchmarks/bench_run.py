@@ -72,7 +72,7 @@ MAX_DM_QUBITS = 12  # noisefs's default --max-dm-qubits: above it no rho, only p
 # n -> (K, K for Aer's save_density_matrix or 0 to skip it): about 4-6 s of trajectories each
 # on the development machine (Aer per trajectory: 0.05, 0.14, 0.37, 4.9, 25, 130 ms).
 SWEEP = {3: (80_000, 80_000), 5: (32_000, 32_000), 7: (12_000, 12_000), 10: (1_000, 400),
-         12: (200, 60), 14: (40, 0)}  # fmt: skip
+         12: (200, 40), 14: (40, 0)}  # fmt: skip
 SWEEP_QUICK = {3: (10_000, 10_000), 5: (4_000, 4_000), 7: (1_500, 1_500)}
 SCRIPT_BATCHES = (250, 2_000, 10_000)  # the minimal script tries each (capped at K)
 
