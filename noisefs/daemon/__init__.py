@@ -6,8 +6,9 @@ events as hints, liveness, scan-only fallback), ``npyfile`` (safe probing and re
 foreign ``.npy`` files), ``scan`` (discovery and inbox usage), ``ingest`` (claim, fold,
 reject), ``durable`` (checkpoints, recovery, results), ``runs`` (a run's running
 averages and its files), ``police`` (gc and watermark moves to spill), ``metrics`` (Prometheus),
-``notify`` (systemd), ``logs`` (stderr/journald), ``statusfile`` (lock and status file)
-and ``process`` (signals and the main loop).
+``notify`` (systemd), ``logs`` (stderr/journald), ``statusfile`` (lock and status file),
+``held`` (one arena held: handle, lock, inbox), ``reporting`` (status file and metrics),
+``reload`` (SIGHUP, all or nothing) and ``process`` (lifecycle, signals, the main loop).
 See docs/daemon.md.
 """
 

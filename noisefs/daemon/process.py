@@ -1,4 +1,5 @@
-"""The daemon process: arenas held, signals, the main loop, reload, shutdown.
+"""The daemon process: arenas held, signals, the main loop, shutdown (reload in
+:mod:`~noisefs.daemon.reload`, status and metrics in :mod:`~noisefs.daemon.reporting`).
 
 Start: for each arena, take ``<root>/daemon.lock`` (a second daemon exits 3), open an
 :class:`~noisefs.arena.Arena` handle with the configured bounds and the inbox (checkpoints
@@ -17,19 +18,21 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisefs.arena.paths import open_private_dir
-from noisefs.daemon.config import ArenaConfig, DaemonConfig, default_state_dir, load_config
+from noisefs.daemon.config import ArenaConfig, DaemonConfig, default_state_dir
+from noisefs.daemon.held import Held, adopt_legacy_checkpoints, new_counters, open_arena
 from noisefs.daemon.ingest import Inbox
-from noisefs.daemon.logs import set_level, setup_logging
+from noisefs.daemon.logs import setup_logging
 from noisefs.daemon.metrics import Metrics
 from noisefs.daemon.notify import Notifier
 from noisefs.daemon.police import Police
-from noisefs.daemon.statusfile import take_lock, write_status
+from noisefs.daemon.reload import Reloading
+from noisefs.daemon.reporting import Reporting
+from noisefs.daemon.statusfile import take_lock
 from noisefs.daemon.watch import Watcher
-from noisefs.errors import InputError, NoiseFSError
+from noisefs.errors import NoiseFSError
 
 log = logging.getLogger("noisefs.daemon")
 
@@ -38,64 +41,7 @@ PAUSE_AT = 2000  # queued files that pause inotify (see Daemon._backlog)
 RESUME_AT = 100
 
 
-def _counters() -> dict:
-    keys = ("ingested_files", "ingested_bytes", "reclaimed_bytes", "reclaimed_files")
-    more = ("moved_bytes", "moved_files", "missed_events", "results_written")
-    return {**{k: 0 for k in keys + more}, "rejected": {}}
-
-
-def _open_arena(cfg: ArenaConfig):
-    from noisefs.arena import Arena
-
-    return Arena(
-        root=cfg.root,
-        quota=cfg.quota_bytes,
-        max_files=cfg.max_files,
-        spill_dir=cfg.spill_dir,
-        spill_quota=cfg.spill_quota_bytes,
-        timeout_s=5.0,
-    )
-
-
-def _adopt_legacy_checkpoints(legacy: Path, state: Path) -> None:
-    """Move checkpoints from where earlier versions kept them (``<results>/.noisefs-daemon``)
-    into the arena's state directory, so that an upgrade loses no running average."""
-    import shutil
-
-    try:
-        old = sorted(legacy.glob("*.ckpt.npz"))
-    except OSError:
-        return
-    if not old:
-        return
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for path in old:
-        if not (state / path.name).exists():
-            shutil.move(str(path), str(state / path.name))
-            log.info("checkpoint %s moved to %s", path, state)
-
-
-@dataclass
-class Held:
-    """One arena the daemon holds."""
-
-    cfg: ArenaConfig
-    root_fd: int
-    lock_fd: int
-    arena: object
-    inbox: Inbox
-    counters: dict
-    police: Police
-    last_gc: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-    def close(self) -> None:
-        self.arena.close()
-        os.close(self.lock_fd)  # releases the flock
-        os.close(self.root_fd)
-
-
-class Daemon:
+class Daemon(Reporting, Reloading):
     """``noisefs daemon``; :meth:`run` returns the exit code."""
 
     def __init__(self, cfg: DaemonConfig, config_path: str | None, overrides: dict) -> None:
@@ -121,7 +67,7 @@ class Daemon:
 
         tag = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
         state = (self.cfg.state_dir or default_state_dir()) / f"{cfg.root.name}-{tag}"
-        _adopt_legacy_checkpoints(cfg.results_dir / ".noisefs-daemon" / state.name, state)
+        adopt_legacy_checkpoints(cfg.results_dir / ".noisefs-daemon" / state.name, state)
         return state
 
     def _hold(self, cfg: ArenaConfig) -> Held:
@@ -132,10 +78,10 @@ class Daemon:
             os.close(root_fd)
             raise
         try:
-            arena = _open_arena(cfg)
+            arena = open_arena(cfg)
             try:
                 cfg.results_dir.mkdir(parents=True, exist_ok=True)
-                counters = _counters()
+                counters = new_counters()
                 inbox = Inbox(root_fd, cfg.root, cfg, self._state_dir(cfg), counters, self.cfg)
             except BaseException:
                 arena.close()
@@ -312,149 +258,6 @@ class Daemon:
             log.error("%s: %s failed: %s (retried next time)", held.cfg.root, what, exc)
         except Exception:  # noqa: BLE001 - a bug in one tick must not stop ingest
             log.exception("%s: %s failed (a bug; retried next time)", held.cfg.root, what)
-
-    # -- reporting ---------------------------------------------------------------------
-
-    def _publish(self) -> None:
-        if self.metrics is None:
-            return
-        self.g["scan_only"] = int(self.watcher.scan_only)
-        self.g["observer_restarts"] = self.watcher.restarts
-        self.metrics.update(
-            {
-                "arenas": {
-                    k: {
-                        "figures": dict(h.police.figures),
-                        "counters": {**h.counters, "rejected": dict(h.counters["rejected"])},
-                    }
-                    for k, h in self.held.items()
-                },
-                "global": dict(self.g),
-            }
-        )
-
-    def _write_status(self, held: Held, state: str = "running") -> None:
-        runs = dict(held.inbox.finished)
-        runs |= {
-            name: {
-                "ingested": r.ingested,
-                "num_qubits": r.num_qubits,
-                "steps": {str(s): n for s, n in r.counts().items()},
-                "rejected": r.rejected,
-            }
-            for name, r in held.inbox.runs.items()
-        }
-        status = {
-            "pid": os.getpid(),
-            "state": state,
-            "started": self.started,
-            "updated": time.time(),
-            "mode": self.watcher.mode,
-            "config": self.config_path,
-            "metrics_port": self.metrics.port if self.metrics else None,
-            "runs": runs,
-            "counters": held.counters,
-            "figures": held.police.figures,
-            "pressure": held.police.pressure,
-            "waiting_files": len(held.inbox.waiting),
-            "results_dir": str(held.cfg.results_dir),
-            "reloads": {"ok": self.g["reloads_ok"], "error": self.g["reloads_error"]},
-        }
-        try:
-            write_status(held.inbox.daemon_fd, status)
-        except OSError as exc:
-            log.error("%s: cannot write the status file: %s", held.cfg.root, exc)
-
-    # -- reload ------------------------------------------------------------------------
-
-    def _do_reload(self) -> None:
-        self.notifier.reloading()
-        try:
-            new = load_config(self.config_path, self.overrides)
-            self._apply(new)
-        except (InputError, NoiseFSError, OSError) as exc:
-            self.g["reloads_error"] += 1
-            log.error("reload refused, the running configuration stays: %s", exc)
-        else:
-            self.g["reloads_ok"] += 1
-            log.info("reloaded %s", self.config_path or "the command line")
-        finally:
-            for held in self.held.values():
-                self._write_status(held)
-            self.notifier.ready(f"policing {len(self.held)} arena(s), {self.watcher.mode}")
-
-    def _apply(self, new: DaemonConfig) -> None:
-        """All or nothing: open what is new or changed first, then swap, then release."""
-        old_by_root = {str(h.cfg.root): h for h in self.held.values()}
-        new_by_root = {str(a.root): a for a in new.arenas}
-        opened: dict[str, Held] = {}
-        reopened: dict[str, object] = {}
-        bounds = ("quota_bytes", "max_files", "spill_dir", "spill_quota_bytes")
-        try:
-            for root, acfg in new_by_root.items():
-                held = old_by_root.get(root)
-                if held is None:
-                    opened[root] = self._hold(acfg)
-                else:
-                    if acfg.results_dir != held.cfg.results_dir:  # usable before the swap
-                        acfg.results_dir.mkdir(parents=True, exist_ok=True)
-                    if any(getattr(acfg, b) != getattr(held.cfg, b) for b in bounds):
-                        reopened[root] = _open_arena(acfg)
-        except BaseException:
-            for h in opened.values():
-                h.inbox.close()  # its fds and checkpoint thread, then the arena and lock
-                h.close()
-            for root, arena in reopened.items():
-                arena.close()
-                old = old_by_root[root].arena  # store the old bounds again
-                _open_arena(
-                    ArenaConfig(
-                        root=Path(root),
-                        quota_bytes=old.quota_bytes,
-                        max_files=old.max_files,
-                        spill_dir=old.spill_dir,
-                        spill_quota_bytes=old.spill_quota_bytes,
-                    )
-                ).close()
-            raise
-        if new.metrics_port != self.cfg.metrics_port:
-            log.warning("metrics_port changes take effect at the next start")
-            new = type(new)(**{**new.__dict__, "metrics_port": self.cfg.metrics_port})
-        if new.state_dir != self.cfg.state_dir:
-            log.warning("state_dir changes take effect at the next start")
-            new = type(new)(**{**new.__dict__, "state_dir": self.cfg.state_dir})
-        for root, held in old_by_root.items():
-            if root not in new_by_root:
-                self._release(held)
-                del self.held[root]
-        for root, arena in reopened.items():
-            held = self.held[root]
-            held.arena.close()
-            held.arena = arena
-            held.police.reset()  # the new handle reports the inbox's usage afresh
-        for root, acfg in new_by_root.items():
-            if root in self.held and acfg.results_dir != self.held[root].cfg.results_dir:
-                # applied fully: the runs in progress keep their averages (the checkpoints
-                # are keyed by the arena) and write their results to the new directory
-                runs = self.held[root].inbox.runs
-                for average in runs.values():
-                    average.results_dir = acfg.results_dir
-                log.info(
-                    "%s: results now go to %s (%d runs in progress carried over)",
-                    root, acfg.results_dir, len(runs),
-                )  # fmt: skip
-            if root in self.held:
-                self.held[root].cfg = acfg
-                self.held[root].inbox.cfg = acfg
-                self.held[root].inbox.settle_s = new.settle_s
-                self.held[root].inbox.done_grace_s = new.done_grace_s
-        self.held.update(opened)
-        self.cfg = new
-        set_level(new.log_level)
-        self._watch()
-        for root in opened:
-            self.held[root].inbox.scan()
-        self._tick(force=True)
 
 
 def run_daemon(cfg: DaemonConfig, config_path: str | None, overrides: dict) -> int:
