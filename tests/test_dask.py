@@ -40,10 +40,19 @@ SLOW3 = f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\n{_LAYERS}barrier q;\
 DASK = [sys.executable, "-m", "dask"]
 
 
+def _semaphores() -> set[str]:
+    """multiprocessing's named semaphores in /dev/shm (a SIGKILLed worker leaves its own)."""
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")}
+    except FileNotFoundError:
+        return set()
+
+
 class LoopbackCluster:
     """A scheduler on 127.0.0.1 and worker processes started with :meth:`add_worker`."""
 
     def __init__(self, tmp: Path) -> None:
+        self.semaphores_before = _semaphores()
         self.tmp = tmp
         self.file = tmp / "scheduler.json"
         self.processes: list[subprocess.Popen] = []
@@ -94,13 +103,22 @@ class LoopbackCluster:
             time.sleep(0.2)
 
     def close(self) -> None:
-        for process in reversed(self.processes):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGTERM first (Dask closes and its resource trackers unlink their semaphores),
+        SIGKILL what is still there after 10 s; then remove the ``sem.mp-*`` files in
+        /dev/shm that processes killed on purpose during the tests left behind."""
+        for how in (signal.SIGTERM, signal.SIGKILL):
+            for process in reversed(self.processes):
+                try:
+                    os.killpg(process.pid, how)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(p.poll() is None for p in self.processes):
+                time.sleep(0.1)
         for process in self.processes:
             process.wait(timeout=30)
+        for name in _semaphores() - self.semaphores_before:
+            Path("/dev/shm", name).unlink(missing_ok=True)
 
 
 # -- fixtures ------------------------------------------------------------------------------
