@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from noisefs.arena import Arena
-from noisefs.arena.lease import slot_prefix
+from noisefs.arena.lease_keys import slot_prefix
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
 from tests.test_arena_fixtures import data_files, du_bytes, inode_count
 

@@ -8,8 +8,7 @@ import json
 
 import numpy as np
 
-from noisefs.arena import audit, ledger, tiers, views
-from noisefs.arena import lease as lease_mod
+from noisefs.arena import audit, lease_keys, ledger, tiers, views
 from noisefs.arena.admission import FREE_FRACTION
 from noisefs.arena.lifecycle import local_handles
 from noisefs.errors import CorruptSnapshot, InputError
@@ -86,7 +85,7 @@ class AccessMixin:
     def _await_published(self, key: str) -> bool:
         """For a lease key of another owner: wait until that owner has published it; True
         when the key should be looked up again (see lease.py)."""
-        found = lease_mod.parse_key(key)
+        found = lease_keys.parse_key(key)
         if found is None or found[0] == self._owner_id:
             return False
         owner, seq = found
@@ -100,7 +99,7 @@ class AccessMixin:
             ):
                 other._lease.flush()
                 return True
-        return lease_mod.await_published(self._ledger.conn(), self._owners_fd, owner, seq)
+        return lease_keys.await_published(self._ledger.conn(), self._owners_fd, owner, seq)
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""

@@ -17,7 +17,7 @@ import stat
 import time
 
 from noisefs.arena import accounting, ledger, owners
-from noisefs.arena.lease import lease_prefixes, slot_prefix
+from noisefs.arena.lease_keys import lease_prefixes, slot_prefix
 from noisefs.arena.paths import unlink_quiet
 from noisefs.arena.tiers import SpillTier
 from noisefs.errors import CorruptSnapshot

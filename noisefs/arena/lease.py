@@ -35,13 +35,13 @@ Lock order: ``Lease.lock`` is taken before a ledger transaction, never inside on
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 
-from noisefs.arena import accounting, ledger, owners
+from noisefs.arena import accounting, ledger
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Placement, pending
+from noisefs.arena.lease_keys import slot_prefix
 
 log = logging.getLogger("noisefs.arena")
 
@@ -50,52 +50,7 @@ CHECK_S = 0.01  # pressure is looked at no more often than this from the hot pat
 TICK_S = 0.01  # the background thread's period
 FIGURES_S = 0.1  # the owner row's used/free figures (other processes' stats) lag at most this
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
-AWAIT_S = 5.0  # how long a reader waits for another process to publish a key it was given
 CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
-
-
-def slot_prefix(owner_id: int) -> str:
-    """Files made under owner ``owner_id``'s lease are named ``o<id hex>-<n hex>.snap``."""
-    return f"o{owner_id:x}-"
-
-
-def lease_prefixes(conn: sqlite3.Connection) -> tuple[str, ...]:
-    """The slot prefixes of every registered owner (their unpublished files have no row)."""
-    return tuple(slot_prefix(r[0]) for r in conn.execute("SELECT id FROM owners"))
-
-
-def parse_key(key: str) -> tuple[int, int] | None:
-    """(owner id, sequence) of a lease key; None for a key of a row placement."""
-    owner, sep, seq = key.rpartition(":")[2].partition("-")
-    if not sep:
-        return None
-    try:
-        return int(owner, 16), int(seq, 16)
-    except ValueError:
-        return None
-
-
-def await_published(conn: sqlite3.Connection, owners_fd: int, owner: int, seq: int) -> bool:
-    """Wait (up to ``AWAIT_S``) until ``owner`` has published every key up to ``seq``, or
-    is gone; True when the key should be looked up again. A dead owner (its lock free)
-    publishes nothing more: False at once."""
-    deadline = time.monotonic() + AWAIT_S
-    delay, next_probe = 0.001, time.monotonic() + 0.2
-    while True:
-        found = conn.execute(
-            "SELECT published_seq, pid, lock_name, started FROM owners WHERE id = ?", (owner,)
-        ).fetchone()
-        if found is None or found[0] >= seq:
-            return True
-        now = time.monotonic()
-        if now >= deadline:
-            return False
-        if now >= next_probe:
-            if not owners.is_live(owners_fd, found[2], found[1], found[3]):
-                return False
-            next_probe = now + 0.2
-        time.sleep(delay)
-        delay = min(2 * delay, 0.01)
 
 
 @dataclass
@@ -219,10 +174,8 @@ class Lease:
         ledger.bump(conn, **a.tmpfs.counter_deltas(-alloc, -1), lease_bytes=alloc, lease_files=1)
         new = (self.bytes + alloc, self.files + 1, self.used_bytes + alloc, self.used_files + 1)
         published = min(self.in_flight) - 1 if self.in_flight else self.seq
-        conn.execute(
-            "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
-            "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
-            (*new, self.free_bytes + alloc, self.free_files + 1, published, a._owner_id),
+        self._write_owner(
+            conn, *new, published, free=(self.free_bytes + alloc, self.free_files + 1)
         )
 
         def apply() -> None:
@@ -273,11 +226,16 @@ class Lease:
 
         return apply
 
-    def _write_owner(self, conn, lb: int, lf: int, ub: int, uf: int, published: int) -> None:
+    def _write_owner(
+        self, conn, lb: int, lf: int, ub: int, uf: int, published: int, free: tuple | None = None
+    ) -> None:
+        """The owner row's lease, used and free figures (``free``: this handle's own unless
+        a change about to be applied says otherwise)."""
+        fb, ff = free if free is not None else (self.free_bytes, self.free_files)
         conn.execute(
             "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
             "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
-            (lb, lf, ub, uf, self.free_bytes, self.free_files, published, self.arena._owner_id),
+            (lb, lf, ub, uf, fb, ff, published, self.arena._owner_id),
         )
 
     def flush(self) -> None:

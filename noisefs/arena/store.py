@@ -28,15 +28,11 @@ view derived from them, stay valid (their file is unlinked rather than recycled)
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
-
-import numpy as np
 
 from noisefs.arena import accounting, audit, ledger, lifecycle, snapfile, tiers
 from noisefs.arena import lease as lease_mod
@@ -50,12 +46,11 @@ from noisefs.arena.paths import (
     open_private_dir,
     open_subdir,
     validate_index,
-    validate_run,
 )
 from noisefs.arena.queries import QueriesMixin
+from noisefs.arena.writes import WritesMixin
 from noisefs.errors import (
     ArenaError,
-    ArenaFull,
     InputError,
     UnsafePathError,
 )
@@ -69,26 +64,9 @@ DEFAULT_SETTINGS = {
     "spill_dir": None,
     "spill_quota_bytes": None,
 }
-NUMERIC_KINDS = "biufc"
-# Test-only fault injection: when set to a path, put() writes that file once the snapshot's
-# data file is written but not yet published, then hangs (to be SIGKILLed by the test).
-FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
 
 
-_SHAPES: dict[tuple, str] = {}
-
-
-def _shape_json(shape: tuple) -> str:
-    """``json.dumps(list(shape))``, cached (a put's shape is usually the last one's)."""
-    found = _SHAPES.get(shape)
-    if found is None:
-        if len(_SHAPES) > 1024:
-            _SHAPES.clear()
-        found = _SHAPES[shape] = json.dumps(list(shape))
-    return found
-
-
-class Arena(AccessMixin, QueriesMixin):
+class Arena(WritesMixin, AccessMixin, QueriesMixin):
     """A bounded snapshot arena; see the module docstring and SPEC.md "Arena guarantees".
 
     ``quota``, ``max_files``, ``spill_dir`` and ``spill_quota`` default to the values stored
@@ -305,143 +283,3 @@ class Arena(AccessMixin, QueriesMixin):
 
     def _forget_slots(self, slots) -> None:
         self._maps.forget(slots)
-
-    # ------------------------------------------------------------------ put
-
-    def put(self, array, run: str = "r1", step: int = 0, batch: int = 0) -> str:
-        """Store a copy of ``array``; return its key. Blocks (backpressure) up to ``timeout_s``."""
-        self._check()
-        if self._owner_id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
-        validate_run(run)
-        step = validate_index("step", step)
-        batch = validate_index("batch", batch)
-        arr = np.asarray(array)
-        if arr.dtype.kind not in NUMERIC_KINDS or arr.dtype.fields is not None:
-            raise InputError(f"arena stores numeric arrays only, not dtype {arr.dtype}")
-        arr = np.ascontiguousarray(arr) if arr.ndim else arr.reshape(())
-        src = arr.reshape(-1).view(np.uint8) if arr.nbytes else np.empty(0, np.uint8)
-        nbytes = int(arr.nbytes)
-        alloc = snapfile.alloc_for(nbytes)
-        meta_row = (run, step, batch, nbytes, arr.dtype.str, _shape_json(arr.shape))
-        prefix = f"{run}:{step}:{batch}"
-        if (
-            alloc > self.quota_bytes
-            and self.spill_quota_bytes is not None
-            and alloc > self.spill_quota_bytes
-        ):
-            raise ArenaFull(
-                f"a {format_bytes(alloc)} snapshot can never fit arena {self.root}: its quota is "
-                f"{format_bytes(self.quota_bytes)} and its spill bound {format_bytes(self.spill_quota_bytes)}; "
-                "raise --quota or the spill bound"
-            )
-        deadline = time.monotonic() + self.timeout_s
-        allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
-        waiting = False
-        try:
-            while True:
-                placement = self._lease.place(alloc, prefix) if allow_tmpfs else None
-                if placement is None:
-                    with self._ledger.transaction() as conn:
-                        placement = self._admission.place(
-                            conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
-                        )
-                if placement is not None:
-                    placement.meta_row = meta_row  # type: ignore[attr-defined]
-                    outcome = self._placed(placement, arr, src)
-                    if outcome == "done":
-                        return placement.key
-                    allow_tmpfs = allow_tmpfs and outcome != "tmpfs full"
-                    continue
-                if not waiting:  # mark this owner waiting: lease holders give back room
-                    waiting = True
-                    self._set_waiting(True)
-                now = time.monotonic()
-                if now >= deadline:
-                    raise ArenaFull(self._full_message(alloc))
-                if now >= next_gc:
-                    audit.gc(self)
-                    next_gc = now + 1.0
-                    allow_tmpfs = True
-                time.sleep(min(delay, max(0.0, deadline - now)))
-                delay = min(delay * 2, 0.05)
-        finally:
-            if waiting:
-                self._set_waiting(False)
-
-    def _set_waiting(self, flag: bool) -> None:
-        if flag:
-            self._lease.give_back()  # what this handle holds unused may be what it needs
-        with self._ledger.transaction() as conn:
-            conn.execute("UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._owner_id))
-
-    def _placed(self, placement, arr: np.ndarray, src: np.ndarray) -> str:
-        """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
-        ``'tmpfs full'`` (ENOSPC from the tmpfs itself: roll over to spill)."""
-        try:
-            self._publish(placement, self._write(placement, arr, src))
-        except tiers.NoRoom as exc:
-            self._rollback(placement)
-            if placement.tier.charged:
-                return "tmpfs full"
-            # the spill filesystem is full: wait like for any other lack of room
-            self._spill_blocked_until = time.monotonic() + 0.25
-            log.info("spill tier full (%s); waiting for room", exc)
-            return "again"
-        except tiers.StaleSlot:
-            log.warning(
-                "arena %s: dropping free-list entry of vanished file %s", self.root, placement.slot
-            )
-            self._rollback(placement)
-            return "again"
-        except BaseException:
-            self._rollback(placement)
-            raise
-        return "done"
-
-    def _full_message(self, alloc: int) -> str:
-        s = self.stats()
-        bound = (
-            "unbounded" if self.spill_quota_bytes is None else format_bytes(self.spill_quota_bytes)
-        )
-        return (
-            f"arena {self.root} is full: no room for a {format_bytes(alloc)} snapshot within {self.timeout_s:g} s "
-            f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self.quota_bytes)}, "
-            f"{s['files_used']} of {self.max_files} files; spill {self.spill_dir} holds "
-            f"{format_bytes(s['spilled_bytes'])}, bound {bound}); release snapshots, raise --quota or "
-            "--max-files, or free space for the spill directory"
-        )
-
-    def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
-        check = p.tier.write(p, arr, src)
-        pause = os.environ.get(FAULT_PAUSE_ENV)
-        if pause:  # fault injection for tests: announce, then hang between write and publish
-            self._lease.flush()  # what was put before is published, as after a short while
-            with open(pause, "w") as marker:
-                marker.write(f"{os.getpid()} {p.key} {p.tier.name} {p.slot}\n")
-            while True:
-                time.sleep(3600)
-        return check
-
-    def _rollback(self, p) -> None:
-        """Undo a reservation: the file goes first, then its row."""
-        if p.row_id is None:
-            self._lease.rollback(p)
-            return
-        p.tier.unlink(p.slot)
-        with self._ledger.transaction() as conn:
-            audit.drop_rows(self, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False)
-
-    def _publish(self, p, check: int) -> None:
-        if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
-            self._lease.publish(p, p.meta_row, check, time.time())
-            return
-        with self._ledger.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
-                (check - (1 << 64) if check >= 1 << 63 else check, p.row_id),
-            )
-            if cur.rowcount != 1:
-                raise ArenaError(
-                    f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
-                )
