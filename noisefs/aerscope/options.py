@@ -27,22 +27,12 @@ class ManagedOptions:
     put_timeout: float | None = None  # seconds a snapshot waits for arena space (Arena's)
 
 
-def validate_options(
-    quota: str | int | None = None,
-    max_files: int | None = None,
-    spill_dir: str | os.PathLike | None = None,
-    batch: int = DEFAULT_BATCH,
-    root: str | os.PathLike | None = None,
-    spill_quota: str | int | None = None,
-    put_timeout: str | float | None = None,
-) -> ManagedOptions:
-    """Check and normalise :func:`noisefs.managed`'s options by the option table (the one
-    behind ``noisefs run`` and ``noisefs.run``: same parsers, units and messages)."""
-    given = {
-        "quota": quota, "max_files": max_files, "spill": spill_dir, "batch": batch,
-        "arena": root, "spill_quota": spill_quota, "put_timeout": put_timeout,
-    }  # fmt: skip
+def validate_options(**given: object) -> ManagedOptions:
+    """Check and normalise :func:`noisefs.managed`'s keyword arguments by the option table
+    (the one behind ``noisefs run`` and ``noisefs.run``: same parsers, units and messages;
+    ``spill_dir`` and ``root`` are the table's aliases of ``spill`` and ``arena``)."""
     assert all(BY_KEYWORD[name].managed for name in given)  # the table marks each one
+    given.setdefault("batch", DEFAULT_BATCH)
     fields, _ = split_options(**given)
     spill, arena = fields.get("spill_dir"), fields.get("arena_root")
     return ManagedOptions(
