@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from noisefs import __version__
 
 
@@ -18,14 +20,26 @@ def library_versions() -> dict[str, str]:
 
 class ArenaSampler:
     """This run's arena figures: peaks (exact when the arena's own peak moved during the
-    run, else the largest sample) and what the run spilled (cumulative counters)."""
+    run, else the largest sample) and what the run spilled (cumulative counters).
+
+    ``stats()`` publishes the handle's leased snapshots and measures the root, so it is
+    taken at most every ``MIN_INTERVAL_S`` (per batch it would put a ledger commit back
+    into the commit-free cycle); ``force`` takes one now (the run's last)."""
+
+    MIN_INTERVAL_S = 0.5
 
     def __init__(self, start: dict) -> None:
         self.start = start
         self.figures = {"peak_bytes": 0, "peak_files": 0, "spilled_bytes": 0, "spilled_files": 0}
+        self._last: dict = start
+        self._taken = float("-inf")
 
-    def sample(self, arena) -> dict:
-        stats = arena.stats()
+    def sample(self, arena, force: bool = False) -> dict:
+        now = time.monotonic()
+        if not force and now - self._taken < self.MIN_INTERVAL_S:
+            return self._last
+        self._taken = now
+        stats = self._last = arena.stats()
         start, figures = self.start, self.figures
         for name, used in (("peak_bytes", "bytes_used"), ("peak_files", "files_used")):
             figures[name] = max(figures[name], int(stats[used]))

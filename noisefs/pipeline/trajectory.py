@@ -298,7 +298,7 @@ class TrajectoryRun:
             finally:
                 executor.shutdown()
                 progress.close()
-                sampler.sample(arena)
+                sampler.sample(arena, force=True)
             release_all(arena, arena.keys(run=job.run_name))  # whatever a failed release left
         return loop, sampler
 
