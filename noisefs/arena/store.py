@@ -232,6 +232,13 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
             self._ledger.close()
             self._close_fds()
 
+    def publish(self) -> None:
+        """Make every snapshot this handle has put visible to other processes now, rather
+        than up to ``lease.PUBLISH_DELAY_S`` later: call it before handing keys to another
+        process, so that a handle that dies afterwards leaves rows, not unknown keys."""
+        self._check()
+        self._lease.flush()
+
     def __enter__(self) -> Arena:
         return self
 

@@ -1,6 +1,8 @@
 """``workers`` local processes, each with its own Arena handle on the same root.
 
-The parent adopts each finished batch's snapshots so they outlive the worker. Workers
+The parent adopts each finished batch's snapshots so they outlive the worker; a worker
+publishes a batch's rows before it returns the keys, so a batch the parent cannot adopt was
+lost (its worker died, its rows were reclaimed) and is recomputed (see the run loop). Workers
 ignore Ctrl-C (the parent checkpoints and tells them to stop) and exit by themselves when
 the parent is gone, so a killed run leaves nothing a live owner holds.
 """
@@ -15,6 +17,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from noisefs import faults
+from noisefs.aggregate import release_all
 from noisefs.execute.local import run_batch
 from noisefs.execute.protocol import BatchDone
 from noisefs.sim.aer import SimulationJob
@@ -52,7 +56,16 @@ def _exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
 
 
 def _worker_run(batch: Batch) -> BatchDone:
-    return run_batch(_worker_state["arena"], _worker_state["job"], batch)
+    """Simulate ``batch`` into the arena and publish its rows before its keys reach the
+    parent: a worker killed after this returns leaves rows (reclaimed with it as a dead
+    owner, which the parent sees as a lost batch), never keys nobody can look up."""
+    arena = _worker_state["arena"]
+    done = run_batch(arena, _worker_state["job"], batch)
+    faults.kill_at("worker.batch-done")
+    arena.publish()
+    if faults.fires("worker.snapshots-lost"):
+        release_all(arena, done.keys)
+    return done
 
 
 class ProcessExecutor:

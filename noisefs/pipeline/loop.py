@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from noisefs.aggregate import Aggregator, fold_batch
+from noisefs.aggregate import Aggregator, fold_batch, release_all
+from noisefs.errors import ArenaError
 from noisefs.execute.protocol import BatchDone, Executor
 from noisefs.pipeline.ranges import TrajectoryRanges
 from noisefs.sim.batches import Batch, batch_for
@@ -31,6 +32,7 @@ log = logging.getLogger("noisefs")
 
 MIN_TRAJECTORIES_FOR_TOL = 32
 POLL_S = 0.25
+MAX_LOSSES = 3  # a batch whose snapshots vanish this often is a storage failure, not bad luck
 
 
 def within_tolerance(aggregator: Aggregator, tol: float) -> bool:
@@ -106,6 +108,7 @@ class RunLoop:
             self._submitted.add(int(start), int(stop))
         self._sums_waiting: dict[int, BatchDone] = {}
         self._next_sums_index = 0
+        self._losses: dict[int, int] = {}  # batch index -> times its snapshots were lost
 
     # -- planning ------------------------------------------------------------------------
 
@@ -132,8 +135,8 @@ class RunLoop:
         if done.sums is not None:
             self._merge_in_order(done)
         else:
-            if self.executor.needs_adopt:
-                self.arena.adopt(list(done.keys))
+            if self.executor.needs_adopt and not self._adopt(done):
+                return
             fold_batch(
                 self.arena,
                 done.keys,
@@ -143,6 +146,33 @@ class RunLoop:
                 on_folded=self._folded(done),
             )
         self._account(done, time.perf_counter() - started)
+
+    def _adopt(self, done: BatchDone) -> bool:
+        """Take over a batch another process put; False when its snapshots are gone (their
+        writer died and was reclaimed): the batch is then lost, and simulated again from
+        its seeds, which gives the same trajectories."""
+        try:
+            self.arena.adopt(list(done.keys))
+            return True
+        except KeyError:
+            pass
+        release_all(self.arena, done.keys)  # what of the batch is still there
+        batch = done.batch
+        losses = self._losses[batch.index] = self._losses.get(batch.index, 0) + 1
+        if losses >= MAX_LOSSES:
+            raise ArenaError(
+                f"the snapshots of trajectories {batch.start}-{batch.stop - 1} were lost "
+                f"{losses} times before they could be folded (workers dying?); the batches "
+                "folded so far are checkpointed: rerun with --resume"
+            )
+        log.warning(
+            "the snapshots of trajectories %d-%d were lost before they were folded (their "
+            "worker died?); simulating them again",
+            batch.start,
+            batch.stop - 1,
+        )
+        self.in_flight[self.executor.submit(batch)] = batch
+        return False
 
     def _folding_starts(self) -> None:
         self.folding = True
