@@ -261,3 +261,63 @@ def test_blocked_put_reclaims_space_of_a_dead_process(make_arena, shm_root):
     assert time.monotonic() - start < 5
     assert arena.info(key)["tier"] == "tmpfs"
     assert arena.stats()["owners"] == 1
+
+
+_HOLDER = """
+import sys, numpy as np
+from noisefs.arena import Arena
+arena = Arena(sys.argv[1], timeout_s=30)
+arena.put(np.ones(100), run="zombie")
+arena.publish()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_an_owner_killed_but_not_yet_reaped_is_dead(make_arena, shm_root):
+    """A SIGKILLed process stays a zombie until its parent waits for it, and a zombie
+    answers kill(pid, 0): within the start-up grace it must still count as dead."""
+    import subprocess
+    import sys
+
+    make_arena(quota=1 << 20, max_files=64).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(shm_root)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        os.kill(holder.pid, signal.SIGKILL)
+        # the kill is asynchronous: wait until the process is a zombie whose descriptors
+        # are closed (its lock free), as the OOM killer's victims are before being reaped
+        deadline = time.monotonic() + 30
+        while not (_is_zombie(holder.pid) and _locks_free(shm_root / "owners")):
+            assert time.monotonic() < deadline, "the killed holder never became a zombie"
+            time.sleep(0.01)
+        with Arena.open_existing(shm_root) as arena:
+            assert arena.live_owners() == []
+            report = arena.gc()
+            assert report["dead_owners"] == 1 and report["snapshots"] == 1
+            assert arena.keys() == []
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def _is_zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        stat = f.read()
+    return stat[stat.rfind(b")") + 2 :].split()[0] == b"Z"
+
+
+def _locks_free(owners_dir) -> bool:
+    import fcntl
+
+    for path in owners_dir.iterdir():
+        with open(path, "rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+    return True

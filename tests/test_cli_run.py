@@ -311,3 +311,32 @@ def test_workers_do_not_outlive_a_killed_run(tmp_path, arena_args, arena_root):
     assert noisefs_cli("gc", "--arena", arena_root).returncode == 0
     with Arena.open_existing(arena_root) as arena:
         assert arena.live_owners() == [] and arena.keys() == []
+
+
+@pytest.mark.slow
+def test_gc_after_a_killed_workers_run_leaves_no_snapshot_file(tmp_path, arena_args, arena_root):
+    """The run's shared free list (released snapshots kept for reuse) serves live writers
+    only: once gc has reclaimed the dead run, none of its files stays in data/."""
+    _, args, proc = _start_long_run(tmp_path, arena_args, tmp_path / "g.npz")
+    proc.kill()
+    proc.communicate()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisefs", *map(str, [*args, "--workers", "2"] + arena_args)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert _wait_for(lambda: len(_worker_pids(proc.pid)) == 2), "no workers appeared"
+        workers = _worker_pids(proc.pid)
+        assert _wait_for((tmp_path / "g.npz.ckpt.npz").exists), "no checkpoint appeared"
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _wait_for(lambda: not any(os.path.exists(f"/proc/{p}") for p in workers), timeout=20)
+    gc = noisefs_cli("gc", "--arena", arena_root)
+    assert gc.returncode == 0, gc.stderr
+    assert os.listdir(os.path.join(arena_root, "data")) == []
+    with Arena.open_existing(arena_root) as arena:
+        stats = arena.stats()
+    assert (stats["data_files"], stats["free_files"]) == (0, 0)

@@ -17,6 +17,7 @@ import stat
 import time
 
 from noisefs.arena import accounting, ledger, owners
+from noisefs.arena.admission import evict_free
 from noisefs.arena.lease_keys import lease_prefixes, slot_prefix
 from noisefs.arena.paths import unlink_quiet
 from noisefs.arena.tiers import SpillTier
@@ -164,6 +165,24 @@ def _reclaim_owner(arena, owner_id: int, lock_name: str, report: dict, dry_run: 
             return
 
 
+def _evict_shared_free_list(arena, report: dict, dry_run: bool) -> None:
+    """What a departing owner's clean close does (``lifecycle.unregister_owner``), done for
+    the dead ones too: the shared free list goes. It keeps released files for reuse by live
+    writers; after a crash its files (named under the dead owner's lease) would otherwise
+    stay for as long as no handle closes cleanly."""
+    with arena._ledger.transaction() as conn:
+        files, alloc = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots "
+            "WHERE state = 'free' AND tier = ?",
+            (arena.tmpfs.name,),
+        ).fetchone()
+        report["free_files"] += files
+        report["bytes"] += alloc
+        report["files"] += files
+        if not dry_run:
+            arena._forget_slots(evict_free(conn, arena.tmpfs, 1 << 62, 1 << 62))
+
+
 def _listing(fd: int) -> dict[str, os.stat_result]:
     out = {}
     for name in os.listdir(fd):
@@ -184,11 +203,13 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
         "orphan_files": 0,
         "missing_files": 0,
         "lock_files": 0,
+        "free_files": 0,
         "bytes": 0,
         "files": 0,
     }
     now = time.time()
     held: list[int] = []
+    others_live = False
     if not dry_run:
         arena._ledger.upgrade()
     try:
@@ -201,12 +222,15 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                     continue
                 state, fd = owners.try_take(arena._owners_fd, lock_name, pid, started)
                 if state != "dead":
+                    others_live = True
                     continue
                 if fd is not None:  # held until the end: no other gc takes this owner
                     held.append(fd)
                 dead.append((owner_id, lock_name))
         for owner_id, lock_name in dead:
             _reclaim_owner(arena, owner_id, lock_name, report, dry_run)
+        if dead or (not others_live and arena._owner_id is None):  # departed, or nobody to reuse it
+            _evict_shared_free_list(arena, report, dry_run)
         with arena._ledger.transaction() as conn:
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
             stray = conn.execute(

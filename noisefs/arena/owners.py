@@ -37,13 +37,27 @@ def create_lock(owners_fd: int, name: str) -> int:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process: a zombie (killed, not yet reaped by its
+    parent) answers ``kill(pid, 0)`` but will never finish starting up, so it is dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _proc_state(pid) not in ("Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of ``/proc/<pid>/stat`` (R, S, Z ...); None where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # the command name in parentheses may itself hold spaces and parentheses
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[0].decode() if fields else None
 
 
 def try_take(owners_fd: int, name: str, pid: int, started: float) -> tuple[str, int | None]:

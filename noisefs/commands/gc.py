@@ -53,7 +53,8 @@ def main(args) -> int:
         f"{root}: {verb} {format_bytes(report['bytes'])} and {report['files']} inodes: "
         f"{report['dead_owners']} dead owners, {report['partial_files']} partial files, "
         f"{report['snapshots']} snapshots of dead owners, {report['orphan_files']} orphan files, "
-        f"{report['missing_files']} rows without a file, {report['lock_files']} stale lock files"
+        f"{report['missing_files']} rows without a file, {report['lock_files']} stale lock files, "
+        f"{report['free_files']} free-list files"
         + (f", {report['unowned_snapshots']} unowned snapshots" if args.unowned else "")
     )
     return 0
