@@ -21,6 +21,8 @@ POINTS = {
     "worker.batch-done": "a worker process finished a batch and has not yet published it",
     "worker.snapshots-lost": "a worker's published batch loses its snapshots before the "
     "parent folds it (the parent must recompute it)",
+    "run.last-window": "a run after its last batch: 1st, before its parts close; 2nd, before "
+    "the result file is written (SIGTERM arrives there)",
 }
 
 _armed: dict[str, int] = {}
@@ -55,6 +57,12 @@ def kill_at(point: str) -> None:
     """SIGKILL this process when ``point`` fires (as the OOM killer would)."""
     if fires(point):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def signal_at(point: str, signum: int = signal.SIGTERM) -> None:
+    """Send this process ``signum`` when ``point`` fires (as a user's Ctrl-C or kill would)."""
+    if fires(point):
+        os.kill(os.getpid(), signum)
 
 
 def environment(*points: str) -> dict[str, str]:

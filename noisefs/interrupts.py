@@ -45,6 +45,11 @@ class DeferredInterrupts:
         if signum is not None:
             self._previous[signum](signum, None)
 
+    def discard(self) -> bool:
+        """Forget a deferred signal (the work it would have stopped is done); True if one was."""
+        signum, self._pending = self._pending, None
+        return signum is not None
+
     def __exit__(self, *exc) -> None:
         previous, self._previous = self._previous, {}
         for signum, handler in previous.items():

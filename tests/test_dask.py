@@ -438,7 +438,7 @@ def test_a_leaf_folds_step_by_step_beyond_its_share_with_the_same_bits(arena_roo
     from noisefs.execute import dask_worker
     from noisefs.execute.dask_worker import ArenaPlugin, Leaf, SumsShape, run_leaf
     from noisefs.options import make_run
-    from noisefs.pipeline.trajectory import prepare_run
+    from noisefs.pipeline.prepared import prepare_run
     from noisefs.sim.aer import SimulationJob
 
     options, noise = make_run(circuits.GHZ4, **NOISE)

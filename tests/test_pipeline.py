@@ -19,9 +19,9 @@ from noisefs.aggregate import Aggregator
 from noisefs.execute import Executor, make_executor
 from noisefs.execute.local import LocalExecutor
 from noisefs.execute.protocol import BatchDone
+from noisefs.execute.sizing import CostSizer
 from noisefs.oracle import aer_reference, aer_reference_steps
-from noisefs.pipeline import trajectory
-from noisefs.pipeline.sizing import CostSizer
+from noisefs.pipeline import parts
 from noisefs.result import Result
 from noisefs.sim.aer import simulate
 from tests import circuits
@@ -35,6 +35,7 @@ class PartialSumsExecutor:
     ``reverse`` holds each pair of batches back and completes them in reverse order."""
 
     needs_adopt = False
+    completed = 0
 
     def __init__(self, job, num_qubits: int, num_steps: int, reverse: bool) -> None:
         self._job, self._n, self._s = job, num_qubits, num_steps
@@ -42,6 +43,12 @@ class PartialSumsExecutor:
         self._reverse = reverse
         self._held: list[tuple[Future, Future]] = []
         self.slots = 2
+
+    def preferred_sizer(self):
+        return None
+
+    def meta(self) -> dict:
+        return {"kind": "partial-sums"}
 
     def _sums(self, batch) -> BatchDone:
         aggregator = Aggregator(self._n, self._s)
@@ -90,7 +97,7 @@ def test_partial_sums_from_an_executor_equal_aer_whatever_their_order(
     def sums_executor(arena, job, **kwargs):
         return PartialSumsExecutor(job, 4, len(job.labels), reverse)
 
-    monkeypatch.setattr(trajectory, "make_executor", sums_executor)
+    monkeypatch.setattr(parts, "make_executor", sums_executor)
     result = noisefs.run(
         path, trajectories=96, seed=11, batch=16, snapshots="barriers", **run_kwargs
     )

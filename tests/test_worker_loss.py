@@ -78,3 +78,21 @@ def test_fault_points_fire_only_when_switched_on_and_once():
         faults.fires("no.such-point")
     with pytest.raises(ValueError):
         faults.environment("no.such-point")
+
+
+@pytest.mark.parametrize("at", [1, 2], ids=["parts-closing", "before-write"])
+def test_an_interrupt_after_the_last_batch_ends_with_the_complete_result(tmp_path, arena_root, at):
+    """SIGTERM after the last batch (executor shutdown, release, building rho, the write)
+    used to exit 130 with no checkpoint; the run's work is done, so it ends complete."""
+    out = tmp_path / "late.npz"
+    path = circuits.write(tmp_path, "ghz.qasm", circuits.GHZ4)
+    proc = noisefs_cli(
+        "run", path, "-k", 48, "--seed", 5, "--batch", 16, "-o", out, "--quiet",
+        "--arena", arena_root, "--quota", "16MiB",
+        env=faults.environment(f"run.last-window@{at}"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "the result is complete" in proc.stderr
+    _exact(out, 48)
+    assert not (tmp_path / "late.npz.ckpt.npz").exists()
+    assert _arena_empty(arena_root)

@@ -9,6 +9,6 @@ from __future__ import annotations
 
 from noisefs.aggregate.fold import fold_batch, release_all
 from noisefs.aggregate.linalg import z_expectations, z_signs
-from noisefs.aggregate.sums import Aggregator
+from noisefs.aggregate.sums import Aggregator, SumsShape
 
-__all__ = ["Aggregator", "fold_batch", "release_all", "z_expectations", "z_signs"]
+__all__ = ["Aggregator", "SumsShape", "fold_batch", "release_all", "z_expectations", "z_signs"]

@@ -25,6 +25,20 @@ def _zherk():
     return zherk
 
 
+@dataclass(frozen=True)
+class SumsShape:
+    """What an :class:`Aggregator` sums (its constructor's arguments): enough for another
+    process to make an empty one of the same shape."""
+
+    num_qubits: int
+    num_steps: int
+    density: str
+    keep: tuple[int, ...] | None
+
+    def empty(self) -> Aggregator:
+        return Aggregator(self.num_qubits, self.num_steps, self.density, self.keep)
+
+
 @dataclass
 class Aggregator:
     """Running sums for S snapshot steps of an n-qubit run.
@@ -55,6 +69,10 @@ class Aggregator:
         self.z_sum = np.zeros((s, n), dtype=np.float64)
         self.z_sqsum = np.zeros((s, n), dtype=np.float64)
         self.count = np.zeros(s, dtype=np.int64)
+
+    @property
+    def shape(self) -> SumsShape:
+        return SumsShape(self.num_qubits, self.num_steps, self.density, self.keep)
 
     # -- folding -------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from noisefs.execute.dask_worker import (
     unpack,
 )
 from noisefs.execute.protocol import BatchDone
-from noisefs.pipeline.sizing import FixedSizer
+from noisefs.execute.sizing import FixedSizer
 from noisefs.sim.aer import SimulationJob
 from noisefs.sim.batches import Batch
 
@@ -159,7 +159,7 @@ class DaskExecutor:
     """Groups of leaves on a Dask cluster; each group's future carries its root's sums.
 
     ``scheduler`` is an address or a ``distributed.Client`` (kept open at shutdown);
-    ``scheduler_file`` a Dask scheduler file instead. ``aggregator`` gives the sums' shape,
+    ``scheduler_file`` a Dask scheduler file instead. ``shape`` is the run's sums',
     ``identity`` the run's fingerprint (task keys), ``batch`` the Aer job size, if fixed.
     ``completed`` counts the trajectories of finished leaves (never going backwards),
     ``received_bytes`` the bytes of the partial sums the client received (ρ sums packed
@@ -175,16 +175,12 @@ class DaskExecutor:
         scheduler=None,
         *,
         scheduler_file: str | os.PathLike | None = None,
-        aggregator=None,
+        shape: SumsShape,
         identity: dict | None = None,
         batch: int | None = None,
         trajectories: int | None = None,
     ) -> None:
-        if aggregator is None:
-            raise ValueError("DaskExecutor needs the run's aggregator (the shape of its sums)")
-        self._shape = SumsShape(
-            aggregator.num_qubits, aggregator.num_steps, aggregator.density, aggregator.keep
-        )
+        self._shape = shape
         # Aer's threads are the worker's (see run_leaf); the workers' snapshots are tagged
         # apart from the client's, whose cleanup may share their node's arena
         self._job = dataclasses.replace(job.with_threads(1), run_name=f"{job.run_name}-dask")
@@ -261,6 +257,7 @@ class DaskExecutor:
     def meta(self) -> dict:
         """What a result file could record of this execution (JSON-able)."""
         return {
+            "kind": "dask",
             "address": self.address,
             "sub": self.plan.sub,
             "leaf": self.plan.leaf,

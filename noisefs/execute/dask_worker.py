@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noisefs.aggregate import Aggregator, fold_batch, release_all
+from noisefs.aggregate import SumsShape, fold_batch, release_all
 from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
 from noisefs.sim.batches import Batch, batch_for
 
@@ -54,19 +54,6 @@ class Leaf:
             out.append(batch_for(len(out), start, stop - start, self.run_seed))
             start = stop
         return out
-
-
-@dataclass(frozen=True)
-class SumsShape:
-    """What an :class:`Aggregator` of the run sums (its constructor's arguments)."""
-
-    num_qubits: int
-    num_steps: int
-    density: str
-    keep: tuple[int, ...] | None
-
-    def empty(self) -> Aggregator:
-        return Aggregator(self.num_qubits, self.num_steps, self.density, self.keep)
 
 
 class ArenaPlugin(_PluginBase):

@@ -41,12 +41,19 @@ class LocalExecutor:
     """``threads`` simulation threads sharing this process's arena handle."""
 
     needs_adopt = False
+    completed = 0
 
     def __init__(self, arena, job: SimulationJob, threads: int = 1) -> None:
         self._arena = arena
         self._job = job
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="noisefs-sim")
         self.slots = threads + 1
+
+    def preferred_sizer(self) -> None:
+        return None
+
+    def meta(self) -> dict:
+        return {"kind": "local", "workers": 1, "aer_threads": self._job.aer_threads or None}
 
     def submit(self, batch: Batch) -> Future[BatchDone]:
         return self._pool.submit(run_batch, self._arena, self._job, batch)

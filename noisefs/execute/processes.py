@@ -72,11 +72,13 @@ class ProcessExecutor:
     """Spawned worker processes; Aer in each gets an equal share of the cores."""
 
     needs_adopt = True
+    completed = 0
 
     def __init__(
         self, arena, job: SimulationJob, workers: int, aer_threads: int | None = None
     ) -> None:
         threads = aer_threads or max(1, (os.cpu_count() or 1) // workers)
+        self._meta = {"kind": "processes", "workers": workers, "aer_threads": aer_threads}
         spill = str(arena.spill_dir) if getattr(arena, "spill_dir", None) else None
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
@@ -91,6 +93,12 @@ class ProcessExecutor:
             ),
         )
         self.slots = 2 * workers
+
+    def preferred_sizer(self) -> None:
+        return None
+
+    def meta(self) -> dict:
+        return dict(self._meta)
 
     def submit(self, batch: Batch) -> Future[BatchDone]:
         return self._pool.submit(_worker_run, batch)

@@ -37,6 +37,14 @@ class BatchDone:
         return self.batch.size
 
 
+class Sizer(Protocol):
+    """Gives batch sizes and learns from finished batches (see :mod:`noisefs.execute.sizing`)."""
+
+    def next_size(self) -> int: ...
+
+    def observe(self, size: int, seconds: float) -> None: ...
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs batches; the loop keeps at most ``slots`` of them submitted at once."""
@@ -45,6 +53,18 @@ class Executor(Protocol):
     # True when snapshots were written by other processes' arena handles, so this process
     # must adopt them (become their owner) before they outlive the writer
     needs_adopt: bool
+    # trajectories simulated in parts that finished before their whole batch did (progress
+    # shows them sooner than folds); 0 where a batch is one part
+    completed: int
+
+    def preferred_sizer(self) -> Sizer | None:
+        """The batch sizes this executor needs (Dask: one group of leaves), or None to let
+        the run choose."""
+        ...
+
+    def meta(self) -> dict:
+        """Where the batches ran, as the result's ``meta["execution"]`` records it."""
+        ...
 
     def submit(self, batch: Batch) -> Future[BatchDone]:
         """Start simulating ``batch``; the future's result is its :class:`BatchDone`."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from noisefs.aggregate import Aggregator, fold_batch, release_all
 from noisefs.errors import ArenaError
-from noisefs.execute.protocol import BatchDone, Executor
+from noisefs.execute.protocol import BatchDone, Executor, Sizer
 from noisefs.pipeline.ranges import TrajectoryRanges
 from noisefs.sim.batches import Batch, batch_for
 
@@ -65,8 +65,8 @@ class RunLoop:
     """Folds trajectories [0, ``trajectories``) not yet in ``folded`` into ``aggregator``.
 
     ``sizer`` gives batch sizes (``next_size``) and learns from finished ones
-    (``observe``); ``on_batch(batch_done)`` runs after each fold (progress), ``on_tick()``
-    at each safe point (interrupt checks, checkpoints).
+    (``observe``); ``on_batch(batch_done)`` runs after each fold (progress),
+    ``on_tick(folded)`` at each safe point (interrupt checks, checkpoints).
     """
 
     def __init__(
@@ -78,11 +78,11 @@ class RunLoop:
         trajectories: int,
         seed: int,
         folded: TrajectoryRanges,
-        sizer,
+        sizer: Sizer,
         store: str,
         target_tol: float | None = None,
         on_batch: Callable[[BatchDone], None] | None = None,
-        on_tick: Callable[[], None] | None = None,
+        on_tick: Callable[[TrajectoryRanges], None] | None = None,
     ) -> None:
         self.executor = executor
         self.arena = arena
@@ -223,7 +223,9 @@ class RunLoop:
         try:
             while True:
                 if self.on_tick is not None:
-                    self.on_tick()  # a safe point: every batch folded whole or not at all
+                    self.on_tick(
+                        self.folded
+                    )  # a safe point: every batch folded whole or not at all
                 self._fill()
                 if not self.in_flight:
                     return

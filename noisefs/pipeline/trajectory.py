@@ -12,103 +12,25 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from noisefs.aggregate import Aggregator, release_all
+from noisefs import faults
+from noisefs.aggregate import Aggregator
 from noisefs.atomic import check_writable, remove_stale_temps, writing
-from noisefs.errors import InputError, NoiseParameterError, WorkerDied
-from noisefs.execute import make_executor
-from noisefs.execute.protocol import BatchDone
+from noisefs.errors import InputError, WorkerDied
 from noisefs.interrupts import DeferredInterrupts
 from noisefs.options import RunOptions
 from noisefs.pipeline.budget import MemoryBudget, available_memory_bytes
 from noisefs.pipeline.loop import RunLoop, within_tolerance
-from noisefs.pipeline.metadata import ArenaSampler, library_versions
+from noisefs.pipeline.metadata import library_versions
+from noisefs.pipeline.parts import LoopFeed, SimulationParts, simulation_parts
+from noisefs.pipeline.prepared import PreparedRun, executor_slots, memory_hints, prepare_run
 from noisefs.pipeline.resume import SEED_LIMIT, Checkpointer, fingerprint, start_state
-from noisefs.pipeline.sizing import CostSizer, FixedSizer
-from noisefs.progress import Progress
 from noisefs.result import Result
 
 log = logging.getLogger("noisefs")
-
-
-@dataclass(frozen=True)
-class PreparedRun:
-    """The circuit with its saves, the noise model, and what the sums keep."""
-
-    prepared: object  # noisefs.sim.circuit.PreparedCircuit
-    name: str
-    num_qubits: int
-    noise_model: object
-    steps: tuple[int, ...]
-    circuit_with_saves: object
-    labels: tuple[str, ...]
-    executed_qasm: str
-    density: str  # "full" | "reduced" | "none"
-
-    def kept_dim(self, keep: tuple[int, ...] | None) -> int:
-        return {"full": 2**self.num_qubits, "reduced": 2 ** len(keep or ()), "none": 0}[
-            self.density
-        ]
-
-
-def prepare_run(options: RunOptions, noise) -> PreparedRun:
-    from noisefs.sim.circuit import executed_qasm, insert_saves, prepare, snapshot_points
-    from noisefs.sim.noise import build_noise_model
-
-    prepared = prepare(
-        options.circuit,
-        optimization_level=options.optimize,
-        seed_transpiler=options.seed_transpiler,
-    )
-    # messages name the file when there is one
-    name = str(options.circuit) if isinstance(options.circuit, Path) else prepared.name
-    n = prepared.num_qubits
-    try:
-        noise.validate(n)
-    except NoiseParameterError as exc:
-        raise NoiseParameterError(f"{name}: {exc}") from None
-    steps = snapshot_points(prepared.circuit, options.snapshots)
-    circuit_with_saves, labels = insert_saves(prepared.circuit, steps)
-    keep = options.keep_qubits
-    if keep is not None:
-        if keep[-1] >= n:
-            raise InputError(f"--keep-qubits names qubit {keep[-1]} but {name} has {n} qubits")
-        density = "reduced"
-    else:
-        density = "full" if n <= options.max_dm_qubits else "none"
-    return PreparedRun(
-        prepared=prepared,
-        name=name,
-        num_qubits=n,
-        noise_model=build_noise_model(noise, n),
-        steps=tuple(int(s) for s in steps),
-        circuit_with_saves=circuit_with_saves,
-        labels=tuple(labels),
-        executed_qasm=executed_qasm(prepared.circuit),
-        density=density,
-    )
-
-
-def _hints(options: RunOptions, run: PreparedRun, batch: int) -> list[str]:
-    hints = []
-    if run.density == "full":
-        hints.append("--max-dm-qubits below the qubit count or --keep-qubits")
-    if options.store == "dense":
-        hints.append("--store factored")
-    if batch > 1:
-        hints.append("a smaller --batch")
-    if len(run.steps) > 1:
-        hints.append("--snapshots final")
-    return hints
-
-
-def executor_slots(options: RunOptions) -> int:
-    """Batches in flight at once for these options (see the executors)."""
-    return 2 * options.workers if options.workers > 1 else 2
 
 
 class TrajectoryRun:
@@ -142,7 +64,8 @@ class TrajectoryRun:
             opts.workers,
         )
         available = available_memory_bytes()
-        budget.check(opts.batch or 1, available, run.name, _hints(opts, run, opts.batch or 1))
+        hints = memory_hints(opts, run, opts.batch or 1)
+        budget.check(opts.batch or 1, available, run.name, hints)
         self.timing["prepare_s"] = time.perf_counter() - started
 
         versions = library_versions()
@@ -175,132 +98,82 @@ class TrajectoryRun:
             opts.store,
             f"{_safe_name(Path(run.name).stem)}-{secrets.token_hex(4)}",
         )
-        loop_started = time.perf_counter()
-        loop, sampler = self._simulate_and_fold(
-            job, aggregator, start, checkpointer, budget, available
-        )
-        self.timing["run_s"] = time.perf_counter() - loop_started
-        for name in ("simulate_s", "store_s", "fold_s"):
-            self.timing[name] = getattr(loop.stats, name)
-        result = self._result(run, aggregator, start.seed, loop, sampler, versions)
-        if opts.output is not None:
-            write_started = time.perf_counter()
-            self.timing["total_s"] = self._elapsed()
-            result.meta["timing"] = dict(self.timing)
+        # One deferral from the first batch to the written result: Ctrl-C and SIGTERM act
+        # at the loop's safe points; after the last batch they wait for the result (a run
+        # then ends complete, never with its folded work lost).
+        with DeferredInterrupts() as interrupts:
+            loop: RunLoop | None = None
             try:
-                with writing(opts.output):
-                    result.save(opts.output)
-            except BaseException:  # keep the finished sums: --resume then only writes
-                try:
-                    checkpointer.write(aggregator, loop.folded, self._elapsed())
-                except Exception:  # noqa: BLE001 - the write error itself is what to report
-                    log.debug("no checkpoint either", exc_info=True)
-                raise
-            self.timing["write_s"] = time.perf_counter() - write_started
-            checkpointer.remove()
-        self.timing["total_s"] = self._elapsed()
-        result.meta["timing"] = dict(self.timing)
-        return result
-
-    def _simulate_and_fold(self, job, aggregator, start, checkpointer, budget, available):
-        from noisefs.arena import Arena
-
-        opts = self.options
-        with Arena(
-            root=opts.arena_root,
-            quota=opts.quota_bytes,
-            max_files=opts.max_files,
-            spill_dir=opts.spill_dir,
-            spill_quota=opts.spill_quota_bytes,
-            timeout_s=opts.put_timeout_s,
-        ) as arena:
-            if opts.spill_dir is not None:
-                arena.prepare_spill()  # a bad --spill fails now, not when the tmpfs fills
-            sampler = ArenaSampler(arena.stats())
-            executor = make_executor(
-                arena, job, workers=opts.workers, aer_threads=opts.aer_threads,
-                scheduler=opts.scheduler,
-                scheduler_file=getattr(opts, "scheduler_file", None),
-                aggregator=aggregator, identity=checkpointer.fingerprint, batch=opts.batch,
-                trajectories=opts.trajectories,
-            )  # fmt: skip
-            # -- sizer choice: a Dask executor's batches are its groups of leaves
-            preferred = getattr(executor, "preferred_sizer", None)
-            if preferred is not None:
-                sizer = preferred()
-            elif opts.batch is not None:
-                sizer = FixedSizer(opts.batch)
-            else:
-                cap = budget.max_batch(available, arena.quota_bytes)
-                if opts.target_tol is not None:  # don't overshoot the stop by much
-                    cap = min(cap, max(32, opts.trajectories // 8))
-                sizer = CostSizer(cap)
-            progress = Progress(
-                total=opts.trajectories, initial=start.folded.total, enabled=self.show_progress
-            )
-            interrupts = DeferredInterrupts()
-            # -- progress: a Dask executor counts finished leaves (``completed``), sooner
-            # than whole groups fold; the bar follows the larger count, never backwards
-            shown = [start.folded.total]
-
-            def show(total: int, stats: dict | None = None) -> None:
-                total = min(total, opts.trajectories)
-                if total > shown[0]:
-                    progress.advance(total - shown[0], stats or sampler.sample(arena))
-                    shown[0] = total
-
-            initial = start.folded.total
-
-            def leaves_done() -> int:
-                return initial + getattr(executor, "completed", 0)
-
-            def on_batch(done: BatchDone) -> None:
-                show(max(loop.folded.total, leaves_done()), sampler.sample(arena))
-
-            def on_tick() -> None:
-                interrupts.check()
-                show(leaves_done())
-                if checkpointer.due() and not loop.folding:
-                    checkpointer.write(aggregator, loop.folded, self._elapsed())
-
-            loop = RunLoop(
-                executor,
-                arena,
-                aggregator,
-                trajectories=opts.trajectories,
-                seed=start.seed,
-                folded=start.folded,
-                sizer=sizer,
-                store=opts.store,
-                target_tol=opts.target_tol,
-                on_batch=on_batch,
-                on_tick=on_tick,
-            )
-            try:
-                with interrupts, _worker_failures(interrupts):
-                    loop.run()
+                loop_started = time.perf_counter()
+                with simulation_parts(
+                    opts, job, aggregator, checkpointer.fingerprint, budget, available,
+                    initial=start.folded.total, show_progress=self.show_progress,
+                ) as parts:  # fmt: skip
+                    feed = LoopFeed(
+                        parts, aggregator, interrupts, checkpointer,
+                        trajectories=opts.trajectories, initial=start.folded.total,
+                        elapsed=self._elapsed,
+                    )  # fmt: skip
+                    loop = RunLoop(
+                        parts.executor,
+                        parts.arena,
+                        aggregator,
+                        trajectories=opts.trajectories,
+                        seed=start.seed,
+                        folded=start.folded,
+                        sizer=parts.sizer,
+                        store=opts.store,
+                        target_tol=opts.target_tol,
+                        on_batch=feed.batch_folded,
+                        on_tick=feed.safe_point,
+                    )
+                    with _worker_failures(interrupts):
+                        loop.run()
+                    faults.signal_at("run.last-window")
+                self.timing["run_s"] = time.perf_counter() - loop_started
+                for name in ("simulate_s", "store_s", "fold_s"):
+                    self.timing[name] = getattr(loop.stats, name)
+                result = self._result(run, aggregator, start.seed, loop, parts, versions)
+                if opts.output is not None:
+                    self._write(result)
             except BaseException as exc:
-                # batches already running finish; then nothing of this run may stay behind.
-                # A second Ctrl-C waits for that: it would otherwise strand their snapshots.
-                with DeferredInterrupts():
-                    executor.shutdown()
-                    release_all(arena, arena.keys(run=job.run_name))
-                if loop.folding:  # a batch is half folded: keep the last consistent checkpoint
-                    log.warning("stopped in the middle of folding a batch; not checkpointing")
-                else:
-                    checkpointer.write(aggregator, loop.folded, self._elapsed())
+                self._keep_folded(loop, aggregator, checkpointer)
                 if isinstance(exc, KeyboardInterrupt) and opts.output is not None:
                     raise KeyboardInterrupt(
                         f"{aggregator.folded} of {opts.trajectories} trajectories folded; rerun "
                         "the same command with --resume to continue"
                     ) from None
                 raise
-            finally:
-                executor.shutdown()
-                progress.close()
-                sampler.sample(arena, force=True)
-            release_all(arena, arena.keys(run=job.run_name))  # whatever a failed release left
-        return loop, sampler
+            if interrupts.discard():
+                log.warning("interrupted after the last batch: the result is complete")
+        checkpointer.remove()
+        self.timing["total_s"] = self._elapsed()
+        result.meta["timing"] = dict(self.timing)
+        return result
+
+    def _write(self, result: Result) -> None:
+        faults.signal_at("run.last-window")
+        write_started = time.perf_counter()
+        self.timing["total_s"] = self._elapsed()
+        result.meta["timing"] = dict(self.timing)
+        with writing(self.options.output):
+            result.save(self.options.output)
+        self.timing["write_s"] = time.perf_counter() - write_started
+
+    def _keep_folded(
+        self, loop: RunLoop | None, aggregator: Aggregator, checkpointer: Checkpointer
+    ) -> None:
+        """A failed or interrupted run checkpoints what it folded (for --resume); a run
+        stopped before its loop began keeps the checkpoint it started from."""
+        if loop is None:
+            return
+        if loop.folding:  # a batch is half folded: keep the last consistent checkpoint
+            log.warning("stopped in the middle of folding a batch; not checkpointing")
+            return
+        try:
+            checkpointer.write(aggregator, loop.folded, self._elapsed())
+        except Exception:  # noqa: BLE001 - the error that stopped the run is what to report
+            log.debug("no checkpoint either", exc_info=True)
 
     def _target_reached(self, aggregator: Aggregator) -> bool | None:
         """Whether ``--target-tol`` was met (None without one); warns when it was not."""
@@ -318,7 +191,15 @@ class TrajectoryRun:
             )
         return reached
 
-    def _result(self, run, aggregator, seed, loop, sampler, versions) -> Result:
+    def _result(
+        self,
+        run: PreparedRun,
+        aggregator: Aggregator,
+        seed: int,
+        loop: RunLoop,
+        parts: SimulationParts,
+        versions: dict,
+    ) -> Result:
         opts = self.options
         if not loop.folded.is_prefix():  # the stop rule's promise, checked
             raise AssertionError(f"folded trajectories are not contiguous: {loop.folded}")
@@ -342,10 +223,10 @@ class TrajectoryRun:
             "snapshots": opts.snapshots,
             "store": opts.store,
             "workers": opts.workers,
-            "execution": _execution_meta(loop.executor, opts),
+            "execution": parts.executor.meta(),
             "density": run.density,
             "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
-            "arena": sampler.meta(str(opts.arena_root or "")),
+            "arena": parts.sampler.meta(str(opts.arena_root or "")),
         }
         return Result(
             rho=aggregator.rho(),
@@ -374,14 +255,6 @@ def _worker_failures(interrupts: DeferredInterrupts) -> Iterator[None]:
             "workers>1 needs the caller under `if __name__ == '__main__':`); with an output "
             "file the batches folded so far are checkpointed: rerun with --resume"
         ) from None
-
-
-def _execution_meta(executor, opts: RunOptions) -> dict:
-    """Where the batches ran: ``local`` (a thread), ``processes`` or ``dask`` (with its plan)."""
-    if opts.scheduler is not None or opts.scheduler_file is not None:
-        return {"kind": "dask", **executor.meta()}
-    kind = "processes" if opts.workers > 1 else "local"
-    return {"kind": kind, "workers": opts.workers, "aer_threads": opts.aer_threads}
 
 
 def _safe_name(stem: str) -> str:
