@@ -12,7 +12,8 @@ def run(
     *,
     trajectories: int = 1000,
     seed: int | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    quiet: bool = False,
     **options,
 ) -> Result:
     """Simulate ``circuit`` under T1/T2 and gate noise; return the averages.
@@ -25,6 +26,10 @@ def run(
     file is written only when ``output`` is given (and ``resume`` needs it, for its
     checkpoint). Trajectory i uses Aer shot seed ``seed + i``: the averages equal Aer's own
     average over ``trajectories`` shots with ``seed_simulator=seed`` to 1e-8.
+
+    Progress shows by itself: a widget in a Jupyter notebook (the text bar there without
+    ipywidgets), the bar on a terminal, nothing elsewhere; ``quiet=True`` (or
+    ``progress=False``) switches it off, ``progress=True`` forces a bar on stderr.
     """
     from noisefs.errors import InputError
     from noisefs.options import make_run
@@ -33,4 +38,5 @@ def run(
     run_options, noise = make_run(circuit, trajectories=trajectories, seed=seed, **options)
     if run_options.resume and run_options.output is None:
         raise InputError("resume=True needs output=: the checkpoint lives beside the result file")
-    return TrajectoryRun(run_options, noise, show_progress=progress).execute()
+    show_progress = False if quiet else progress
+    return TrajectoryRun(run_options, noise, show_progress=show_progress).execute()

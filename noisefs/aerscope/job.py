@@ -23,6 +23,7 @@ from noisefs.aerscope.plan import binds_per_circuit, bounded_batch, draw_seed, p
 from noisefs.aerscope.rewrite import rewrite_circuit
 from noisefs.aerscope.states import StateFolder
 from noisefs.aerscope.verdict import effective_option, static_verdict, total_shots
+from noisefs.progress import track_batches
 
 
 class ManagedJob(JobV1):
@@ -179,7 +180,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
     first_output = None
     # One batch at a time: Aer holds the GIL while it simulates (measured: another Python
     # thread runs at ~2 % of its speed meanwhile), so a pipelined fold would only wait.
-    for index, (offset, size) in enumerate(plan):
+    for index, (offset, size) in enumerate(track_batches(plan, len(plan), scope.options.quiet)):
         options = {**run_options, "shots": size, "seed_simulator": seed + offset}
         options["method"] = method
         raw = _execute(backend, run_circuits, parameter_binds, options, job_id)

@@ -25,12 +25,15 @@ class ManagedOptions:
     root: str | None
     spill_quota: int | None = None
     put_timeout: float | None = None  # seconds a snapshot waits for arena space (Arena's)
+    quiet: bool = False  # no progress bar (presentation: not an option of the table)
 
 
 def validate_options(**given: object) -> ManagedOptions:
     """Check and normalise :func:`noisefs.managed`'s keyword arguments by the option table
     (the one behind ``noisefs run`` and ``noisefs.run``: same parsers, units and messages;
-    ``spill_dir`` and ``root`` are the table's aliases of ``spill`` and ``arena``)."""
+    ``spill_dir`` and ``root`` are the table's aliases of ``spill`` and ``arena``; ``quiet``
+    is presentation, like the CLI's ``--quiet``, and no option of the table)."""
+    quiet = bool(given.pop("quiet", False))
     assert all(BY_KEYWORD[name].managed for name in given)  # the table marks each one
     given.setdefault("batch", DEFAULT_BATCH)
     fields, _ = split_options(**given)
@@ -43,4 +46,5 @@ def validate_options(**given: object) -> ManagedOptions:
         root=None if arena is None else os.fspath(arena),
         spill_quota=fields.get("spill_quota_bytes"),
         put_timeout=fields.get("put_timeout_s"),
+        quiet=quiet,
     )

@@ -185,7 +185,9 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
     counts, memory and averages equal the unbatched job's; per-shot state saves and
     ``save_density_matrix`` flow through an arena (``root``, ``quota``, ``max_files``,
     ``spill_dir``, ``spill_quota``; ``put_timeout`` is its ``timeout_s``: as
-    :class:`noisefs.Arena`) and come back averaged. See ``docs/managed.md``.
+    :class:`noisefs.Arena`) and come back averaged. A job of several batches shows their
+    progress (a widget in a notebook, a bar on a terminal) unless ``quiet``. See
+    ``docs/managed.md``.
 
     The same object may be entered again (nested, recursively, from several threads): each
     entry is its own :class:`Scope`, the innermost one wins, and each exit closes the scope of
@@ -201,6 +203,7 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
         root: str | os.PathLike | None = None,
         spill_quota: str | int | None = None,
         put_timeout: str | float | None = None,
+        quiet: bool = False,
     ) -> None:
         self.options = validate_options(
             quota=quota,
@@ -210,6 +213,7 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
             root=root,
             spill_quota=spill_quota,
             put_timeout=put_timeout,
+            quiet=quiet,
         )
         self._lock = threading.Lock()
         self._open: list[Scope] = []  # every scope of this object entered and not exited
