@@ -151,6 +151,15 @@ class SchedulerError(NoiseFSError):
         self.address = address
 
 
+class MissingExtra(InputError, ImportError):
+    """An optional dependency that this feature needs is not installed (exit 2); the message
+    gives the ``pip install`` that brings it (``extra`` names noisefs's extra)."""
+
+    def __init__(self, message: str, *, extra: str | None = None) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The CLI exit code for an exception (SPEC.md): 2 input, 3 storage, 130 interrupt."""
     if isinstance(exc, KeyboardInterrupt):

@@ -6,10 +6,14 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from noisefs.atomic import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass
@@ -18,6 +22,11 @@ class Result:
 
     ``rho`` is None when the run kept no density matrix (more qubits than
     ``max_dm_qubits``); with ``keep_qubits`` it is the reduced state of those qubits.
+    ``observables``/``observables_stderr`` (S, M) and ``observable_names`` (M,) are None
+    unless observables were asked for.
+
+    It shows itself as one line (``repr``) and, in a notebook, as a table per snapshot
+    (``_repr_html_``); :meth:`plot` draws it.
     """
 
     probabilities: np.ndarray
@@ -28,10 +37,45 @@ class Result:
     meta: dict
     rho: np.ndarray | None = None
     path: Path | None = field(default=None, compare=False)
+    observables: np.ndarray | None = None
+    observables_stderr: np.ndarray | None = None
+    observable_names: np.ndarray | None = None
 
     @property
     def num_qubits(self) -> int:
+        """Qubits of the circuit (one ⟨Z_q⟩ column each)."""
         return int(self.z_mean.shape[1])
+
+    def __repr__(self) -> str:
+        from noisefs.display import summary_line
+
+        return summary_line(self)
+
+    def _repr_html_(self) -> str:
+        """The table a notebook shows (IPython's rich display protocol)."""
+        from noisefs.display import result_html
+
+        return result_html(self)
+
+    def plot(self) -> Figure:
+        """A matplotlib figure of ⟨Z_q⟩ ± stderr and purity over the snapshot steps — the
+        picture of ``noisefs inspect --plot``; in a notebook it shows inline. Without
+        matplotlib, :class:`noisefs.errors.MissingExtra` (an ``ImportError``) says what to
+        install."""
+        from noisefs.plotting import close_if_inline, result_figure
+
+        fig = result_figure(self)
+        close_if_inline(fig)
+        return fig
+
+    def expectation(self, name: str, step: int = -1) -> tuple[float, float]:
+        """(mean, standard error) of the requested observable ``name`` at snapshot ``step``."""
+        names = [] if self.observable_names is None else [str(n) for n in self.observable_names]
+        if name not in names:
+            known = ", ".join(names) if names else "none were requested"
+            raise KeyError(f"no observable {name!r} in this result (observables: {known})")
+        m = names.index(name)
+        return float(self.observables[step, m]), float(self.observables_stderr[step, m])
 
     def density_matrix(self, step: int = -1):
         """The averaged state at snapshot ``step`` as a ``qiskit.quantum_info.DensityMatrix``
@@ -66,6 +110,10 @@ class Result:
         }
         if self.rho is not None:
             arrays["rho"] = np.asarray(self.rho, dtype=np.complex128)
+        if self.observable_names is not None:
+            arrays["observables"] = np.asarray(self.observables, dtype=np.float64)
+            arrays["observables_stderr"] = np.asarray(self.observables_stderr, dtype=np.float64)
+            arrays["observable_names"] = np.asarray(self.observable_names, dtype=np.str_)
         target = Path(path)
         with atomic_write(target) as handle:
             np.savez(handle, **arrays)
@@ -76,6 +124,7 @@ class Result:
     def load(cls, path: str | os.PathLike) -> Result:
         """Read a result file without pickle."""
         with np.load(path, allow_pickle=False) as data:
+            observed = "observable_names" in data.files
             return cls(
                 rho=np.array(data["rho"]) if "rho" in data.files else None,
                 probabilities=np.array(data["probabilities"]),
@@ -85,4 +134,7 @@ class Result:
                 z_stderr=np.array(data["z_stderr"]),
                 meta=json.loads(str(data["meta"])),
                 path=Path(path),
+                observables=np.array(data["observables"]) if observed else None,
+                observables_stderr=np.array(data["observables_stderr"]) if observed else None,
+                observable_names=np.array(data["observable_names"]) if observed else None,
             )

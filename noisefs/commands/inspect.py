@@ -100,15 +100,16 @@ def print_table(info: dict) -> None:
 
 
 def plot(result, path: str) -> None:
+    """Write ``result``'s picture (:func:`noisefs.plotting.result_figure`) to ``path``, in
+    the image format its extension names."""
     from noisefs.errors import InputError
+    from noisefs.plotting import require_matplotlib, result_figure
 
-    try:
-        import matplotlib
+    require_matplotlib("--plot")  # MissingExtra, an InputError: exit 2 with the pip line
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("--plot needs matplotlib: pip install 'noisefs[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     image_format = os.path.splitext(path)[1].lstrip(".").lower()
@@ -118,34 +119,12 @@ def plot(result, path: str) -> None:
             f"--plot {path}: cannot tell the image format from its extension; use one of "
             + ", ".join(f".{name}" for name in sorted(formats))
         )
-    steps = result.steps
-    purity = result.purity()
-    fig, axes = plt.subplots(
-        2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False
-    )
-    ax = axes[0, 0]
-    for q in range(result.num_qubits):
-        ax.errorbar(
-            steps,
-            result.z_mean[:, q],
-            yerr=result.z_stderr[:, q],
-            marker="o",
-            capsize=3,
-            label=f"Z{q}",
-        )
-    ax.set_ylabel("<Z_q> ± stderr")
-    ax.set_ylim(-1.05, 1.05)
-    ax.legend(ncol=min(result.num_qubits, 6), fontsize="small")
-    ax.set_title(f"{result.meta.get('circuit', '')}: {result.trajectories} trajectories")
-    if purity is not None:
-        axes[1, 0].plot(steps, purity, marker="s", color="black")
-        axes[1, 0].set_ylabel("purity Tr ρ²")
-        axes[1, 0].set_ylim(0, 1.05)
-    axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
-    fig.tight_layout()
-    with writing(path, "plot"), atomic_write(path) as handle:
-        fig.savefig(handle, format=image_format, dpi=100)
-    plt.close(fig)
+    fig = result_figure(result)
+    try:
+        with writing(path, "plot"), atomic_write(path) as handle:
+            fig.savefig(handle, format=image_format, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def main(args: argparse.Namespace) -> int:

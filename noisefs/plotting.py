@@ -1,0 +1,83 @@
+"""The picture of a result: ⟨Z_q⟩ ± stderr and purity over the snapshot steps.
+
+One function draws it for both ``result.plot()`` (a figure that shows inline in a notebook)
+and ``noisefs inspect --plot`` (written to an image file). matplotlib is the optional
+``plot`` extra: without it, one :class:`~noisefs.errors.MissingExtra` line says what to install.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from noisefs.errors import MissingExtra
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from noisefs.result import Result
+
+#: the backends that show a notebook cell's figures by themselves when the cell ends
+INLINE_BACKENDS = frozenset(
+    {
+        "module://matplotlib_inline.backend_inline",
+        "module://ipykernel.pylab.backend_inline",
+        "inline",
+        "nbagg",
+    }
+)
+
+
+def require_matplotlib(feature: str) -> None:
+    """Raise :class:`MissingExtra` (an ``ImportError``) naming ``feature`` when matplotlib
+    cannot be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingExtra(
+            f"{feature} needs matplotlib: pip install 'noisefs[plot]'", extra="plot"
+        ) from None
+
+
+def result_figure(result: Result) -> Figure:
+    """A new pyplot figure of ``result``: ⟨Z_q⟩ with Monte Carlo error bars per qubit at each
+    snapshot step, and below it the purity Tr ρ² when the result keeps ρ."""
+    require_matplotlib("plotting a result")
+    import matplotlib.pyplot as plt
+
+    steps = result.steps
+    purity = result.purity()
+    fig, axes = plt.subplots(
+        2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False
+    )
+    ax = axes[0, 0]
+    for q in range(result.num_qubits):
+        ax.errorbar(
+            steps,
+            result.z_mean[:, q],
+            yerr=result.z_stderr[:, q],
+            marker="o",
+            capsize=3,
+            label=f"Z{q}",
+        )
+    ax.set_ylabel("<Z_q> ± stderr")
+    ax.set_ylim(-1.05, 1.05)
+    ax.legend(ncol=min(result.num_qubits, 6), fontsize="small")
+    ax.set_title(f"{result.meta.get('circuit', '')}: {result.trajectories} trajectories")
+    if purity is not None:
+        axes[1, 0].plot(steps, purity, marker="s", color="black")
+        axes[1, 0].set_ylabel("purity Tr ρ²")
+        axes[1, 0].set_ylim(0, 1.05)
+    axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
+    fig.tight_layout()
+    return fig
+
+
+def close_if_inline(fig: Figure) -> None:
+    """Take ``fig`` off pyplot's list when the backend draws a cell's figures inline by itself:
+    the figure returned as the cell's value is then shown once, not twice (Qiskit's drawers
+    do the same). Elsewhere the figure stays open, for ``plt.show()``."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    if matplotlib.get_backend().lower() in INLINE_BACKENDS:
+        plt.close(fig)
