@@ -100,11 +100,20 @@ def _columns() -> int:
 
 
 def _make_bar(mode: Mode, total: int, initial: int, unit: str, desc: str | None):
+    """tqdm's bar for ``mode`` and the mode it got: a widget that cannot be built (an
+    ipywidgets too old or broken for tqdm) falls back to the text bar."""
     common = {"total": total, "initial": initial, "unit": unit, "desc": desc}
     if mode is Mode.WIDGET:
-        from tqdm.notebook import tqdm as notebook_tqdm
+        try:
+            from tqdm.notebook import tqdm as notebook_tqdm
 
-        return notebook_tqdm(**common, leave=True)
+            return notebook_tqdm(**common, leave=True), mode
+        except ImportError:
+            mode = Mode.TEXT
+    return _text_bar(mode, common), mode
+
+
+def _text_bar(mode: Mode, common: dict):
     from tqdm import tqdm
 
     if mode is Mode.TEXT:  # a cell's output: no terminal size, the final state stays
@@ -138,7 +147,7 @@ class Progress:
         self.mode = detect_mode(enabled) if mode is None else mode
         self._bar = None
         if self.mode is not Mode.OFF:
-            self._bar = _make_bar(self.mode, total, initial, unit, desc)
+            self._bar, self.mode = _make_bar(self.mode, total, initial, unit, desc)
 
     @property
     def count(self) -> int:
@@ -172,10 +181,23 @@ class Progress:
 
 def track_batches(plan: Iterable[T], total: int, quiet: bool = False) -> Iterator[T]:
     """Yield ``plan``'s batches while a bar counts those done of ``total`` — for a managed
-    job of at least :data:`MANAGED_MIN_BATCHES` batches, unless ``quiet``. The bar closes
-    when the loop ends, returns or raises (the generator is closed)."""
+    job of at least :data:`MANAGED_MIN_BATCHES` batches, unless ``quiet``.
+
+    The bar appears once the first batch has run: only then is it known that the job stays
+    batched (a job Aer measurement-samples is passed through after it, and must not leave a
+    failed bar behind). It closes when the loop ends, returns or raises (the generator is
+    closed); short of its total, a widget turns red."""
     enabled = False if quiet or total < MANAGED_MIN_BATCHES else None
-    with Progress(total, enabled=enabled, unit="batch", desc="noisefs.managed") as bar:
-        for item in plan:
+    bar: Progress | None = None
+    try:
+        for done, item in enumerate(plan):  # asked for batch ``done``: ``done`` have run
+            if done == 1:
+                bar = Progress(total, 1, enabled, unit="batch", desc="noisefs.managed")
+            elif bar is not None:
+                bar.advance(1)
             yield item
+        if bar is not None:
             bar.advance(1)
+    finally:
+        if bar is not None:
+            bar.close()

@@ -59,6 +59,28 @@ def test_track_batches_yields_every_batch_and_is_silent_when_quiet_or_short(caps
     assert capsys.readouterr().err == ""
 
 
+def test_a_widget_that_cannot_be_built_falls_back_to_the_text_bar(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm.notebook", None)  # its import raises ImportError
+    with Progress(3, mode=Mode.WIDGET) as bar:
+        bar.advance(3)
+        assert bar.mode is Mode.TEXT
+    assert "3/3" in capsys.readouterr().err.split("\r")[-1]
+
+
+def test_a_managed_bar_appears_after_the_first_batch_and_not_for_a_job_given_up_there(
+    monkeypatch, capsys
+):
+    _as_terminal(monkeypatch)
+    batches = track_batches(range(3), 3)
+    assert next(batches) == 0
+    assert capsys.readouterr().err == ""  # batch 0 running: whether it stays batched is open
+    assert list(batches) == [1, 2]
+    assert "noisefs.managed:  33%" in capsys.readouterr().err  # shown from 1/3 on
+    for _batch in track_batches(range(3), 3):
+        break  # passed through after its first batch (Aer samples it): no bar at all
+    assert capsys.readouterr().err == ""
+
+
 def _as_terminal(monkeypatch) -> None:
     """The captured stderr reported as a terminal, as a shell's would be (called in the test
     itself: during fixture set-up sys.stderr is another capture's stream)."""
