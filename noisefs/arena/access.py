@@ -11,21 +11,21 @@ import numpy as np
 from noisefs.arena import audit, lease_keys, ledger, tiers, views
 from noisefs.arena.admission import FREE_FRACTION
 from noisefs.arena.lifecycle import local_handles
+from noisefs.arena.rows import SNAPSHOT_COLUMNS, SnapshotRow
 from noisefs.errors import CorruptSnapshot, InputError
 
 
 class AccessMixin:
-    def _row(self, key: str, conn=None):
+    def _row(self, key: str, conn=None) -> SnapshotRow | None:
         """The ledger row of ``key`` (or, unpublished, this handle's own record of it)."""
         pending = self._lease.row(key)
         if pending is not None:
             return pending
         conn = conn or self._ledger.conn()
-        return conn.execute(
-            "SELECT id, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, state, run, step, batch, "
-            "owner, created FROM snapshots WHERE key = ?",
-            (key,),
+        found = conn.execute(
+            f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE key = ?", (key,)
         ).fetchone()
+        return None if found is None else SnapshotRow._make(found)
 
     def get(self, key: str) -> np.ndarray:
         """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified.
@@ -51,9 +51,9 @@ class AccessMixin:
             raise InputError("read_into needs a writable C-contiguous numpy array")
 
         def copy(tier, row):
-            if out.dtype.str != row[5] or list(out.shape) != json.loads(row[6]):
+            if out.dtype.str != row.dtype or list(out.shape) != json.loads(row.shape):
                 raise InputError(
-                    f"snapshot {key} is {row[5]} {tuple(json.loads(row[6]))}, not "
+                    f"snapshot {key} is {row.dtype} {tuple(json.loads(row.shape))}, not "
                     f"{out.dtype.str} {out.shape}"
                 )
             flat = out.reshape(-1).view(np.uint8) if out.nbytes else np.empty(0, np.uint8)
@@ -73,14 +73,15 @@ class AccessMixin:
                 waited = True
                 if self._await_published(key):
                     continue
-            if row is None or row[8] != "ready":
+            if row is None or row.state != "ready":
                 raise KeyError(key)
             try:
-                return how(self.tier(row[1]), row)
+                return how(self.tier(row.tier), row)
             except CorruptSnapshot:
-                if row[:3] == seen:  # read twice from the same row: the data is damaged
+                where = (row.id, row.tier, row.slot)
+                if where == seen:  # read twice from the same row: the data is damaged
                     raise
-                seen = row[:3]
+                seen = where
 
     def _await_published(self, key: str) -> bool:
         """For a lease key of another owner: wait until that owner has published it; True

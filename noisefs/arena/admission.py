@@ -35,6 +35,10 @@ class Placement:
     slot: str
     alloc: int
     recycled: bool
+    # (run, step, batch, nbytes, dtype, shape json) of the snapshot being written
+    meta_row: tuple | None = None
+    seq: int | None = None  # under a lease: its sequence number (the key's suffix)
+    inode: int | None = None  # the file's inode once made or found (the lease checks reuse)
 
 
 def meta_bytes(root_fd: int) -> int:

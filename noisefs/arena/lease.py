@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from noisefs.arena import accounting, ledger
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Placement, pending
 from noisefs.arena.lease_keys import slot_prefix
+from noisefs.arena.rows import INSERT_COLUMNS, INSERT_MARKS, SnapshotRow, signed_checksum
 
 log = logging.getLogger("noisefs.arena")
 
@@ -55,7 +56,7 @@ CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
 
 @dataclass
 class Pending:
-    row: tuple  # shaped like Arena._row's answer (id None, state 'ready')
+    row: SnapshotRow  # id None (no row yet), state 'ready'
     seq: int
 
 
@@ -105,8 +106,8 @@ class Lease:
             self.in_flight.add(self.seq)
             key = f"{prefix}:{a._owner_id:x}-{self.seq:x}"
             p = Placement(None, key, a.tmpfs, slot, alloc, recycled)
-            p.seq = self.seq  # type: ignore[attr-defined]
-            p.inode = self.inodes.get(slot)  # type: ignore[attr-defined]
+            p.seq = self.seq
+            p.inode = self.inodes.get(slot)
             return p
 
     def _fits(self, alloc: int) -> bool:
@@ -115,13 +116,14 @@ class Lease:
     def publish(self, p: Placement, meta_row: tuple, check: int, created: float) -> None:
         """The file of ``p`` is complete: record it as a ready snapshot (no commit)."""
         run, step, batch, nbytes, dtype, shape = meta_row
-        signed = check - (1 << 64) if check >= 1 << 63 else check
-        row = (None, p.tier.name, p.slot, p.alloc, nbytes, dtype, shape, signed, "ready")
-        row += (run, step, batch, self.arena._owner_id, created)
+        row = SnapshotRow(
+            None, p.tier.name, p.slot, p.alloc, nbytes, dtype, shape, signed_checksum(check),
+            "ready", run, step, batch, self.arena._owner_id, created,
+        )  # fmt: skip
         with self.lock:
-            self.pending[p.key] = Pending(row, p.seq)  # type: ignore[attr-defined]
-            self.inodes[p.slot] = p.inode  # type: ignore[attr-defined]
-            self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
+            self.pending[p.key] = Pending(row, p.seq)
+            self.inodes[p.slot] = p.inode
+            self.in_flight.discard(p.seq)
         self._start_thread()
 
     def rollback(self, p: Placement) -> None:
@@ -129,11 +131,11 @@ class Lease:
         p.tier.unlink(p.slot)
         with self.lock:
             self.inodes.pop(p.slot, None)
-            self.in_flight.discard(p.seq)  # type: ignore[attr-defined]
+            self.in_flight.discard(p.seq)
             self.used_bytes -= p.alloc
             self.used_files -= 1
 
-    def row(self, key: str) -> tuple | None:
+    def row(self, key: str) -> SnapshotRow | None:
         """The record of pending ``key`` (no lock: callable inside a transaction)."""
         found = self.pending.get(key)
         return None if found is None else found.row
@@ -146,7 +148,7 @@ class Lease:
             found = self.pending.pop(key, None)
             if found is None:
                 return False
-            slot, alloc = found.row[2], found.row[3]
+            slot, alloc = found.row.slot, found.row.alloc_bytes
             cap = a.quota_bytes * FREE_FRACTION - self._global_free
             if not views_live and self.free_bytes + alloc <= cap:
                 self.free.setdefault(alloc, []).append(slot)
@@ -195,11 +197,10 @@ class Lease:
         items = sorted(self.pending.items(), key=lambda kv: kv[1].seq)
         if items:
             conn.executemany(
-                "INSERT INTO snapshots(key, tier, slot, alloc_bytes, nbytes, dtype, shape, checksum, "
-                "state, run, step, batch, owner, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO snapshots(key, {INSERT_COLUMNS}) VALUES ({INSERT_MARKS})",
                 [(key, *p.row[1:]) for key, p in items],
             )
-        moved_bytes = sum(p.row[3] for _, p in items)
+        moved_bytes = sum(p.row.alloc_bytes for _, p in items)
         moved_files = len(items)
         ledger.bump(
             conn,
@@ -222,7 +223,7 @@ class Lease:
             for key in done:  # rows now: no longer private files of the lease
                 found = self.pending.pop(key, None)
                 if found is not None:
-                    self.inodes.pop(found.row[2], None)
+                    self.inodes.pop(found.row.slot, None)
 
         return apply
 
@@ -294,7 +295,7 @@ class Lease:
                     need_b, int(min(want_b, a.quota_bytes - LEDGER_GROWTH - used_b, room_b))
                 )
                 grant_f = max(need_f, int(min(want_f, a.max_files - used_f, room_f)))
-                moved_b = sum(p.row[3] for p in self.pending.values())
+                moved_b = sum(p.row.alloc_bytes for p in self.pending.values())
                 moved_f = len(self.pending)
                 granted = (self.bytes - moved_b + grant_b, self.files - moved_f + grant_f)
                 conn.execute(
@@ -335,7 +336,7 @@ class Lease:
             self._drop_free()
             with self.arena._ledger.transaction() as conn:
                 apply = self._sync(conn)
-                moved = sum(p.row[3] for p in self.pending.values()), len(self.pending)
+                moved = sum(p.row.alloc_bytes for p in self.pending.values()), len(self.pending)
                 keep_b, keep_f = self.used_bytes - moved[0], self.used_files - moved[1]
                 had_b, had_f = self.bytes - moved[0], self.files - moved[1]
                 conn.execute(
@@ -387,7 +388,7 @@ class Lease:
         while not self._stop.wait(TICK_S):
             try:
                 with self.lock:
-                    oldest = min((p.row[13] for p in self.pending.values()), default=None)
+                    oldest = min((p.row.created for p in self.pending.values()), default=None)
                     now = time.monotonic()
                     if (oldest is not None and time.time() - oldest >= PUBLISH_DELAY_S) or (
                         now - synced >= FIGURES_S and self._dirty()

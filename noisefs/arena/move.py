@@ -26,6 +26,7 @@ import numpy as np
 
 from noisefs.arena import accounting, ledger
 from noisefs.arena.admission import Placement
+from noisefs.arena.rows import SnapshotRow, signed_checksum
 from noisefs.arena.tiers import NoRoom, Tier
 from noisefs.errors import CorruptSnapshot
 
@@ -36,13 +37,13 @@ def move(arena, key: str, target: Tier) -> bool:
     """Move ready snapshot ``key`` to ``target``; see the module docstring."""
     with arena._ledger.transaction() as conn:
         row = arena._row(key, conn)
-        if row is None or row[8] != "ready":
+        if row is None or row.state != "ready":
             raise KeyError(key)
-        source = arena.tier(row[1])
+        source = arena.tier(row.tier)
         if source is target:
             return True
-        alloc = row[3]
-        meta_row = (row[9], row[10], row[11], row[4], row[5], row[6])
+        alloc = row.alloc_bytes
+        meta_row = (row.run, row.step, row.batch, row.nbytes, row.dtype, row.shape)
         meta = accounting.measure(arena._root_fd)
         placement = arena._admission.new_file(conn, target, meta, alloc, meta_row, None)
         if placement is None:
@@ -62,31 +63,32 @@ def move(arena, key: str, target: Tier) -> bool:
     return _swap(arena, key, row, placement, check)
 
 
-def _copy(source: Tier, target: Tier, key: str, row, p: Placement) -> int:
+def _copy(source: Tier, target: Tier, key: str, row: SnapshotRow, p: Placement) -> int:
     view = source.read(key, row, verify=False)  # verified by the copy's own checksum
     flat = view.reshape(-1).view(np.uint8) if view.nbytes else np.empty(0, np.uint8)
     check = target.write(p, view, flat)
-    expected = row[7] + (1 << 64) if row[7] < 0 else row[7]
-    if check != expected:
-        raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {row[2]}; the data is damaged")
+    if check != row.unsigned_checksum:
+        raise CorruptSnapshot(
+            f"snapshot {key}: checksum mismatch in {row.slot}; the data is damaged"
+        )
     return check
 
 
-def _swap(arena, key: str, row, p: Placement, check: int) -> bool:
-    source = arena.tier(row[1])
+def _swap(arena, key: str, row: SnapshotRow, p: Placement, check: int) -> bool:
+    source = arena.tier(row.tier)
     with arena._ledger.transaction() as conn:
         now = arena._row(key, conn)
-        if now is None or now[0] != row[0] or now[8] != "ready":
+        if now is None or now.id != row.id or now.state != "ready":
             gone = True
         else:
             gone = False
-            source.unlink(row[2])  # the file first, then its row
-            conn.execute("DELETE FROM snapshots WHERE id = ?", (row[0],))
-            ledger.bump(conn, **source.counter_deltas(-row[3], -1))
+            source.unlink(row.slot)  # the file first, then its row
+            conn.execute("DELETE FROM snapshots WHERE id = ?", (row.id,))
+            ledger.bump(conn, **source.counter_deltas(-row.alloc_bytes, -1))
             conn.execute(
                 "UPDATE snapshots SET key = ?, state = 'ready', checksum = ?, owner = ?, created = ? "
                 "WHERE id = ?",
-                (key, check - (1 << 64) if check >= 1 << 63 else check, now[12], now[13], p.row_id),
+                (key, signed_checksum(check), now.owner, now.created, p.row_id),
             )
     if gone:  # released or reclaimed meanwhile: nothing to move any more
         arena._rollback(p)

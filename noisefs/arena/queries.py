@@ -48,21 +48,20 @@ class QueriesMixin:
     def info(self, key: str) -> dict:
         self._check()
         row = self._row(key)
-        if row is None or row[8] != "ready":
+        if row is None or row.state != "ready":
             raise KeyError(key)
-        _, tier, slot, alloc, nbytes, dtype, shape, _, _, run, step, batch, owner, created = row
         return {
             "key": key,
-            "run": run,
-            "step": step,
-            "batch": batch,
-            "dtype": np.dtype(dtype),
-            "shape": tuple(json.loads(shape)),
-            "tier": tier,
-            "nbytes": nbytes,
-            "alloc_bytes": alloc,
-            "owner": owner,
-            "created": created,  # time.time() of the put: cold snapshots are the oldest
+            "run": row.run,
+            "step": row.step,
+            "batch": row.batch,
+            "dtype": np.dtype(row.dtype),
+            "shape": tuple(json.loads(row.shape)),
+            "tier": row.tier,
+            "nbytes": row.nbytes,
+            "alloc_bytes": row.alloc_bytes,
+            "owner": row.owner,
+            "created": row.created,  # time.time() of the put: cold snapshots are the oldest
         }
 
     def move(self, key: str, tier: str = "spill") -> bool:

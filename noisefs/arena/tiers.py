@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import secrets
 
@@ -23,6 +24,7 @@ import numpy as np
 from noisefs.arena import snapfile
 from noisefs.arena.maps import MapCache, map_file
 from noisefs.arena.paths import FILE_FLAGS, unlink_quiet
+from noisefs.arena.rows import signed_checksum
 from noisefs.errors import CorruptSnapshot
 
 SPILL_KEEP_FREE = 0.05  # default spill bound: keep 5 % of that filesystem free
@@ -58,7 +60,7 @@ class Tier:
 
     def __init__(self, maps: MapCache) -> None:
         self.maps = maps
-        # headers this process wrote: slot -> (header bytes, header, (key, *row[4:8])), so
+        # headers this process wrote: slot -> (header bytes, header, (key, *header_fields)), so
         # that reading it back compares bytes instead of parsing JSON
         self._headers: dict[str, tuple[bytes, dict, tuple]] = {}
 
@@ -68,9 +70,8 @@ class Tier:
         length = 12 + int.from_bytes(header[8:12], "little")
         decoded = {"key": p.key, "dtype": arr.dtype.str, "shape": list(arr.shape)}
         decoded.update(nbytes=nbytes, checksum=check, block=snapfile.BLOCK)
-        signed = check - (1 << 64) if check >= 1 << 63 else check
-        meta = getattr(p, "meta_row", None)  # (run, step, batch, nbytes, dtype, shape json)
-        shape = meta[5] if meta is not None else json.dumps(list(arr.shape))
+        signed = signed_checksum(check)
+        shape = p.meta_row[5] if p.meta_row is not None else json.dumps(list(arr.shape))
         self._headers[p.slot] = (
             header[:length],
             decoded,
@@ -133,11 +134,11 @@ class Tier:
         """The array of ledger ``row`` (read-only, memory-mapped), header checked and, with
         ``verify``, its checksum too. Raises :class:`CorruptSnapshot` when anything does not
         verify (a missing file included)."""
-        mm = self._map(key, row)
-        cached = self._headers.get(row[2])
+        mm = self.mapped(key, row)
+        cached = self._headers.get(row.slot)
         if (
             cached is not None
-            and cached[2] == (key, *row[4:8])
+            and cached[2] == (key, *row.header_fields)
             and mm[: len(cached[0])] == cached[0]
         ):
             header = cached[1]  # the very bytes this process wrote for this row
@@ -154,8 +155,10 @@ class Tier:
                 )
         return snapfile.array_view(mm, header)
 
-    def _map(self, key: str, row):
-        _, _, slot, _, nbytes, *_ = row
+    def mapped(self, key: str, row) -> mmap.mmap:
+        """The mapped file of ``row`` (cached for recycling tiers); CorruptSnapshot when
+        it is missing or not the size its row says."""
+        slot, nbytes = row.slot, row.nbytes
         mm = self.maps.get(slot, False) if self.recycles else None
         if mm is not None:
             return mm
@@ -184,17 +187,16 @@ class Tier:
 
 def check_header(mm, key: str, row) -> dict:
     """The decoded header of a mapped snapshot file, checked against its ledger ``row``."""
-    _, _, slot, _, nbytes, dtype, shape, check, *_ = row
     header = snapfile.decode_header(mm, key)
-    expected = (check + (1 << 64)) if check < 0 else check  # SQLite stores it signed
+    shape = row.shape
     if (
         header.get("key") != key
-        or header.get("nbytes") != nbytes
-        or header.get("dtype") != dtype
+        or header.get("nbytes") != row.nbytes
+        or header.get("dtype") != row.dtype
         or header.get("shape") != (json.loads(shape) if isinstance(shape, str) else list(shape))
-        or header.get("checksum") != expected
+        or header.get("checksum") != row.unsigned_checksum
     ):
-        raise CorruptSnapshot(f"snapshot {key}: header of {slot} does not match the ledger")
+        raise CorruptSnapshot(f"snapshot {key}: header of {row.slot} does not match the ledger")
     return header
 
 
@@ -327,13 +329,15 @@ def read_into(tier: Tier, key: str, row, out: np.ndarray) -> None:
     """Copy the snapshot of ``row`` into flat uint8 ``out``, hashing each block right after
     it is copied (while in cache): one pass instead of verify-then-copy. Raises
     :class:`CorruptSnapshot` when it does not verify; ``out`` must then not be used."""
-    mm = tier._map(key, row)
+    mm = tier.mapped(key, row)
     header = check_header(mm, key, row)
-    src = snapfile.data_bytes(mm, row[4])
+    src = snapfile.data_bytes(mm, row.nbytes)
     if header.get("block") == snapfile.BLOCK:
         check = snapfile.copy_and_hash(out, src)
     else:
         np.copyto(out, src)
         check = snapfile.checksum(out, header.get("block"))
     if check != header["checksum"]:
-        raise CorruptSnapshot(f"snapshot {key}: checksum mismatch in {row[2]}; the data is damaged")
+        raise CorruptSnapshot(
+            f"snapshot {key}: checksum mismatch in {row.slot}; the data is damaged"
+        )

@@ -16,6 +16,7 @@ import numpy as np
 
 from noisefs.arena import audit, snapfile, tiers
 from noisefs.arena.paths import validate_index, validate_run
+from noisefs.arena.rows import signed_checksum
 from noisefs.errors import ArenaError, ArenaFull, InputError
 from noisefs.units import format_bytes
 
@@ -82,7 +83,7 @@ class WritesMixin:
                             conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
                         )
                 if placement is not None:
-                    placement.meta_row = meta_row  # type: ignore[attr-defined]
+                    placement.meta_row = meta_row
                     outcome = self._placed(placement, arr, src)
                     if outcome == "done":
                         return placement.key
@@ -174,7 +175,7 @@ class WritesMixin:
         with self._ledger.transaction() as conn:
             cur = conn.execute(
                 "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
-                (check - (1 << 64) if check >= 1 << 63 else check, p.row_id),
+                (signed_checksum(check), p.row_id),
             )
             if cur.rowcount != 1:
                 raise ArenaError(
