@@ -177,3 +177,20 @@ def test_a_ledger_of_the_previous_release_is_read_then_upgraded(make_arena, shm_
         assert writer._ledger.current and writer.keys() == [key]
         np.testing.assert_array_equal(writer.get(key), np.ones(100))
         assert writer.check() == []
+
+
+def test_arena_full_carries_the_allocation_that_did_not_fit(make_arena):
+    from noisefs.arena import snapfile
+
+    never = make_arena(quota="1MiB", spill_quota="1MiB", max_files=64, timeout_s=0.1)
+    big = np.zeros(2 << 20, np.uint8)
+    with pytest.raises(ArenaFull) as info:
+        never.put(big)
+    assert info.value.needed_bytes == snapfile.alloc_for(big.nbytes)
+    never.close()
+    full = make_arena(quota="1MiB", spill_quota="1MiB", max_files=64, timeout_s=0.1)
+    block = np.zeros(100_000, np.uint8)
+    with pytest.raises(ArenaFull) as info:  # both tiers fill up, then the wait times out
+        for _ in range(100):
+            full.put(block)
+    assert info.value.needed_bytes == snapfile.alloc_for(block.nbytes)

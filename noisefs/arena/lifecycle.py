@@ -78,7 +78,8 @@ def register_owner(arena) -> None:
         if time.monotonic() > deadline:
             raise ArenaFull(
                 f"arena {arena.root}: no inode left for this process's lock file "
-                f"(max_files {arena.max_files}); release snapshots or raise --max-files"
+                f"(max_files {arena.max_files}); release snapshots or raise --max-files",
+                needed_bytes=0,  # an inode, no bytes
             )
         time.sleep(0.05)
     try:

@@ -69,7 +69,8 @@ class WritesMixin:
             raise ArenaFull(
                 f"a {format_bytes(alloc)} snapshot can never fit arena {self.root}: its quota is "
                 f"{format_bytes(self.quota_bytes)} and its spill bound {format_bytes(self.spill_quota_bytes)}; "
-                "raise --quota or the spill bound"
+                "raise --quota or the spill bound",
+                needed_bytes=alloc,
             )
         deadline = time.monotonic() + self.timeout_s
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
@@ -94,7 +95,7 @@ class WritesMixin:
                     self._set_waiting(True)
                 now = time.monotonic()
                 if now >= deadline:
-                    raise ArenaFull(self._full_message(alloc))
+                    raise ArenaFull(self._full_message(alloc), needed_bytes=alloc)
                 if now >= next_gc:
                     audit.gc(self)
                     next_gc = now + 1.0

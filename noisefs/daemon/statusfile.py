@@ -74,7 +74,8 @@ def take_lock(root_fd: int, root: Path) -> int:
             who = f"the noisefs daemon with pid {holder}" if holder else "another noisefs daemon"
             raise ArenaBusy(
                 f"arena {root} is already policed by {who} (it holds {root / LOCK_NAME}); "
-                "stop it first, one daemon per arena"
+                "stop it first, one daemon per arena",
+                holder_pid=holder,
             ) from None
         time.sleep(0.05)
     if _OFD:
