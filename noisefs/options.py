@@ -20,6 +20,7 @@ from noisefs.units import parse_duration, parse_size
 STORES = ("factored", "dense")
 DEFAULT_TRAJECTORIES = 1000
 DEFAULT_MAX_DM_QUBITS = 12
+DEFAULT_PUT_TIMEOUT_S = 120.0  # the arena's too (Arena(timeout_s=...)) and managed's
 DEFAULT_SEED_TRANSPILER = 1234
 
 
@@ -51,7 +52,7 @@ class RunOptions:
     max_dm_qubits: int = DEFAULT_MAX_DM_QUBITS
     keep_qubits: tuple[int, ...] | None = None
     target_tol: float | None = None
-    put_timeout_s: float = 120.0
+    put_timeout_s: float = DEFAULT_PUT_TIMEOUT_S
     checkpoint_interval_s: float = 5.0
 
     def replace(self, **changes) -> RunOptions:
@@ -194,17 +195,28 @@ class OptionSpec:
 
 def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
     field = name if field == "" else field
+    if "{default}" in help:  # the default shown is RunOptions' own: written once
+        help = help.replace("{default}", _shown(_RUN_DEFAULTS[field]))
     aliases = tuple(a for a in (field,) if a and a != name) + kw.pop("aliases", ())
     return OptionSpec(name, tuple(flags), help, group, parse, field, aliases=aliases, **kw)
 
 
+_RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}s"  # the float defaults are durations
+    return str(value)
+
+
 SIM, NOISE, OUT, ARENA = "simulation", "noise", "output", "arena and execution"
 OPTIONS: tuple[OptionSpec, ...] = (
-    _spec("trajectories", ("--trajectories", "-k"), "number of trajectories (default 1000)", SIM, _integer(), metavar="K"),
+    _spec("trajectories", ("--trajectories", "-k"), "number of trajectories (default {default})", SIM, _integer(), metavar="K"),
     _spec("seed", ("--seed",), "trajectory i uses Aer shot seed S+i (default: random, recorded)", SIM, _seed, metavar="S"),
     _spec("snapshots", ("--snapshots",), "final | barriers (default) | layers | every:N", SIM, _text, metavar="WHEN"),
-    _spec("optimize", ("--optimize",), "transpiler optimization level (default 0: every gate you wrote suffers noise)", SIM, _optimize, metavar="N"),
-    _spec("seed_transpiler", ("--seed-transpiler",), f"transpiler seed (default {DEFAULT_SEED_TRANSPILER})", SIM, _integer(minimum=0), metavar="S"),
+    _spec("optimize", ("--optimize",), "transpiler optimization level (default {default}: every gate you wrote suffers noise)", SIM, _optimize, metavar="N"),
+    _spec("seed_transpiler", ("--seed-transpiler",), "transpiler seed (default {default})", SIM, _integer(minimum=0), metavar="S"),
     _spec("target_tol", ("--target-tol",), "stop once every <Z_q> standard error is at most X", SIM, _positive_float, metavar="X"),
     _spec("t1", ("--t1",), "T1 relaxation time, e.g. 50us or 50e-6", NOISE, _raw, field=None),
     _spec("t2", ("--t2",), "T2 dephasing time (at most 2*T1)", NOISE, _raw, field=None),
@@ -215,20 +227,20 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("readout", ("--readout",), "symmetric readout flip probability (default 0)", NOISE, _raw, field=None),
     _spec("calibration", ("--calibration",), "JSON or TOML file with per-qubit T1/T2 and per-gate errors", NOISE, _raw, field=None, metavar="FILE"),
     _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, _path, metavar="PATH"),
-    _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default 12)", OUT, _integer(minimum=0), metavar="N"),
+    _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default {default})", OUT, _integer(minimum=0), metavar="N"),
     _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
     _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, _flag, is_flag=True),
-    _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default 5; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
+    _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default {default}; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
     _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, _path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),
     _spec("quota", ("--quota",), "arena quota, e.g. 512MiB; stored in the arena for every later user (default: the arena's stored quota, 1GiB for a new arena)", ARENA, _size, field="quota_bytes", metavar="SIZE", managed=True),
     _spec("max_files", ("--max-files",), "arena inode bound; stored like --quota (default: the stored one, 10000 for a new arena)", ARENA, _integer(), metavar="N", managed=True),
     _spec("spill", ("--spill",), "spill directory (default ~/.cache/noisefs/spill)", ARENA, _path, field="spill_dir", metavar="DIR", managed=True),
     _spec("spill_quota", ("--spill-quota",), "bound of the spill tier (default: leave 5%% of its filesystem free)", ARENA, _size, field="spill_quota_bytes", metavar="SIZE", managed=True),
-    _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default 120s)", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
+    _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default {default})", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
     _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, _integer(), metavar="B", managed=True),
-    _spec("workers", ("--workers",), "local worker processes (default 1: one simulation thread)", ARENA, _integer(), metavar="W"),
+    _spec("workers", ("--workers",), "local worker processes (default {default}: one simulation thread)", ARENA, _integer(), metavar="W"),
     _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, _integer(), metavar="N"),
-    _spec("store", ("--store",), "snapshot form (default factored: psi; dense: rho)", ARENA, _store, choices=STORES),
+    _spec("store", ("--store",), "snapshot form (default {default}: psi; dense: rho)", ARENA, _store, choices=STORES),
     _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
     _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),
 )  # fmt: skip

@@ -77,3 +77,17 @@ def test_managed_takes_exactly_the_tables_managed_options():
     assert {"quota", "max_files", "spill_dir", "batch", "root"} <= parameters  # SPEC's names
     with pytest.raises(InputError, match="size .lots."):
         noisefs.managed(quota="lots")  # the table's parser and message
+
+
+def test_the_put_timeout_has_one_default_for_runs_managed_and_the_arena():
+    import dataclasses
+    import inspect
+
+    from noisefs.arena import Arena
+    from noisefs.options import RunOptions
+
+    run_default = {f.name: f.default for f in dataclasses.fields(RunOptions)}["put_timeout_s"]
+    assert inspect.signature(Arena).parameters["timeout_s"].default == run_default
+    assert f"default {run_default:g}s" in " ".join(
+        spec.help for spec in OPTIONS if spec.name == "put_timeout"
+    )

@@ -54,6 +54,7 @@ from noisefs.errors import (
     InputError,
     UnsafePathError,
 )
+from noisefs.options import DEFAULT_PUT_TIMEOUT_S
 from noisefs.units import format_bytes, parse_size
 
 log = logging.getLogger("noisefs.arena")
@@ -81,7 +82,7 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
         max_files=None,
         spill_dir=None,
         spill_quota=None,
-        timeout_s: float = 60.0,
+        timeout_s: float = DEFAULT_PUT_TIMEOUT_S,
         *,
         _register: bool = True,
         _auto_gc: bool = True,

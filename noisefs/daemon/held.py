@@ -31,6 +31,8 @@ def open_arena(cfg: ArenaConfig):
         max_files=cfg.max_files,
         spill_dir=cfg.spill_dir,
         spill_quota=cfg.spill_quota_bytes,
+        # not the runs' 120 s (options.DEFAULT_PUT_TIMEOUT_S): the daemon serves many
+        # inboxes from one thread, and a file that finds no room waits in its inbox instead
         timeout_s=5.0,
     )
 

@@ -232,7 +232,7 @@ class DaskExecutor:
         from noisefs.arena import default_root
 
         root = None if Path(arena.root) == Path(default_root()) else str(arena.root)
-        plugin = ArenaPlugin(root, timeout_s=float(getattr(arena, "timeout_s", 120.0)))
+        plugin = ArenaPlugin(root, timeout_s=arena.timeout_s)
         settings = json.dumps([root, plugin.timeout_s])
         name = f"noisefs-arena-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
         try:  # a worker that cannot open its arena raises the arena's own error here

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisefs.aggregate import SumsShape, fold_batch, release_all
+from noisefs.options import DEFAULT_PUT_TIMEOUT_S
 from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
 from noisefs.sim.batches import Batch, batch_for
 
@@ -67,7 +68,7 @@ class ArenaPlugin(_PluginBase):
 
     idempotent = True  # a second run registering the same settings keeps the open arenas
 
-    def __init__(self, root: str | None = None, timeout_s: float = 120.0) -> None:
+    def __init__(self, root: str | None = None, timeout_s: float = DEFAULT_PUT_TIMEOUT_S) -> None:
         self.root = root
         self.timeout_s = timeout_s
         self.arena = None
