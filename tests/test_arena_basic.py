@@ -259,10 +259,10 @@ def test_adopt_moves_ownership(make_arena, shm_root):
     b = make_arena()
     keys = [a.put(np.zeros(3)) for _ in range(3)]
     b.adopt(keys)
-    assert {b.info(k)["owner"] for k in keys} == {b._owner_id}
+    assert {b.info(k)["owner"] for k in keys} == {b.parts.owner.id}
     with pytest.raises(KeyError):
         b.adopt([keys[0], "nope:0:0:0"])
-    assert a.info(keys[0])["owner"] == b._owner_id
+    assert a.info(keys[0])["owner"] == b.parts.owner.id
 
 
 def test_handle_refuses_use_after_fork(make_arena):

@@ -37,7 +37,7 @@ def _lease_then_hang(root: str, out) -> None:
     arena.release(keys[0])  # its file stays on the private free list, under the lease
     arena.put(np.ones(50))
     time.sleep(0.3)  # all published by now (the private free file never is)
-    out.put((arena._owner_id, keys[1:]))
+    out.put((arena.parts.owner.id, keys[1:]))
     time.sleep(3600)
 
 
@@ -119,7 +119,7 @@ def test_keys_put_under_a_lease_reach_another_process(make_arena, shm_root, chil
     arena.adopt(keys)  # waits for the owner's publication when needed
     for i, key in enumerate(keys):
         np.testing.assert_array_equal(arena.get(key), np.full(100, float(i)))
-        assert arena.info(key)["owner"] == arena._owner_id
+        assert arena.info(key)["owner"] == arena.parts.owner.id
     assert arena.keys(run="handed") == keys
     done.set()
     child.join(30)

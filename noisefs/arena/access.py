@@ -87,18 +87,16 @@ class AccessMixin:
         """For a lease key of another owner: wait until that owner has published it; True
         when the key should be looked up again (see lease.py)."""
         found = lease_keys.parse_key(key)
-        if found is None or found[0] == self._owner_id:
+        if found is None or found[0] == self._owner.id:
             return False
         owner, seq = found
         for other in local_handles():  # a handle of this very process: ask it
             if (
                 other is not self
-                and other._pid == self._pid
-                and not other._closed
-                and other._identity == self._identity
-                and other._owner_id == owner
+                and other.parts.identity == self._identity
+                and other.parts.owner.id == owner
             ):
-                other._lease.flush()
+                other.publish()
                 return True
         return lease_keys.await_published(self._ledger.conn(), self._owners_fd, owner, seq)
 
@@ -149,7 +147,7 @@ class AccessMixin:
             )
             ledger.bump(conn, free_bytes=alloc, free_files=1)
             return True
-        audit.drop_rows(self, conn, [(row_id, tier, slot, alloc)])
+        audit.drop_rows(self.parts, conn, [(row_id, tier, slot, alloc)])
         return True
 
     def adopt(self, keys) -> None:
@@ -172,7 +170,7 @@ class AccessMixin:
                 if not missing:
                     conn.executemany(
                         "UPDATE snapshots SET owner = ? WHERE key = ?",
-                        [(self._owner_id, key) for key in keys],
+                        [(self._owner.id, key) for key in keys],
                     )
                     return
             if attempt or not any([self._await_published(key) for key in missing]):

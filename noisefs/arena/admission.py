@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from noisefs.arena import accounting, ledger
 from noisefs.arena.accounting import META_SLACK, Metadata  # noqa: F401 - re-exported
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.tiers import SPILL_KEEP_FREE, Tier  # noqa: F401 - re-exported
 
 # what one transaction may add to the ledger (a row, its index entries, a split page), charged
@@ -114,8 +115,8 @@ def evict_free(
 class Admission:
     """The rules of one arena handle; its methods run inside the caller's transaction."""
 
-    def __init__(self, arena) -> None:
-        self.arena = arena
+    def __init__(self, parts: ArenaParts) -> None:
+        self._parts = parts
 
     def shortfall(
         self, conn, c: dict, meta: Metadata, nbytes: int, nfiles: int | None
@@ -123,12 +124,12 @@ class Admission:
         """(bytes, inodes) missing for ``nbytes``/``nfiles`` more on the tmpfs: by the quota,
         ``max_files`` and the tmpfs's own room; <= 0 when it fits. ``nfiles=None``: only
         the ledger's own growth (a spilled snapshot's row), bound by the quota alone."""
-        a = self.arena
+        a = self._parts
         used_bytes, used_files = accounting.charged(c, meta)
-        short_bytes = used_bytes + nbytes + LEDGER_GROWTH - a.quota_bytes
+        short_bytes = used_bytes + nbytes + LEDGER_GROWTH - a.bounds.quota_bytes
         if nfiles is None:
             return short_bytes, 0
-        short_files = used_files + nfiles - a.max_files
+        short_files = used_files + nfiles - a.bounds.max_files
         room_bytes, room_files = a.tmpfs.room(*pending(conn, a.tmpfs))
         return max(short_bytes, int(min(nbytes - room_bytes, 1 << 62))), max(
             short_files, int(min(nfiles - room_files, 1 << 62))
@@ -142,14 +143,14 @@ class Admission:
             return True
         if short_bytes > c["free_bytes"] or short_files > c["free_files"]:
             return False
-        a = self.arena
-        a._forget_slots(evict_free(conn, a.tmpfs, max(0, short_bytes), max(0, short_files)))
+        a = self._parts
+        a.forget_slots(evict_free(conn, a.tmpfs, max(0, short_bytes), max(0, short_files)))
         return True
 
     def place(
         self, conn, alloc: int, meta_row: tuple, key_prefix: str, allow_tmpfs: bool, preferred: set
     ) -> Placement | None:
-        a = self.arena
+        a = self._parts
         if allow_tmpfs:
             rows = conn.execute(
                 "SELECT id, slot FROM snapshots WHERE state = 'free' AND tier = 'tmpfs' AND alloc_bytes = ? LIMIT 16",
@@ -162,14 +163,14 @@ class Admission:
                 conn.execute(  # the row and its file are reused as they are: one UPDATE
                     "UPDATE snapshots SET key = ?, run = ?, step = ?, batch = ?, nbytes = ?, dtype = ?, "
                     "shape = ?, checksum = NULL, state = 'writing', owner = ?, created = ? WHERE id = ?",
-                    (key, run, step, batch, nbytes, dtype, shape, a._owner_id, time.time(), row_id),
+                    (key, run, step, batch, nbytes, dtype, shape, a.owner.id, time.time(), row_id),
                 )
                 ledger.bump(conn, free_bytes=-alloc, free_files=-1)
                 return Placement(row_id, key, a.tmpfs, slot, alloc, True)
         # new bytes are about to be admitted: by the bounds stored now, which another
         # process may have changed since this handle opened (recycling needs no bounds)
-        a._refresh_settings(conn)
-        meta = accounting.measure(a._root_fd)
+        a.refresh_bounds(conn)
+        meta = accounting.measure(a.root_fd)
         if allow_tmpfs:
             placement = self.new_file(conn, a.tmpfs, meta, alloc, meta_row, key_prefix)
             if placement is not None:
@@ -179,13 +180,16 @@ class Admission:
     def admit(self, conn, tier: Tier, meta: Metadata, alloc: int) -> bool:
         """Whether a new ``alloc``-byte file fits on ``tier`` now (freeing free-list files
         for it when that is enough)."""
-        a = self.arena
+        a = self._parts
         c = ledger.counters(conn)
         if tier.charged:
             return self.make_room(conn, c, meta, alloc, 1)
-        if a.spill_quota_bytes is not None and c["spill_bytes"] + alloc > a.spill_quota_bytes:
+        if (
+            a.bounds.spill_quota_bytes is not None
+            and c["spill_bytes"] + alloc > a.bounds.spill_quota_bytes
+        ):
             return False
-        if a._spill_blocked_until > time.monotonic():
+        if a.spill_pause.active:
             return False
         # a spilled snapshot still adds a ledger row on the tmpfs: the ledger's growth must
         # fit the quota like everything else under the root
@@ -198,10 +202,10 @@ class Admission:
         self, conn, tier: Tier, meta: Metadata, alloc: int, meta_row: tuple, key_prefix: str | None
     ) -> Placement | None:
         """Reserve a new file on ``tier`` (a ``writing`` row), or None when it does not fit."""
-        a = self.arena
+        a = self._parts
         if not self.admit(conn, tier, meta, alloc):
             return None
-        row_id, key, slot = insert_row(conn, key_prefix, meta_row, tier, alloc, a._owner_id)
+        row_id, key, slot = insert_row(conn, key_prefix, meta_row, tier, alloc, a.owner.id)
         ledger.bump(conn, **tier.counter_deltas(alloc, 1))
         if tier.charged:
             ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))

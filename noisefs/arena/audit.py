@@ -19,6 +19,7 @@ import time
 from noisefs.arena import accounting, ledger, owners
 from noisefs.arena.admission import evict_free
 from noisefs.arena.lease_keys import lease_prefixes, slot_prefix
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
 from noisefs.arena.tiers import SpillTier
 from noisefs.errors import CorruptSnapshot
@@ -29,13 +30,13 @@ ORPHAN_AGE_S = 5.0
 GC_CHUNK_ROWS = 100  # rows per gc transaction: writers never wait for a whole reclaim
 
 
-def drop_rows(arena, conn, rows, unlink: bool = True) -> None:
+def drop_rows(parts: ArenaParts, conn, rows, unlink: bool = True) -> None:
     """Delete rows ``(id, tier, slot, alloc)``; each file is unlinked before its row goes."""
     for row_id, tier, slot, alloc in rows:
         found = conn.execute("SELECT state FROM snapshots WHERE id = ?", (row_id,)).fetchone()
         if found is None:
             continue
-        where = arena.tier(tier)
+        where = parts.tier(tier)
         if unlink:
             where.unlink(slot)
         conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
@@ -44,7 +45,7 @@ def drop_rows(arena, conn, rows, unlink: bool = True) -> None:
             ledger.bump(conn, free_bytes=-alloc, free_files=-1)
 
 
-def leased_files(arena, conn, owner_id: int) -> list[tuple[str, int]]:
+def leased_files(parts: ArenaParts, conn, owner_id: int) -> list[tuple[str, int]]:
     """(slot, allocated bytes) of the tmpfs files made under ``owner_id``'s lease that have
     no row: its unpublished snapshots, partial writes and private free list."""
     prefix = slot_prefix(owner_id)
@@ -52,17 +53,17 @@ def leased_files(arena, conn, owner_id: int) -> list[tuple[str, int]]:
         r[0]
         for r in conn.execute(
             "SELECT slot FROM snapshots WHERE tier = ? AND slot >= ? AND slot < ?",
-            (arena.tmpfs.name, prefix, prefix + "~"),
+            (parts.tmpfs.name, prefix, prefix + "~"),
         )
     }
     out = []
-    for name, st in _listing(arena.tmpfs.fd()).items():
+    for name, st in _listing(parts.tmpfs.fd()).items():
         if name.startswith(prefix) and name not in known:
             out.append((name, st.st_blocks * 512))
     return out
 
 
-def drop_owner(arena, conn, owner_id: int, lock_name: str) -> None:
+def drop_owner(parts: ArenaParts, conn, owner_id: int, lock_name: str) -> None:
     """Remove an owner: its lock file, then its row and everything the row counts (its
     lock inode, its lease, its foreign usage). Its files must be gone already."""
     found = conn.execute(
@@ -71,7 +72,7 @@ def drop_owner(arena, conn, owner_id: int, lock_name: str) -> None:
     ).fetchone()
     if found is None:
         return
-    unlink_quiet(lock_name, arena._owners_fd)
+    unlink_quiet(lock_name, parts.owners_fd)
     conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
     lb, lf, fb, ff = found
     ledger.bump(
@@ -84,11 +85,11 @@ def drop_owner(arena, conn, owner_id: int, lock_name: str) -> None:
     )
 
 
-def figures(arena, conn) -> dict:
+def figures(parts: ArenaParts, conn) -> dict:
     c = ledger.counters(conn)
-    meta = accounting.measure(arena._root_fd)
+    meta = accounting.measure(parts.root_fd)
     used_bytes = used_files = own_free_bytes = own_free_files = 0
-    if arena._ledger.current:  # (an older release's ledger has no leases)
+    if parts.ledger.current:  # (an older release's ledger has no leases)
         used_bytes, used_files, own_free_bytes, own_free_files = conn.execute(
             "SELECT COALESCE(SUM(used_bytes), 0), COALESCE(SUM(used_files), 0), "
             "COALESCE(SUM(free_bytes), 0), COALESCE(SUM(free_files), 0) FROM owners"
@@ -101,8 +102,8 @@ def figures(arena, conn) -> dict:
         "SELECT COUNT(*) FROM snapshots WHERE state = 'ready' AND owner IS NULL"
     ).fetchone()[0]
     return {
-        "root": str(arena.root),
-        "spill_dir": str(arena.spill_dir),
+        "root": str(parts.root),
+        "spill_dir": str(parts.bounds.spill_dir),
         "bytes_used": bytes_used,
         "files_used": files_used,
         "peak_bytes": max(c["peak_bytes"], bytes_used),
@@ -111,9 +112,9 @@ def figures(arena, conn) -> dict:
         "spilled_files": c["spill_files"],
         "spilled_total_bytes": c["spilled_total_bytes"],
         "spilled_total_files": c["spilled_total_files"],
-        "quota_bytes": arena.quota_bytes,
-        "max_files": arena.max_files,
-        "spill_quota_bytes": arena.spill_quota_bytes,
+        "quota_bytes": parts.bounds.quota_bytes,
+        "max_files": parts.bounds.max_files,
+        "spill_quota_bytes": parts.bounds.spill_quota_bytes,
         "data_bytes": c["tmpfs_bytes"] + used_bytes,
         "data_files": c["tmpfs_files"] + used_files,
         "free_bytes": c["free_bytes"] + own_free_bytes,
@@ -131,7 +132,9 @@ def figures(arena, conn) -> dict:
     }
 
 
-def _reclaim_owner(arena, owner_id: int, lock_name: str, report: dict, dry_run: bool) -> None:
+def _reclaim_owner(
+    parts: ArenaParts, owner_id: int, lock_name: str, report: dict, dry_run: bool
+) -> None:
     """Reclaim a dead owner in transactions of at most ``GC_CHUNK_ROWS`` rows (diskcache
     culls the same way), so writers interleave with a large reclaim instead of waiting for
     all of it; the last one also drops its lease files and the owner row. A crash between
@@ -140,7 +143,7 @@ def _reclaim_owner(arena, owner_id: int, lock_name: str, report: dict, dry_run: 
     report["files"] += 1  # its lock file
     limit = -1 if dry_run else GC_CHUNK_ROWS  # a dry run deletes nothing: one pass
     while True:
-        with arena._ledger.transaction() as conn:
+        with parts.ledger.transaction() as conn:
             rows = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes, state FROM snapshots "
                 "WHERE owner = ? AND state != 'free' ORDER BY id LIMIT ?",
@@ -148,39 +151,39 @@ def _reclaim_owner(arena, owner_id: int, lock_name: str, report: dict, dry_run: 
             ).fetchall()
             report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
             report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
-            report["bytes"] += sum(r[3] for r in rows if arena.tier(r[1]).charged)
-            report["files"] += sum(1 for r in rows if arena.tier(r[1]).charged)
+            report["bytes"] += sum(r[3] for r in rows if parts.tier(r[1]).charged)
+            report["files"] += sum(1 for r in rows if parts.tier(r[1]).charged)
             if not dry_run:
-                drop_rows(arena, conn, [r[:4] for r in rows])
+                drop_rows(parts, conn, [r[:4] for r in rows])
             if not dry_run and len(rows) == GC_CHUNK_ROWS:
                 continue  # commit this chunk; the next transaction takes the next one
-            unpublished = leased_files(arena, conn, owner_id)
+            unpublished = leased_files(parts, conn, owner_id)
             report["partial_files"] += len(unpublished)
             report["bytes"] += sum(n for _, n in unpublished)
             report["files"] += len(unpublished)
             if not dry_run:
                 for slot, _ in unpublished:  # files first, then the lease that counts them
-                    arena.tmpfs.unlink(slot)
-                drop_owner(arena, conn, owner_id, lock_name)
+                    parts.tmpfs.unlink(slot)
+                drop_owner(parts, conn, owner_id, lock_name)
             return
 
 
-def _evict_shared_free_list(arena, report: dict, dry_run: bool) -> None:
+def _evict_shared_free_list(parts: ArenaParts, report: dict, dry_run: bool) -> None:
     """What a departing owner's clean close does (``lifecycle.unregister_owner``), done for
     the dead ones too: the shared free list goes. It keeps released files for reuse by live
     writers; after a crash its files (named under the dead owner's lease) would otherwise
     stay for as long as no handle closes cleanly."""
-    with arena._ledger.transaction() as conn:
+    with parts.ledger.transaction() as conn:
         files, alloc = conn.execute(
             "SELECT COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots "
             "WHERE state = 'free' AND tier = ?",
-            (arena.tmpfs.name,),
+            (parts.tmpfs.name,),
         ).fetchone()
         report["free_files"] += files
         report["bytes"] += alloc
         report["files"] += files
         if not dry_run:
-            arena._forget_slots(evict_free(conn, arena.tmpfs, 1 << 62, 1 << 62))
+            parts.forget_slots(evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62))
 
 
 def _listing(fd: int) -> dict[str, os.stat_result]:
@@ -193,7 +196,7 @@ def _listing(fd: int) -> dict[str, os.stat_result]:
     return out
 
 
-def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
+def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
     report = {
         "unowned_snapshots": 0,
         "dry_run": dry_run,
@@ -211,16 +214,16 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
     held: list[int] = []
     others_live = False
     if not dry_run:
-        arena._ledger.upgrade()
+        parts.ledger.upgrade()
     try:
-        with arena._ledger.transaction() as conn:
+        with parts.ledger.transaction() as conn:
             dead = []
             for owner_id, pid, lock_name, started in conn.execute(
                 "SELECT id, pid, lock_name, started FROM owners"
             ).fetchall():
-                if owner_id == arena._owner_id:
+                if owner_id == parts.owner.id:
                     continue
-                state, fd = owners.try_take(arena._owners_fd, lock_name, pid, started)
+                state, fd = owners.try_take(parts.owners_fd, lock_name, pid, started)
                 if state != "dead":
                     others_live = True
                     continue
@@ -228,10 +231,10 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
                     held.append(fd)
                 dead.append((owner_id, lock_name))
         for owner_id, lock_name in dead:
-            _reclaim_owner(arena, owner_id, lock_name, report, dry_run)
-        if dead or (not others_live and arena._owner_id is None):  # departed, or nobody to reuse it
-            _evict_shared_free_list(arena, report, dry_run)
-        with arena._ledger.transaction() as conn:
+            _reclaim_owner(parts, owner_id, lock_name, report, dry_run)
+        if dead or (not others_live and parts.owner.id is None):  # departed, or nobody to reuse it
+            _evict_shared_free_list(parts, report, dry_run)
+        with parts.ledger.transaction() as conn:
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
             stray = conn.execute(
                 "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'writing' AND "
@@ -240,20 +243,20 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
             ).fetchall()
             report["partial_files"] += len(stray)
             if not dry_run:
-                drop_rows(arena, conn, stray)
+                drop_rows(parts, conn, stray)
             if unowned:  # asked for: snapshots that handles closed without consuming
                 left = conn.execute(
                     "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'ready' AND owner IS NULL"
                 ).fetchall()
                 report["unowned_snapshots"] = len(left)
-                report["bytes"] += sum(r[3] for r in left if arena.tier(r[1]).charged)
-                report["files"] += sum(1 for r in left if arena.tier(r[1]).charged)
+                report["bytes"] += sum(r[3] for r in left if parts.tier(r[1]).charged)
+                report["files"] += sum(1 for r in left if parts.tier(r[1]).charged)
                 if not dry_run:
-                    drop_rows(arena, conn, left)
-            _files_vs_rows(arena, conn, report, dry_run, now)
+                    drop_rows(parts, conn, left)
+            _files_vs_rows(parts, conn, report, dry_run, now)
         if not dry_run:  # give the pages of deleted rows back to the tmpfs (best effort)
             try:
-                arena._ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
+                parts.ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
             except sqlite3.OperationalError:
                 log.debug("incremental_vacuum skipped", exc_info=True)
     finally:
@@ -262,15 +265,15 @@ def gc(arena, dry_run: bool = False, unowned: bool = False) -> dict:
     return report
 
 
-def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
+def _files_vs_rows(parts: ArenaParts, conn, report, dry_run, now) -> None:
     rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state FROM snapshots").fetchall()
     known = {(r[1], r[2]) for r in rows}
     # a tier whose directory cannot be opened is not listed at all: its rows are never
     # taken for rows whose file vanished (an unmounted or renamed spill dir loses nothing)
-    fds = {tier.name: tier.fd() for tier in arena.tiers}
+    fds = {tier.name: tier.fd() for tier in parts.tiers}
     listings = {name: _listing(fd) for name, fd in fds.items() if fd is not None}
     leased = lease_prefixes(conn)
-    for tier in arena.tiers:
+    for tier in parts.tiers:
         for name, st in listings.get(tier.name, {}).items():
             if (tier.name, name) in known or now - st.st_mtime < ORPHAN_AGE_S:
                 continue
@@ -291,24 +294,25 @@ def _files_vs_rows(arena, conn, report, dry_run, now) -> None:
     ]
     report["missing_files"] += len(missing)
     if not dry_run:
-        drop_rows(arena, conn, missing, unlink=False)
+        drop_rows(parts, conn, missing, unlink=False)
     lock_names = {r[0] for r in conn.execute("SELECT lock_name FROM owners")}
-    for name, st in _listing(arena._owners_fd).items():
+    for name, st in _listing(parts.owners_fd).items():
         if name in lock_names or now - st.st_mtime < ORPHAN_AGE_S:
             continue
-        state, fd = owners.try_take(arena._owners_fd, name, 0, 0.0)
+        state, fd = owners.try_take(parts.owners_fd, name, 0, 0.0)
         if state == "dead":
             report["lock_files"] += 1
             report["files"] += 1
             if not dry_run:
-                unlink_quiet(name, arena._owners_fd)
+                unlink_quiet(name, parts.owners_fd)
         if fd is not None:
             os.close(fd)
 
 
-def check(arena, fix: bool = False) -> list[str]:
+def check(parts: ArenaParts, lease, read, fix: bool = False) -> list[str]:
+    """Compare ledger and files (``lease``: this handle's; ``read(key)`` verifies a snapshot)."""
     messages: list[str] = []
-    with arena._ledger.transaction() as conn:
+    with parts.ledger.transaction() as conn:
         stored = ledger.counters(conn)
         actual = ledger.recompute_counters(conn)
         for name, value in actual.items():
@@ -321,7 +325,7 @@ def check(arena, fix: bool = False) -> list[str]:
             "SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots"
         ).fetchall()
         for _, tier, slot, alloc, state, _ in rows:
-            fd = arena.tier(tier).fd()
+            fd = parts.tier(tier).fd()
             try:
                 st = os.stat(slot, dir_fd=fd, follow_symlinks=False) if fd is not None else None
             except FileNotFoundError:
@@ -329,14 +333,13 @@ def check(arena, fix: bool = False) -> list[str]:
             if st is None:
                 if state != "writing":
                     messages.append(f"{tier} file {slot} of a {state} row is missing")
-            elif arena.tier(tier).charged and st.st_blocks * 512 > alloc:
+            elif parts.tier(tier).charged and st.st_blocks * 512 > alloc:
                 messages.append(
                     f"tmpfs file {slot} occupies {st.st_blocks * 512} bytes, ledger says {alloc}"
                 )
-        _files_vs_rows(arena, conn, report, not fix, time.time() + ORPHAN_AGE_S)
-        lease = arena._lease
-        if arena._owner_id is not None and not lease.in_flight:  # this handle's own lease
-            mine = leased_files(arena, conn, arena._owner_id)
+        _files_vs_rows(parts, conn, report, not fix, time.time() + ORPHAN_AGE_S)
+        if parts.owner.id is not None and not lease.in_flight:  # this handle's own lease
+            mine = leased_files(parts, conn, parts.owner.id)
             held = sum(n for _, n in mine)
             if len(mine) != lease.used_files or held > lease.used_bytes:
                 messages.append(
@@ -358,7 +361,7 @@ def check(arena, fix: bool = False) -> list[str]:
         ready = [r[5] for r in rows if r[4] == "ready"]
     for key in ready:
         try:
-            arena.get(key)
+            read(key)
         except CorruptSnapshot as exc:
             messages.append(f"corrupt: {exc}")
         except KeyError:

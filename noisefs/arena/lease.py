@@ -40,8 +40,9 @@ import time
 from dataclasses import dataclass
 
 from noisefs.arena import accounting, ledger
-from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Placement, pending
+from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission, Placement, pending
 from noisefs.arena.lease_keys import slot_prefix
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.rows import INSERT_COLUMNS, INSERT_MARKS, SnapshotRow, signed_checksum
 
 log = logging.getLogger("noisefs.arena")
@@ -63,8 +64,9 @@ class Pending:
 class Lease:
     """The lease of one ``Arena`` handle (its owner) and the snapshots it holds unpublished."""
 
-    def __init__(self, arena) -> None:
-        self.arena = arena
+    def __init__(self, parts: ArenaParts, admission: Admission) -> None:
+        self._parts = parts
+        self._admission = admission
         self.lock = threading.RLock()
         self.bytes = self.files = 0  # granted: what the owner row says
         self.used_bytes = self.used_files = 0  # files that exist under it (pending, free, writing)
@@ -85,10 +87,10 @@ class Lease:
     def place(self, alloc: int, prefix: str) -> Placement | None:
         """A file under the lease for a new snapshot (recycled when one of the size is
         free), or None: the caller takes the row path (spill, the shared free list, wait)."""
-        a = self.arena
+        a = self._parts
         with self.lock:
             self.check_pressure()
-            if alloc > a.quota_bytes // 2:  # big ones take the row path
+            if alloc > a.bounds.quota_bytes // 2:  # big ones take the row path
                 return None
             slots = self.free.get(alloc)
             if slots:
@@ -99,12 +101,12 @@ class Lease:
                 if not self._fits(alloc) and not self._grow(alloc):
                     return None
                 self._files += 1
-                slot, recycled = f"{slot_prefix(a._owner_id)}{self._files:x}.snap", False
+                slot, recycled = f"{slot_prefix(a.owner.id)}{self._files:x}.snap", False
                 self.used_bytes += alloc
                 self.used_files += 1
             self.seq += 1
             self.in_flight.add(self.seq)
-            key = f"{prefix}:{a._owner_id:x}-{self.seq:x}"
+            key = f"{prefix}:{a.owner.id:x}-{self.seq:x}"
             p = Placement(None, key, a.tmpfs, slot, alloc, recycled)
             p.seq = self.seq
             p.inode = self.inodes.get(slot)
@@ -118,7 +120,7 @@ class Lease:
         run, step, batch, nbytes, dtype, shape = meta_row
         row = SnapshotRow(
             None, p.tier.name, p.slot, p.alloc, nbytes, dtype, shape, signed_checksum(check),
-            "ready", run, step, batch, self.arena._owner_id, created,
+            "ready", run, step, batch, self._parts.owner.id, created,
         )  # fmt: skip
         with self.lock:
             self.pending[p.key] = Pending(row, p.seq)
@@ -143,13 +145,13 @@ class Lease:
     def release(self, key: str, views_live: bool) -> bool:
         """Release a pending snapshot (False: not pending here). Its file joins the
         private free list unless views of it live in this process or the list is full."""
-        a = self.arena
+        a = self._parts
         with self.lock:
             found = self.pending.pop(key, None)
             if found is None:
                 return False
             slot, alloc = found.row.slot, found.row.alloc_bytes
-            cap = a.quota_bytes * FREE_FRACTION - self._global_free
+            cap = a.bounds.quota_bytes * FREE_FRACTION - self._global_free
             if not views_live and self.free_bytes + alloc <= cap:
                 self.free.setdefault(alloc, []).append(slot)
                 self.free_bytes += alloc
@@ -167,10 +169,10 @@ class Lease:
         from the row into the lease), so that the next put recycles it without a commit.
         Returns what to apply locally once the transaction commits, or None when it is not
         this lease's file or the private free list is full."""
-        a = self.arena
-        if a._owner_id is None or not slot.startswith(slot_prefix(a._owner_id)):
+        a = self._parts
+        if a.owner.id is None or not slot.startswith(slot_prefix(a.owner.id)):
             return None
-        if self.free_bytes + alloc > a.quota_bytes * FREE_FRACTION - self._global_free:
+        if self.free_bytes + alloc > a.bounds.quota_bytes * FREE_FRACTION - self._global_free:
             return None
         conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
         ledger.bump(conn, **a.tmpfs.counter_deltas(-alloc, -1), lease_bytes=alloc, lease_files=1)
@@ -193,7 +195,7 @@ class Lease:
     def _sync(self, conn) -> callable:
         """Write pending snapshots as rows and this lease's figures into the owner row,
         inside ``conn``'s transaction; return what to apply locally once it commits."""
-        a = self.arena
+        a = self._parts
         items = sorted(self.pending.items(), key=lambda kv: kv[1].seq)
         if items:
             conn.executemany(
@@ -236,18 +238,18 @@ class Lease:
         conn.execute(
             "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
             "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
-            (lb, lf, ub, uf, fb, ff, published, self.arena._owner_id),
+            (lb, lf, ub, uf, fb, ff, published, self._parts.owner.id),
         )
 
     def flush(self) -> None:
         """Publish every pending snapshot now (one transaction; nothing when there is none
         and the owner row is current)."""
-        if self.arena._owner_id is None:
+        if self._parts.owner.id is None:
             return  # a maintenance handle holds nothing
         with self.lock:
             if not self.pending and not self.in_flight and not self._dirty():
                 return
-            with self.arena._ledger.transaction() as conn:
+            with self._parts.ledger.transaction() as conn:
                 apply = self._sync(conn)
             apply()
             self._published_figures = self._figures()
@@ -274,33 +276,33 @@ class Lease:
         return False
 
     def _grow_once(self, alloc: int) -> bool:
-        a = self.arena
+        a = self._parts
         granted = None
-        with a._ledger.transaction() as conn:
+        with a.ledger.transaction() as conn:
             apply = self._sync(conn)  # committed even when nothing is granted
-            a._refresh_settings(conn)
+            a.refresh_bounds(conn)
             c = ledger.counters(conn)
             self._global_free = c["free_bytes"]
-            meta = accounting.measure(a._root_fd)
+            meta = accounting.measure(a.root_fd)
             need_b = max(0, self.used_bytes + alloc - self.bytes)
             need_f = max(0, self.used_files + 1 - self.files)
             waiters = self._waiters(conn)
-            want_b = need_b if waiters else max(need_b, min(CHUNK_BYTES, a.quota_bytes // 8))
-            want_f = need_f if waiters else max(need_f, min(CHUNK_FILES, a.max_files // 16))
-            if a._admission.make_room(conn, c, meta, need_b, need_f):
+            want_b = need_b if waiters else max(need_b, min(CHUNK_BYTES, a.bounds.quota_bytes // 8))
+            want_f = need_f if waiters else max(need_f, min(CHUNK_FILES, a.bounds.max_files // 16))
+            if self._admission.make_room(conn, c, meta, need_b, need_f):
                 c = ledger.counters(conn)
                 used_b, used_f = accounting.charged(c, meta)
                 room_b, room_f = a.tmpfs.room(*pending(conn, a.tmpfs))
                 grant_b = max(
-                    need_b, int(min(want_b, a.quota_bytes - LEDGER_GROWTH - used_b, room_b))
+                    need_b, int(min(want_b, a.bounds.quota_bytes - LEDGER_GROWTH - used_b, room_b))
                 )
-                grant_f = max(need_f, int(min(want_f, a.max_files - used_f, room_f)))
+                grant_f = max(need_f, int(min(want_f, a.bounds.max_files - used_f, room_f)))
                 moved_b = sum(p.row.alloc_bytes for p in self.pending.values())
                 moved_f = len(self.pending)
                 granted = (self.bytes - moved_b + grant_b, self.files - moved_f + grant_f)
                 conn.execute(
                     "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
-                    (*granted, a._owner_id),
+                    (*granted, a.owner.id),
                 )
                 ledger.bump(conn, lease_bytes=grant_b, lease_files=grant_f)
                 ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))
@@ -312,14 +314,14 @@ class Lease:
 
     def _waiters(self, conn) -> int:
         return conn.execute(
-            "SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?", (self.arena._owner_id,)
+            "SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?", (self._parts.owner.id,)
         ).fetchone()[0]
 
     # ------------------------------------------------------------------ giving back
 
     def _drop_free(self) -> None:
         """Unlink the private free list (its bytes stay leased until the lease shrinks)."""
-        tmpfs = self.arena.tmpfs
+        tmpfs = self._parts.tmpfs
         for alloc, slots in self.free.items():
             for slot in slots:
                 tmpfs.unlink(slot)
@@ -334,14 +336,14 @@ class Lease:
         part of the lease to the ledger (one transaction)."""
         with self.lock:
             self._drop_free()
-            with self.arena._ledger.transaction() as conn:
+            with self._parts.ledger.transaction() as conn:
                 apply = self._sync(conn)
                 moved = sum(p.row.alloc_bytes for p in self.pending.values()), len(self.pending)
                 keep_b, keep_f = self.used_bytes - moved[0], self.used_files - moved[1]
                 had_b, had_f = self.bytes - moved[0], self.files - moved[1]
                 conn.execute(
                     "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
-                    (keep_b, keep_f, self.arena._owner_id),
+                    (keep_b, keep_f, self._parts.owner.id),
                 )
                 ledger.bump(conn, lease_bytes=keep_b - had_b, lease_files=keep_f - had_f)
             apply()
@@ -359,20 +361,22 @@ class Lease:
             self.free_files
         ):
             return  # nothing unused to give
-        a = self.arena
+        a = self._parts
         waiters, nbytes, nfiles, quota, max_files = (
-            a._ledger.conn()
+            a.ledger.conn()
             .execute(
                 "SELECT (SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?), "
                 "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_bytes', 'lease_bytes', 'foreign_bytes')), "
                 "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_files', 'lease_files', 'foreign_files', 'owner_files')), "
                 "(SELECT value FROM settings WHERE name = 'quota_bytes'), "
                 "(SELECT value FROM settings WHERE name = 'max_files')",
-                (a._owner_id,),
+                (a.owner.id,),
             )
             .fetchone()
         )
-        over = nbytes > (quota or a.quota_bytes) or nfiles > (max_files or a.max_files)
+        over = nbytes > (quota or a.bounds.quota_bytes) or nfiles > (
+            max_files or a.bounds.max_files
+        )
         if waiters or over:
             self.give_back()
 
@@ -397,7 +401,7 @@ class Lease:
                         synced = now
                     self.check_pressure(force=True)
             except Exception:  # noqa: BLE001 - retried next tick; close publishes for good
-                log.debug("lease thread of %r", self.arena, exc_info=True)
+                log.debug("lease thread of arena %s", self._parts.root, exc_info=True)
 
     def close(self) -> None:
         """Stop the thread, publish what is pending, unlink the private free list; the

@@ -17,6 +17,7 @@ import weakref
 
 from noisefs.arena import accounting, audit, ledger, owners
 from noisefs.arena.admission import evict_free
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
 from noisefs.errors import ArenaFull
 
@@ -30,7 +31,7 @@ def _close_all() -> None:
     """Close this process's handles that are still open when it exits normally (so a
     worker that simply exits hands its snapshots over instead of looking crashed)."""
     for arena in list(_open_handles):
-        if arena._pid == os.getpid():
+        if arena.parts.pid == os.getpid():
             try:
                 arena.close()
             except Exception:  # noqa: BLE001 - exiting; gc reclaims whatever is left
@@ -51,20 +52,22 @@ def track(arena) -> None:
 
 def local_handles() -> list:
     """The open handles of this process (any arena)."""
-    return [a for a in list(_open_handles) if a._pid == os.getpid() and not a._closed]
+    return [a for a in list(_open_handles) if a.parts.pid == os.getpid() and not a.closed]
 
 
-def register_owner(arena) -> None:
+def register_owner(parts: ArenaParts, timeout_s: float) -> None:
+    """Make the handle of ``parts`` an owner: its row, then its lock file (waiting up to
+    ``timeout_s`` for an inode to make it)."""
     name = owners.new_lock_name()
-    deadline = time.monotonic() + arena.timeout_s
+    deadline = time.monotonic() + timeout_s
     while True:
-        with arena._ledger.transaction() as conn:
+        with parts.ledger.transaction() as conn:
             c = ledger.counters(conn)
-            meta = accounting.measure(arena._root_fd)
+            meta = accounting.measure(parts.root_fd)
             _, used_files = accounting.charged(c, meta)
-            short = used_files + 1 - arena.max_files
+            short = used_files + 1 - parts.bounds.max_files
             if 0 < short <= c["free_files"]:
-                arena._forget_slots(evict_free(conn, arena.tmpfs, 0, short))
+                parts.forget_slots(evict_free(conn, parts.tmpfs, 0, short))
                 short = 0
             if short <= 0:
                 cur = conn.execute(
@@ -77,20 +80,20 @@ def register_owner(arena) -> None:
                 break
         if time.monotonic() > deadline:
             raise ArenaFull(
-                f"arena {arena.root}: no inode left for this process's lock file "
-                f"(max_files {arena.max_files}); release snapshots or raise --max-files",
+                f"arena {parts.root}: no inode left for this process's lock file "
+                f"(max_files {parts.bounds.max_files}); release snapshots or raise --max-files",
                 needed_bytes=0,  # an inode, no bytes
             )
         time.sleep(0.05)
     try:
-        arena._lock_fd = owners.create_lock(arena._owners_fd, name)
+        parts.owner.lock_fd = owners.create_lock(parts.owners_fd, name)
     except BaseException:
-        with arena._ledger.transaction() as conn:  # give the reserved inode back
-            unlink_quiet(name, arena._owners_fd)
+        with parts.ledger.transaction() as conn:  # give the reserved inode back
+            unlink_quiet(name, parts.owners_fd)
             conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
             ledger.bump(conn, owner_files=-1)
         raise
-    with arena._ledger.transaction() as conn:
+    with parts.ledger.transaction() as conn:
         if conn.execute("SELECT 1 FROM owners WHERE id = ?", (owner_id,)).fetchone() is None:
             # stalled past the start-up grace between row and lock file, another process's
             # gc took this owner for dead: register again, now that the lock is held
@@ -99,17 +102,19 @@ def register_owner(arena) -> None:
                 (os.getpid(), name, time.time()),
             ).lastrowid
             ledger.bump(conn, owner_files=1)
-    arena._owner_id = owner_id
-    arena._lock_name = name
+    parts.owner.id = owner_id
+    parts.owner.lock_name = name
 
 
-def unregister_owner(arena) -> None:
-    with arena._ledger.transaction() as conn:
-        evict_free(conn, arena.tmpfs, 1 << 62, 1 << 62)
+def unregister_owner(parts: ArenaParts) -> None:
+    """Close's half of the one reclaim path (gc's is ``audit``): the shared free list goes,
+    unfinished reservations go, ready snapshots stay for a consumer, the owner goes."""
+    with parts.ledger.transaction() as conn:
+        evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62)
         rows = conn.execute(
             "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
-            (arena._owner_id,),
+            (parts.owner.id,),
         ).fetchall()
-        audit.drop_rows(arena, conn, rows)
-        conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (arena._owner_id,))
-        audit.drop_owner(arena, conn, arena._owner_id, arena._lock_name)
+        audit.drop_rows(parts, conn, rows)
+        conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (parts.owner.id,))
+        audit.drop_owner(parts, conn, parts.owner.id, parts.owner.lock_name)

@@ -21,11 +21,13 @@ was released (or reclaimed) meanwhile, step 3 drops the copy and answers False.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
 from noisefs.arena import accounting, ledger
-from noisefs.arena.admission import Placement
+from noisefs.arena.admission import Admission, Placement
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.rows import SnapshotRow, signed_checksum
 from noisefs.arena.tiers import NoRoom, Tier
 from noisefs.errors import CorruptSnapshot
@@ -33,34 +35,46 @@ from noisefs.errors import CorruptSnapshot
 log = logging.getLogger("noisefs.arena")
 
 
-def move(arena, key: str, target: Tier) -> bool:
-    """Move ready snapshot ``key`` to ``target``; see the module docstring."""
-    with arena._ledger.transaction() as conn:
-        row = arena._row(key, conn)
+FindRow = Callable[..., "SnapshotRow | None"]  # (key, conn): this handle's view, pending rows too
+Rollback = Callable[[Placement], None]
+
+
+def move(
+    parts: ArenaParts,
+    admission: Admission,
+    find_row: FindRow,
+    rollback: Rollback,
+    key: str,
+    target: Tier,
+) -> bool:
+    """Move ready snapshot ``key`` to ``target``; see the module docstring. ``find_row``
+    and ``rollback`` are the moving handle's row lookup and placement rollback."""
+    with parts.ledger.transaction() as conn:
+        row = find_row(key, conn)
         if row is None or row.state != "ready":
             raise KeyError(key)
-        source = arena.tier(row.tier)
+        source = parts.tier(row.tier)
         if source is target:
             return True
         alloc = row.alloc_bytes
         meta_row = (row.run, row.step, row.batch, row.nbytes, row.dtype, row.shape)
-        meta = accounting.measure(arena._root_fd)
-        placement = arena._admission.new_file(conn, target, meta, alloc, meta_row, None)
+        meta = accounting.measure(parts.root_fd)
+        placement = admission.new_file(conn, target, meta, alloc, meta_row, None)
         if placement is None:
             return False
     placement.key = key
     try:
         check = _copy(source, target, key, row, placement)
     except (OSError, NoRoom, CorruptSnapshot) as exc:
-        arena._rollback(placement)
+        rollback(placement)
         if isinstance(exc, CorruptSnapshot):
             raise
-        log.warning("arena %s: moving %s to %s failed (%s); it stays", arena.root, key, target, exc)
+        log.warning("arena %s: moving %s to %s failed (%s); it stays", parts.root, key, target, exc)
         return False
     except BaseException:
-        arena._rollback(placement)
+        rollback(placement)
         raise
-    return _swap(arena, key, row, placement, check)
+    return _swap(parts, find_row, rollback, key, row, placement, check)
 
 
 def _copy(source: Tier, target: Tier, key: str, row: SnapshotRow, p: Placement) -> int:
@@ -74,10 +88,18 @@ def _copy(source: Tier, target: Tier, key: str, row: SnapshotRow, p: Placement) 
     return check
 
 
-def _swap(arena, key: str, row: SnapshotRow, p: Placement, check: int) -> bool:
-    source = arena.tier(row.tier)
-    with arena._ledger.transaction() as conn:
-        now = arena._row(key, conn)
+def _swap(
+    parts: ArenaParts,
+    find_row: FindRow,
+    rollback: Rollback,
+    key: str,
+    row: SnapshotRow,
+    p: Placement,
+    check: int,
+) -> bool:
+    source = parts.tier(row.tier)
+    with parts.ledger.transaction() as conn:
+        now = find_row(key, conn)
         if now is None or now.id != row.id or now.state != "ready":
             gone = True
         else:
@@ -91,15 +113,15 @@ def _swap(arena, key: str, row: SnapshotRow, p: Placement, check: int) -> bool:
                 (key, signed_checksum(check), now.owner, now.created, p.row_id),
             )
     if gone:  # released or reclaimed meanwhile: nothing to move any more
-        arena._rollback(p)
+        rollback(p)
         return False
     return True
 
 
-def cold_keys(arena, limit: int) -> list[str]:
+def cold_keys(parts: ArenaParts, limit: int) -> list[str]:
     """Ready tmpfs snapshots, oldest first (by creation: the ones put longest ago)."""
-    rows = arena._ledger.conn().execute(
+    rows = parts.ledger.conn().execute(
         "SELECT key FROM snapshots WHERE state = 'ready' AND tier = ? ORDER BY created, id LIMIT ?",
-        (arena.tmpfs.name, int(limit)),
+        (parts.tmpfs.name, int(limit)),
     )
     return [r[0] for r in rows]

@@ -22,7 +22,7 @@ class QueriesMixin:
         for owner_id, pid, lock_name, started in self._ledger.conn().execute(
             "SELECT id, pid, lock_name, started FROM owners"
         ):
-            if owner_id == self._owner_id or owners.is_live(
+            if owner_id == self._owner.id or owners.is_live(
                 self._owners_fd, lock_name, pid, started
             ):
                 out.append({"id": owner_id, "pid": pid, "started": started})
@@ -73,17 +73,19 @@ class QueriesMixin:
         ``KeyError`` for an unknown key and ``CorruptSnapshot`` when its data does not
         verify (it is not moved)."""
         self._check()
-        if self._owner_id is None:
+        if self._owner.id is None:
             raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
         self._lease.flush()
-        return moving.move(self, key, self.tier(tier))
+        return moving.move(
+            self.parts, self._admission, self._row, self._rollback, key, self.tier(tier)
+        )
 
     def cold_keys(self, limit: int) -> list[str]:
         """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
         :meth:`move` to spill to make room on the tmpfs."""
         self._check()
         self._lease.flush()
-        return moving.cold_keys(self, limit)
+        return moving.cold_keys(self.parts, limit)
 
     def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
         """Record that files this arena did not write (the daemon's inbox) occupy ``nbytes``
@@ -91,36 +93,36 @@ class QueriesMixin:
         ``max_files`` from now on; the record belongs to this handle's owner (each call
         replaces its previous figures) and goes when it closes or dies."""
         self._check()
-        if self._owner_id is None:
+        if self._owner.id is None:
             raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
         nbytes = validate_index("nbytes", nbytes)
         nfiles = validate_index("nfiles", nfiles)
         with self._ledger.transaction() as conn:
             old = conn.execute(
-                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner_id,)
+                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner.id,)
             ).fetchone()
             if old is None:
                 raise ArenaError(f"arena {self.root}: this handle's owner row is gone")
             conn.execute(
                 "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
-                (nbytes, nfiles, self._owner_id),
+                (nbytes, nfiles, self._owner.id),
             )
             ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
 
     def stats(self) -> dict:
         self._check()
         self._lease.flush()
-        return audit.figures(self, self._ledger.conn())
+        return audit.figures(self.parts, self._ledger.conn())
 
     def check(self, fix: bool = False) -> list[str]:
         """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
         self._check()
         self._lease.flush()
-        return audit.check(self, fix=fix)
+        return audit.check(self.parts, self._lease, self.get, fix=fix)
 
     def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
         """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
         also drop ready snapshots that handles closed without consuming."""
         self._check()
         self._lease.flush()
-        return audit.gc(self, dry_run=dry_run, unowned=unowned)
+        return audit.gc(self.parts, dry_run=dry_run, unowned=unowned)

@@ -39,6 +39,7 @@ from noisefs.arena import lease as lease_mod
 from noisefs.arena.access import AccessMixin
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission
 from noisefs.arena.maps import MAX_BYTES, MapCache
+from noisefs.arena.parts import ArenaParts, Bounds, Owner, SpillPause
 from noisefs.arena.paths import (
     default_root,
     default_spill_dir,
@@ -107,11 +108,9 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
         # the arena's identity whatever path spelled it (symlinked ancestors, relative paths)
         root_stat = os.fstat(self._root_fd)
         self._identity = f"{root_stat.st_dev}:{root_stat.st_ino}"
-        self._lock_fd: int | None = None
-        self._lease = lease_mod.Lease(self)  # inert until an owner is registered
-        self._owner_id: int | None = None
+        self._owner = Owner()
+        self._bounds: Bounds | None = None  # read from the ledger below
         self._spill_dir_fd: int | None = None
-        self._spill_blocked_until = 0.0
         self._maps = MapCache()
         self._spill_lock = threading.Lock()
         # spill files carry this tag: gc touches only its own arena's files in a shared dir
@@ -148,12 +147,28 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
                 self._check_minimum()  # before storing: a refused value is never kept
                 if any(found.get(k) != stored[k] for k in DEFAULT_SETTINGS):
                     ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
-            self._admission = Admission(self)
+            self.parts = ArenaParts(
+                root=self.root,
+                identity=self._identity,
+                pid=self._pid,
+                root_fd=self._root_fd,
+                owners_fd=self._owners_fd,
+                ledger=self._ledger,
+                tmpfs=self.tmpfs,
+                spill=self.spill,
+                maps=self._maps,
+                owner=self._owner,
+                bounds=self._bounds,
+                spill_pause=SpillPause(),
+                refresh_bounds=self._refresh_settings,
+            )
+            self._admission = Admission(self.parts)
+            self._lease = lease_mod.Lease(self.parts, self._admission)  # inert until registered
             self._closed = False
             if _auto_gc:
-                audit.gc(self)
+                audit.gc(self.parts)
             if _register:
-                lifecycle.register_owner(self)
+                lifecycle.register_owner(self.parts, self.timeout_s)
                 lifecycle.track(self)
         except BaseException:
             if hasattr(self, "_ledger"):
@@ -162,13 +177,35 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
             raise
 
     def _apply_settings(self, stored: dict) -> None:
-        self.quota_bytes = int(stored["quota_bytes"])
-        self.max_files = int(stored["max_files"])
         sq = stored["spill_quota_bytes"]
-        self.spill_quota_bytes = None if sq is None else int(sq)
-        self.spill_dir = Path(stored["spill_dir"] or default_spill_dir(self.root))
+        bounds = Bounds(
+            quota_bytes=int(stored["quota_bytes"]),
+            max_files=int(stored["max_files"]),
+            spill_quota_bytes=None if sq is None else int(sq),
+            spill_dir=Path(stored["spill_dir"] or default_spill_dir(self.root)),
+        )
+        if self._bounds is None:
+            self._bounds = bounds
+        else:  # the parts hold this very record: update it in place
+            vars(self._bounds).update(vars(bounds))
         # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
-        self._maps.max_bytes = int(min(MAX_BYTES, self.quota_bytes * FREE_FRACTION))
+        self._maps.max_bytes = int(min(MAX_BYTES, bounds.quota_bytes * FREE_FRACTION))
+
+    @property
+    def quota_bytes(self) -> int:
+        return self._bounds.quota_bytes
+
+    @property
+    def max_files(self) -> int:
+        return self._bounds.max_files
+
+    @property
+    def spill_quota_bytes(self) -> int | None:
+        return self._bounds.spill_quota_bytes
+
+    @property
+    def spill_dir(self) -> Path:
+        return self._bounds.spill_dir
 
     def _refresh_settings(self, conn) -> None:
         """Adopt bounds another process stored since this handle opened (one small query)."""
@@ -203,14 +240,14 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
             )
 
     def _close_fds(self) -> None:
-        for fd in [*self._fds, self._lock_fd, self._spill_dir_fd]:
+        for fd in [*self._fds, self._owner.lock_fd, self._spill_dir_fd]:
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self._fds = []
-        self._lock_fd = self._spill_dir_fd = None
+        self._owner.lock_fd = self._spill_dir_fd = None
 
     def close(self) -> None:
         """Unlink the free list, hand this handle's snapshots to nobody, drop the lock file.
@@ -225,10 +262,10 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
             return
         self._maps.clear()
         try:
-            if self._owner_id is None:
+            if self._owner.id is None:
                 return  # maintenance handle: owns nothing
             self._lease.close()
-            lifecycle.unregister_owner(self)
+            lifecycle.unregister_owner(self.parts)
         finally:
             self._ledger.close()
             self._close_fds()
@@ -250,6 +287,10 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
         return (
             f"Arena(root={str(self.root)!r}, quota={self.quota_bytes}, max_files={self.max_files})"
         )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def _check(self) -> None:
         if os.getpid() != self._pid:
@@ -284,10 +325,4 @@ class Arena(WritesMixin, AccessMixin, QueriesMixin):
 
     def tier(self, name: str) -> tiers.Tier:
         """The tier object stored in the ledger as ``name`` ('tmpfs' or 'spill')."""
-        for tier in self.tiers:
-            if tier.name == name:
-                return tier
-        raise ArenaError(f"arena {self.root}: unknown tier {name!r} in the ledger")
-
-    def _forget_slots(self, slots) -> None:
-        self._maps.forget(slots)
+        return self.parts.tier(name)

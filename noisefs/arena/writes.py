@@ -47,7 +47,7 @@ class WritesMixin:
     def put(self, array, run: str = "r1", step: int = 0, batch: int = 0) -> str:
         """Store a copy of ``array``; return its key. Blocks (backpressure) up to ``timeout_s``."""
         self._check()
-        if self._owner_id is None:
+        if self._owner.id is None:
             raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
         validate_run(run)
         step = validate_index("step", step)
@@ -97,7 +97,7 @@ class WritesMixin:
                 if now >= deadline:
                     raise ArenaFull(self._full_message(alloc), needed_bytes=alloc)
                 if now >= next_gc:
-                    audit.gc(self)
+                    audit.gc(self.parts)
                     next_gc = now + 1.0
                     allow_tmpfs = True
                 time.sleep(min(delay, max(0.0, deadline - now)))
@@ -110,7 +110,7 @@ class WritesMixin:
         if flag:
             self._lease.give_back()  # what this handle holds unused may be what it needs
         with self._ledger.transaction() as conn:
-            conn.execute("UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._owner_id))
+            conn.execute("UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._owner.id))
 
     def _placed(self, placement, arr: np.ndarray, src: np.ndarray) -> str:
         """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
@@ -122,7 +122,7 @@ class WritesMixin:
             if placement.tier.charged:
                 return "tmpfs full"
             # the spill filesystem is full: wait like for any other lack of room
-            self._spill_blocked_until = time.monotonic() + 0.25
+            self.parts.spill_pause.pause(0.25)
             log.info("spill tier full (%s); waiting for room", exc)
             return "again"
         except tiers.StaleSlot:
@@ -167,7 +167,9 @@ class WritesMixin:
             return
         p.tier.unlink(p.slot)
         with self._ledger.transaction() as conn:
-            audit.drop_rows(self, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False)
+            audit.drop_rows(
+                self.parts, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False
+            )
 
     def _publish(self, p, check: int) -> None:
         if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
