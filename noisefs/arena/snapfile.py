@@ -80,7 +80,7 @@ def _run_blocks(dst: np.ndarray, src: np.ndarray | None, block: int = BLOCK) -> 
     if pool is None:
         digests = _blocks_copy(dst, src, 0, total, block)
     else:
-        parts = pool._max_workers + 1  # type: ignore[attr-defined]
+        parts = _WORKERS  # the pool's threads and this one
         nblocks = -(-total // block)
         bounds = [min(total, (nblocks * i // parts) * block) for i in range(parts + 1)]
         futures = [
