@@ -21,6 +21,8 @@ POINTS = {
     "worker.batch-done": "a worker process finished a batch and has not yet published it",
     "worker.snapshots-lost": "a worker's published batch loses its snapshots before the "
     "parent folds it (the parent must recompute it)",
+    "arena.publish-interrupted": "a put interrupted (KeyboardInterrupt) after its file is "
+    "written, before it is published",
     "run.last-window": "a run after its last batch: 1st, before its parts close; 2nd, before "
     "the result file is written (SIGTERM arrives there)",
 }

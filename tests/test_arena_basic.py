@@ -188,7 +188,7 @@ def test_flipped_byte_detected_and_reported(make_arena, shm_root):
 
 
 def _slot_of(arena, key):
-    return arena._row(key)[2]  # its ledger row, or its record while not yet published
+    return arena.info(key)["slot"]  # its ledger row, or its record while not yet published
 
 
 def test_corrupt_header_detected(make_arena, shm_root):

@@ -9,6 +9,7 @@ import stat
 import numpy as np
 import pytest
 
+from noisefs import faults
 from noisefs.arena import Arena
 from noisefs.errors import ArenaError, ArenaFull, CorruptSnapshot, UnsafePathError
 from tests.test_arena_fixtures import *  # noqa: F403 - the fixtures make_arena, shm_root, spill
@@ -88,7 +89,7 @@ def test_a_missing_spill_dir_loses_nothing_and_reads_nothing_else(make_arena, sp
     os.chdir(tmp_path / "cwd")
     try:
         with Arena(arena.root) as other:  # its gc must not take the row for a lost file
-            slot = other._row(key)[2]
+            slot = other.info(key)["slot"]
             (tmp_path / "cwd" / slot).write_bytes(b"not from the cwd")
             with pytest.raises(CorruptSnapshot, match="spill directory"):
                 other.get(key)
@@ -108,17 +109,11 @@ def test_a_quota_stored_by_another_handle_binds_open_handles(make_arena, shm_roo
     assert du_bytes(shm_root) <= 1 << 20
 
 
-def test_an_interrupted_publish_leaves_no_reservation(make_arena, monkeypatch):
+def test_an_interrupted_publish_leaves_no_reservation(make_arena):
     arena = make_arena()
     before = arena.stats()["bytes_used"]
-
-    def interrupted(placement, check):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(arena, "_publish", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with faults.armed("arena.publish-interrupted"), pytest.raises(KeyboardInterrupt):
         arena.put(np.ones(100_000))
-    monkeypatch.undo()
     assert arena.stats()["bytes_used"] == before
     assert arena.check() == []
 

@@ -207,7 +207,7 @@ def test_read_into_copies_verified_data(make_arena, shm_root):
     assert arena.move(key)
     np.testing.assert_array_equal(arena.read_into(key, np.empty_like(x)), x)  # from spill too
     other = arena.put(x * 2)
-    slot = arena._row(other)[2]
+    slot = arena.info(other)["slot"]
     fd = os.open(shm_root / "data" / slot, os.O_RDWR)
     old = os.pread(fd, 1, 4096 + 12_345)
     os.pwrite(fd, bytes([old[0] ^ 1]), 4096 + 12_345)

@@ -137,5 +137,7 @@ def test_spill_enospc_waits_then_succeeds(shm_root, small_spill):
         assert state["hit"] and waited >= 0.4
         assert arena.info(key)["tier"] == "spill"
         np.testing.assert_array_equal(arena.get(key), np.ones(150_000))
-        assert os.listdir(small_spill / "spill") == [arena._row(key)[2]]  # no partial file left
+        assert os.listdir(small_spill / "spill") == [
+            arena.info(key)["slot"]
+        ]  # no partial file left
         assert arena.check() == []

@@ -1,6 +1,6 @@
 """The read side of an :class:`~noisefs.arena.store.Arena`: looking keys up (ledger rows or
-this handle's unpublished ones), verified reads, release and adoption. A mixin of
-``Arena``; it uses the handle's ledger, tiers and lease."""
+this handle's unpublished ones), verified reads, release and adoption: the ``Reader``
+part, given the handle's shared parts and its lease."""
 
 from __future__ import annotations
 
@@ -10,18 +10,26 @@ import numpy as np
 
 from noisefs.arena import audit, lease_keys, ledger, tiers, views
 from noisefs.arena.admission import FREE_FRACTION
+from noisefs.arena.lease import Lease
 from noisefs.arena.lifecycle import local_handles
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.rows import SNAPSHOT_COLUMNS, SnapshotRow
 from noisefs.errors import CorruptSnapshot, InputError
 
 
-class AccessMixin:
-    def _row(self, key: str, conn=None) -> SnapshotRow | None:
+class Reader:
+    """Looking keys up, verified reads, release and adoption, for one handle."""
+
+    def __init__(self, parts: ArenaParts, lease: Lease) -> None:
+        self._parts = parts
+        self._lease = lease
+
+    def row(self, key: str, conn=None) -> SnapshotRow | None:
         """The ledger row of ``key`` (or, unpublished, this handle's own record of it)."""
         pending = self._lease.row(key)
         if pending is not None:
             return pending
-        conn = conn or self._ledger.conn()
+        conn = conn or self._parts.ledger.conn()
         found = conn.execute(
             f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE key = ?", (key,)
         ).fetchone()
@@ -33,9 +41,8 @@ class AccessMixin:
         Raises ``KeyError`` for a key that does not exist (or was released meanwhile) and
         ``CorruptSnapshot`` when the stored bytes do not verify.
         """
-        self._check()
         view = self._read(key, lambda tier, row: tier.read(key, row))
-        views.track(self._identity, key, view)
+        views.track(self._parts.identity, key, view)
         return view
 
     def read_into(self, key: str, out: np.ndarray) -> np.ndarray:
@@ -46,7 +53,6 @@ class AccessMixin:
         Returns ``out``. Against ``get`` + ``np.copyto`` on the loaded 2-core development
         machine: 1.2x faster at 16-64 MiB in one run, 0.74x in another, 0.86-0.94x at
         1 MiB and below (a 512 KiB block barely fits its 512 KiB L2 once copied)."""
-        self._check()
         if not isinstance(out, np.ndarray) or not out.flags.c_contiguous or not out.flags.writeable:
             raise InputError("read_into needs a writable C-contiguous numpy array")
 
@@ -68,7 +74,7 @@ class AccessMixin:
         read from where it is now (or is a ``KeyError``)."""
         seen, waited = None, False
         while True:
-            row = self._row(key)
+            row = self.row(key)
             if row is None and not waited:
                 waited = True
                 if self._await_published(key):
@@ -76,7 +82,7 @@ class AccessMixin:
             if row is None or row.state != "ready":
                 raise KeyError(key)
             try:
-                return how(self.tier(row.tier), row)
+                return how(self._parts.tier(row.tier), row)
             except CorruptSnapshot:
                 where = (row.id, row.tier, row.slot)
                 if where == seen:  # read twice from the same row: the data is damaged
@@ -87,23 +93,24 @@ class AccessMixin:
         """For a lease key of another owner: wait until that owner has published it; True
         when the key should be looked up again (see lease.py)."""
         found = lease_keys.parse_key(key)
-        if found is None or found[0] == self._owner.id:
+        if found is None or found[0] == self._parts.owner.id:
             return False
         owner, seq = found
         for other in local_handles():  # a handle of this very process: ask it
             if (
-                other is not self
-                and other.parts.identity == self._identity
+                other.parts is not self._parts
+                and other.parts.identity == self._parts.identity
                 and other.parts.owner.id == owner
             ):
                 other.publish()
                 return True
-        return lease_keys.await_published(self._ledger.conn(), self._owners_fd, owner, seq)
+        return lease_keys.await_published(
+            self._parts.ledger.conn(), self._parts.owners_fd, owner, seq
+        )
 
     def release(self, key: str) -> None:
         """Free snapshot ``key``: its file joins the free list (recycled) or is unlinked."""
-        self._check()
-        live = views.held(self._identity, key)
+        live = views.held(self._parts.identity, key)
         if self._lease.release(key, live):
             return
         for attempt in range(2):
@@ -115,7 +122,7 @@ class AccessMixin:
     def _release_row(self, key: str, live: bool) -> bool:
         with self._lease.lock:  # taken before the transaction (lease.py's lock order)
             taken = None
-            with self._ledger.transaction() as conn:
+            with self._parts.ledger.transaction() as conn:
                 found = self._release_in(conn, key, live)
                 if callable(found):
                     taken = found
@@ -131,15 +138,16 @@ class AccessMixin:
         if row is None or row[4] != "ready":
             return False
         row_id, tier, slot, alloc, _ = row
-        if not live and self.tier(tier).recycles:  # a published file of this lease?
+        if not live and self._parts.tier(tier).recycles:  # a published file of this lease?
             taken = self._lease.take_back(conn, row_id, slot, alloc)
             if taken is not None:
                 return taken
         c = ledger.counters(conn)
         if (
-            self.tier(tier).recycles
+            self._parts.tier(tier).recycles
             and not live
-            and c["free_bytes"] + self._lease.free_bytes + alloc <= self.quota_bytes * FREE_FRACTION
+            and c["free_bytes"] + self._lease.free_bytes + alloc
+            <= self._parts.bounds.quota_bytes * FREE_FRACTION
         ):
             conn.execute(
                 "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
@@ -147,7 +155,7 @@ class AccessMixin:
             )
             ledger.bump(conn, free_bytes=alloc, free_files=1)
             return True
-        audit.drop_rows(self.parts, conn, [(row_id, tier, slot, alloc)])
+        audit.drop_rows(self._parts, conn, [(row_id, tier, slot, alloc)])
         return True
 
     def adopt(self, keys) -> None:
@@ -156,12 +164,11 @@ class AccessMixin:
         All or nothing: raises ``KeyError`` naming the keys that do not exist (or are not
         ready), and then adopts none.
         """
-        self._check()
         keys = [keys] if isinstance(keys, str) else list(keys)
         self._lease.flush()
         for attempt in range(2):
             missing = []
-            with self._ledger.transaction() as conn:
+            with self._parts.ledger.transaction() as conn:
                 for key in keys:
                     if not conn.execute(
                         "SELECT 1 FROM snapshots WHERE key = ? AND state = 'ready'", (key,)
@@ -170,7 +177,7 @@ class AccessMixin:
                 if not missing:
                     conn.executemany(
                         "UPDATE snapshots SET owner = ? WHERE key = ?",
-                        [(self._owner.id, key) for key in keys],
+                        [(self._parts.owner.id, key) for key in keys],
                     )
                     return
             if attempt or not any([self._await_published(key) for key in missing]):

@@ -1,6 +1,6 @@
 """Queries and maintenance of an :class:`~noisefs.arena.store.Arena`: keys, info, figures,
 check, gc, live owners, and the tier operations the daemon uses (move, cold keys, foreign
-usage). A mixin of ``Arena``."""
+usage): the ``Queries`` part of a handle."""
 
 from __future__ import annotations
 
@@ -10,20 +10,34 @@ import numpy as np
 
 from noisefs.arena import audit, ledger, owners
 from noisefs.arena import move as moving
+from noisefs.arena.access import Reader
+from noisefs.arena.admission import Admission
+from noisefs.arena.lease import Lease
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index
 from noisefs.errors import ArenaError
 
 
-class QueriesMixin:
+class Queries:
+    """Keys, info, figures, check, gc, live owners, and the tier operations, for one handle."""
+
+    def __init__(
+        self, parts: ArenaParts, lease: Lease, admission: Admission, reader: Reader, rollback
+    ) -> None:
+        self._parts = parts
+        self._lease = lease
+        self._admission = admission
+        self._reader = reader
+        self._rollback = rollback  # the writer's: a failed move gives its placement back
+
     def live_owners(self) -> list[dict]:
         """Owners whose process holds its lock (or is starting); read-only probe."""
-        self._check()
         out = []
-        for owner_id, pid, lock_name, started in self._ledger.conn().execute(
+        for owner_id, pid, lock_name, started in self._parts.ledger.conn().execute(
             "SELECT id, pid, lock_name, started FROM owners"
         ):
-            if owner_id == self._owner.id or owners.is_live(
-                self._owners_fd, lock_name, pid, started
+            if owner_id == self._parts.owner.id or owners.is_live(
+                self._parts.owners_fd, lock_name, pid, started
             ):
                 out.append({"id": owner_id, "pid": pid, "started": started})
         return out
@@ -31,9 +45,8 @@ class QueriesMixin:
     def keys(self, run: str | None = None) -> list[str]:
         """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
         snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
-        self._check()
         self._lease.flush()
-        conn = self._ledger.conn()
+        conn = self._parts.ledger.conn()
         if run is None:
             rows = conn.execute(
                 "SELECT key FROM snapshots WHERE state = 'ready' ORDER BY created, id"
@@ -46,8 +59,7 @@ class QueriesMixin:
         return [r[0] for r in rows]
 
     def info(self, key: str) -> dict:
-        self._check()
-        row = self._row(key)
+        row = self._reader.row(key)
         if row is None or row.state != "ready":
             raise KeyError(key)
         return {
@@ -58,6 +70,7 @@ class QueriesMixin:
             "dtype": np.dtype(row.dtype),
             "shape": tuple(json.loads(row.shape)),
             "tier": row.tier,
+            "slot": row.slot,  # its file's name in the tier's directory
             "nbytes": row.nbytes,
             "alloc_bytes": row.alloc_bytes,
             "owner": row.owner,
@@ -72,57 +85,57 @@ class QueriesMixin:
         meanwhile); it then stays where it was. True when it is (now) in ``tier``. Raises
         ``KeyError`` for an unknown key and ``CorruptSnapshot`` when its data does not
         verify (it is not moved)."""
-        self._check()
-        if self._owner.id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        if self._parts.owner.id is None:
+            raise ArenaError(f"arena {self._parts.root}: this handle is read-only (maintenance)")
         self._lease.flush()
         return moving.move(
-            self.parts, self._admission, self._row, self._rollback, key, self.tier(tier)
+            self._parts,
+            self._admission,
+            self._reader.row,
+            self._rollback,
+            key,
+            self._parts.tier(tier),
         )
 
     def cold_keys(self, limit: int) -> list[str]:
         """Up to ``limit`` ready tmpfs snapshots, coldest (put longest ago) first: what to
         :meth:`move` to spill to make room on the tmpfs."""
-        self._check()
         self._lease.flush()
-        return moving.cold_keys(self.parts, limit)
+        return moving.cold_keys(self._parts, limit)
 
     def set_foreign_usage(self, nbytes: int, nfiles: int) -> None:
         """Record that files this arena did not write (the daemon's inbox) occupy ``nbytes``
         and ``nfiles`` under the root. Admission counts them against the quota and
         ``max_files`` from now on; the record belongs to this handle's owner (each call
         replaces its previous figures) and goes when it closes or dies."""
-        self._check()
-        if self._owner.id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        if self._parts.owner.id is None:
+            raise ArenaError(f"arena {self._parts.root}: this handle is read-only (maintenance)")
         nbytes = validate_index("nbytes", nbytes)
         nfiles = validate_index("nfiles", nfiles)
-        with self._ledger.transaction() as conn:
+        with self._parts.ledger.transaction() as conn:
             old = conn.execute(
-                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?", (self._owner.id,)
+                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?",
+                (self._parts.owner.id,),
             ).fetchone()
             if old is None:
-                raise ArenaError(f"arena {self.root}: this handle's owner row is gone")
+                raise ArenaError(f"arena {self._parts.root}: this handle's owner row is gone")
             conn.execute(
                 "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
-                (nbytes, nfiles, self._owner.id),
+                (nbytes, nfiles, self._parts.owner.id),
             )
             ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
 
     def stats(self) -> dict:
-        self._check()
         self._lease.flush()
-        return audit.figures(self.parts, self._ledger.conn())
+        return audit.figures(self._parts, self._parts.ledger.conn())
 
     def check(self, fix: bool = False) -> list[str]:
         """Compare ledger and files; ``fix=True`` repairs what can be repaired."""
-        self._check()
         self._lease.flush()
-        return audit.check(self.parts, self._lease, self.get, fix=fix)
+        return audit.check(self._parts, self._lease, self._reader.get, fix=fix)
 
     def gc(self, dry_run: bool = False, unowned: bool = False) -> dict:
         """Reclaim what dead processes left; never a live owner's data. With ``unowned``,
         also drop ready snapshots that handles closed without consuming."""
-        self._check()
         self._lease.flush()
-        return audit.gc(self.parts, dry_run=dry_run, unowned=unowned)
+        return audit.gc(self._parts, dry_run=dry_run, unowned=unowned)

@@ -1,4 +1,4 @@
-"""The write side of an :class:`~noisefs.arena.store.Arena`: ``put`` and what it takes —
+"""The write side of an :class:`~noisefs.arena.store.Arena` (the ``Writer`` part): ``put`` and what it takes —
 placement (the lease first, then a row by admission), the write into the placed tier, the
 publication, and the rollback that gives a failed placement back (file first, then its
 reservation). Backpressure: a put that finds no room marks its owner waiting (lease holders
@@ -11,10 +11,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
+from noisefs import faults
 from noisefs.arena import audit, snapfile, tiers
+from noisefs.arena.admission import Admission, Placement
+from noisefs.arena.lease import Lease
+from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index, validate_run
 from noisefs.arena.rows import signed_checksum
 from noisefs.errors import ArenaError, ArenaFull, InputError
@@ -41,14 +46,27 @@ def _shape_json(shape: tuple) -> str:
     return found
 
 
-class WritesMixin:
-    """``put`` and its placement, write, publication and rollback (mixed into ``Arena``)."""
+class Writer:
+    """``put`` and its placement, write, publication and rollback, for one handle."""
+
+    def __init__(
+        self,
+        parts: ArenaParts,
+        lease: Lease,
+        admission: Admission,
+        timeout_s: float,
+        figures: Callable[[], dict],
+    ) -> None:
+        self._parts = parts
+        self._lease = lease
+        self._admission = admission
+        self._timeout_s = timeout_s
+        self._figures = figures  # the arena's stats(), for the full message
 
     def put(self, array, run: str = "r1", step: int = 0, batch: int = 0) -> str:
-        """Store a copy of ``array``; return its key. Blocks (backpressure) up to ``timeout_s``."""
-        self._check()
-        if self._owner.id is None:
-            raise ArenaError(f"arena {self.root}: this handle is read-only (maintenance)")
+        """Store a copy of ``array``; return its key (see ``Arena.put``)."""
+        if self._parts.owner.id is None:
+            raise ArenaError(f"arena {self._parts.root}: this handle is read-only (maintenance)")
         validate_run(run)
         step = validate_index("step", step)
         batch = validate_index("batch", batch)
@@ -62,26 +80,26 @@ class WritesMixin:
         meta_row = (run, step, batch, nbytes, arr.dtype.str, _shape_json(arr.shape))
         prefix = f"{run}:{step}:{batch}"
         if (
-            alloc > self.quota_bytes
-            and self.spill_quota_bytes is not None
-            and alloc > self.spill_quota_bytes
+            alloc > self._parts.bounds.quota_bytes
+            and self._parts.bounds.spill_quota_bytes is not None
+            and alloc > self._parts.bounds.spill_quota_bytes
         ):
             raise ArenaFull(
-                f"a {format_bytes(alloc)} snapshot can never fit arena {self.root}: its quota is "
-                f"{format_bytes(self.quota_bytes)} and its spill bound {format_bytes(self.spill_quota_bytes)}; "
+                f"a {format_bytes(alloc)} snapshot can never fit arena {self._parts.root}: its quota is "
+                f"{format_bytes(self._parts.bounds.quota_bytes)} and its spill bound {format_bytes(self._parts.bounds.spill_quota_bytes)}; "
                 "raise --quota or the spill bound",
                 needed_bytes=alloc,
             )
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + self._timeout_s
         allow_tmpfs, delay, next_gc = True, 0.002, time.monotonic() + 1.0
         waiting = False
         try:
             while True:
                 placement = self._lease.place(alloc, prefix) if allow_tmpfs else None
                 if placement is None:
-                    with self._ledger.transaction() as conn:
+                    with self._parts.ledger.transaction() as conn:
                         placement = self._admission.place(
-                            conn, alloc, meta_row, prefix, allow_tmpfs, self._maps.slots()
+                            conn, alloc, meta_row, prefix, allow_tmpfs, self._parts.maps.slots()
                         )
                 if placement is not None:
                     placement.meta_row = meta_row
@@ -97,7 +115,7 @@ class WritesMixin:
                 if now >= deadline:
                     raise ArenaFull(self._full_message(alloc), needed_bytes=alloc)
                 if now >= next_gc:
-                    audit.gc(self.parts)
+                    audit.gc(self._parts)
                     next_gc = now + 1.0
                     allow_tmpfs = True
                 time.sleep(min(delay, max(0.0, deadline - now)))
@@ -109,42 +127,51 @@ class WritesMixin:
     def _set_waiting(self, flag: bool) -> None:
         if flag:
             self._lease.give_back()  # what this handle holds unused may be what it needs
-        with self._ledger.transaction() as conn:
-            conn.execute("UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._owner.id))
+        with self._parts.ledger.transaction() as conn:
+            conn.execute(
+                "UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._parts.owner.id)
+            )
 
     def _placed(self, placement, arr: np.ndarray, src: np.ndarray) -> str:
         """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
         ``'tmpfs full'`` (ENOSPC from the tmpfs itself: roll over to spill)."""
         try:
-            self._publish(placement, self._write(placement, arr, src))
+            check = self._write(placement, arr, src)
+            if faults.fires("arena.publish-interrupted"):
+                raise KeyboardInterrupt  # as a Ctrl-C between the write and the publication
+            self._publish(placement, check)
         except tiers.NoRoom as exc:
-            self._rollback(placement)
+            self.rollback(placement)
             if placement.tier.charged:
                 return "tmpfs full"
             # the spill filesystem is full: wait like for any other lack of room
-            self.parts.spill_pause.pause(0.25)
+            self._parts.spill_pause.pause(0.25)
             log.info("spill tier full (%s); waiting for room", exc)
             return "again"
         except tiers.StaleSlot:
             log.warning(
-                "arena %s: dropping free-list entry of vanished file %s", self.root, placement.slot
+                "arena %s: dropping free-list entry of vanished file %s",
+                self._parts.root,
+                placement.slot,
             )
-            self._rollback(placement)
+            self.rollback(placement)
             return "again"
         except BaseException:
-            self._rollback(placement)
+            self.rollback(placement)
             raise
         return "done"
 
     def _full_message(self, alloc: int) -> str:
-        s = self.stats()
+        s = self._figures()
         bound = (
-            "unbounded" if self.spill_quota_bytes is None else format_bytes(self.spill_quota_bytes)
+            "unbounded"
+            if self._parts.bounds.spill_quota_bytes is None
+            else format_bytes(self._parts.bounds.spill_quota_bytes)
         )
         return (
-            f"arena {self.root} is full: no room for a {format_bytes(alloc)} snapshot within {self.timeout_s:g} s "
-            f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self.quota_bytes)}, "
-            f"{s['files_used']} of {self.max_files} files; spill {self.spill_dir} holds "
+            f"arena {self._parts.root} is full: no room for a {format_bytes(alloc)} snapshot within {self._timeout_s:g} s "
+            f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self._parts.bounds.quota_bytes)}, "
+            f"{s['files_used']} of {self._parts.bounds.max_files} files; spill {self._parts.bounds.spill_dir} holds "
             f"{format_bytes(s['spilled_bytes'])}, bound {bound}); release snapshots, raise --quota or "
             "--max-files, or free space for the spill directory"
         )
@@ -160,27 +187,27 @@ class WritesMixin:
                 time.sleep(3600)
         return check
 
-    def _rollback(self, p) -> None:
+    def rollback(self, p: Placement) -> None:
         """Undo a reservation: the file goes first, then its row."""
         if p.row_id is None:
             self._lease.rollback(p)
             return
         p.tier.unlink(p.slot)
-        with self._ledger.transaction() as conn:
+        with self._parts.ledger.transaction() as conn:
             audit.drop_rows(
-                self.parts, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False
+                self._parts, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False
             )
 
     def _publish(self, p, check: int) -> None:
         if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
             self._lease.publish(p, p.meta_row, check, time.time())
             return
-        with self._ledger.transaction() as conn:
+        with self._parts.ledger.transaction() as conn:
             cur = conn.execute(
                 "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
                 (signed_checksum(check), p.row_id),
             )
             if cur.rowcount != 1:
                 raise ArenaError(
-                    f"arena {self.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
+                    f"arena {self._parts.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
                 )
