@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from noisefs.arena import accounting, audit, ledger, lifecycle, snapfile, tiers
+from noisefs.arena import audit, ledger, lifecycle, tiers
 from noisefs.arena import lease as lease_mod
 from noisefs.arena.access import Reader
-from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission
+from noisefs.arena.admission import FREE_FRACTION, Admission
 from noisefs.arena.maps import MAX_BYTES, MapCache
 from noisefs.arena.parts import ArenaParts, Bounds, Owner, SpillPause
 from noisefs.arena.paths import (
@@ -51,6 +51,7 @@ from noisefs.arena.paths import (
     validate_index,
 )
 from noisefs.arena.queries import Queries
+from noisefs.arena.settings import DEFAULT_SETTINGS, bounds_from, check_minimum
 from noisefs.arena.writes import Writer
 from noisefs.errors import (
     ArenaError,
@@ -58,16 +59,9 @@ from noisefs.errors import (
     UnsafePathError,
 )
 from noisefs.options import DEFAULT_PUT_TIMEOUT_S
-from noisefs.units import format_bytes, parse_size
+from noisefs.units import parse_size
 
 log = logging.getLogger("noisefs.arena")
-
-DEFAULT_SETTINGS = {
-    "quota_bytes": 1 << 30,
-    "max_files": 10_000,
-    "spill_dir": None,
-    "spill_quota_bytes": None,
-}
 
 
 class Arena:
@@ -146,7 +140,7 @@ class Arena:
                         "`noisefs gc`); leave --spill out to use the arena's own"
                     )
                 self._apply_settings(stored)
-                self._check_minimum()  # before storing: a refused value is never kept
+                check_minimum(self._root_fd, self._bounds, self.root)  # refused: never stored
                 if any(found.get(k) != stored[k] for k in DEFAULT_SETTINGS):
                     ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
             self.parts = ArenaParts(
@@ -186,13 +180,7 @@ class Arena:
             raise
 
     def _apply_settings(self, stored: dict) -> None:
-        sq = stored["spill_quota_bytes"]
-        bounds = Bounds(
-            quota_bytes=int(stored["quota_bytes"]),
-            max_files=int(stored["max_files"]),
-            spill_quota_bytes=None if sq is None else int(sq),
-            spill_dir=Path(stored["spill_dir"] or default_spill_dir(self.root)),
-        )
+        bounds = bounds_from(stored, self.root)
         if self._bounds is None:
             self._bounds = bounds
         else:  # the parts hold this very record: update it in place
@@ -230,23 +218,6 @@ class Arena:
         return cls(root, _register=False, _auto_gc=False)
 
     # ------------------------------------------------------------------ lifecycle
-
-    def _check_minimum(self) -> None:
-        measured = accounting.measure(self._root_fd)
-        meta = measured.bytes
-        smallest = meta + snapfile.alloc_for(1) + LEDGER_GROWTH  # room for one tiny snapshot
-        if self.quota_bytes < smallest:
-            raise ArenaError(
-                f"arena {self.root}: quota {format_bytes(self.quota_bytes)} is smaller than its metadata "
-                f"({format_bytes(meta)} for the ledger and slack); a quota of "
-                f"{format_bytes(smallest)} holds one tiny snapshot, 64MiB or more suits real runs"
-            )
-        inodes = max(measured.inodes, len(ledger.DB_FILES) + 2)  # data/, owners/, ledger
-        if self.max_files < inodes + 2:
-            raise ArenaError(
-                f"arena {self.root}: max_files {self.max_files} leaves no room for snapshots "
-                f"({inodes} inodes of metadata + 1 lock file per process); use at least {inodes + 8}"
-            )
 
     def _close_fds(self) -> None:
         for fd in [*self._fds, self._owner.lock_fd, self._spill_dir_fd]:
