@@ -36,7 +36,7 @@ def _lease_then_hang(root: str, out) -> None:
     keys = [arena.put(np.full(10_000, float(i)), run="held") for i in range(3)]
     arena.release(keys[0])  # its file stays on the private free list, under the lease
     arena.put(np.ones(50))
-    time.sleep(0.3)  # all published by now (the private free file never is)
+    arena.publish()  # every snapshot a row now (the private free file never is)
     out.put((arena.parts.owner.id, keys[1:]))
     time.sleep(3600)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -129,12 +128,10 @@ def test_spill_enospc_waits_then_succeeds(shm_root, small_spill):
     with Arena(shm_root, quota="1MiB", spill_dir=small_spill / "spill", timeout_s=10) as arena:
         os.pwrite = tenant_fills_spill
         try:
-            start = time.monotonic()
             key = arena.put(np.ones(150_000))  # 1.2 MB: bigger than the tmpfs quota -> spill
-            waited = time.monotonic() - start
         finally:
             os.pwrite = real
-        assert state["hit"] and waited >= 0.4
+        assert state["hit"] and not tenant.exists()  # it waited for the tenant to go
         assert arena.info(key)["tier"] == "spill"
         np.testing.assert_array_equal(arena.get(key), np.ones(150_000))
         assert os.listdir(small_spill / "spill") == [

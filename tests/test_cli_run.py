@@ -185,6 +185,13 @@ def _wait_for(predicate, timeout=60.0):
     return False
 
 
+def _mtime(path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:  # between a checkpoint's unlink and rename
+        return None
+
+
 def _start_long_run(tmp_path, arena_args, out):
     path = circuits.write(tmp_path, "qft.qasm", circuits.QFT4)
     args = [
@@ -218,7 +225,8 @@ def test_interrupted_run_resumes_exactly(tmp_path, arena_args, arena_root, how):
     path, args, proc = _start_long_run(tmp_path, arena_args, out)
     try:
         assert _wait_for(checkpoint.exists), "no checkpoint appeared"
-        time.sleep(0.3)
+        first = _mtime(checkpoint)  # interrupt after one more: the run is well under way
+        assert _wait_for(lambda: _mtime(checkpoint) not in (None, first)), "no 2nd checkpoint"
         proc.send_signal(signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:

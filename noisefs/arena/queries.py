@@ -15,6 +15,7 @@ from noisefs.arena.admission import Admission
 from noisefs.arena.lease import Lease
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index
+from noisefs.arena.rows import OWNER_COLUMNS, OwnerRow
 from noisefs.errors import ArenaError
 
 
@@ -31,15 +32,20 @@ class Queries:
         self._rollback = rollback  # the writer's: a failed move gives its placement back
 
     def live_owners(self) -> list[dict]:
-        """Owners whose process holds its lock (or is starting); read-only probe."""
+        """Owners whose process holds its lock (or is starting); read-only probe.
+        ``waiting``: the owner's put is waiting for room (backpressure)."""
         out = []
-        for owner_id, pid, lock_name, started in self._parts.ledger.conn().execute(
-            "SELECT id, pid, lock_name, started FROM owners"
+        for found in self._parts.ledger.conn().execute(
+            f"SELECT {OWNER_COLUMNS}, waiting FROM owners"
         ):
-            if owner_id == self._parts.owner.id or owners.is_live(
-                self._parts.owners_fd, lock_name, pid, started
+            owner, waiting = OwnerRow._make(found[:-1]), found[-1]
+            if owner.id == self._parts.owner.id or owners.is_live(
+                self._parts.owners_fd, owner.lock_name, owner.pid, owner.started
             ):
-                out.append({"id": owner_id, "pid": pid, "started": started})
+                out.append(
+                    {"id": owner.id, "pid": owner.pid, "started": owner.started,
+                     "waiting": bool(waiting)}
+                )  # fmt: skip
         return out
 
     def keys(self, run: str | None = None) -> list[str]:
