@@ -56,6 +56,11 @@ class TooLargeError(InputError):
     """A job that cannot fit this machine; the message says what to change."""
 
 
+class CircuitTooLarge(CircuitError, TooLargeError):
+    """A circuit that declares more qubits or bits than this machine can simulate, refused
+    before it is built (``file`` and ``line`` name the declaration, when known)."""
+
+
 class ArenaError(NoiseFSError, OSError):
     """Arena or storage failure (exit 3).
 

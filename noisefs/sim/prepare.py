@@ -14,6 +14,7 @@ from typing import Literal
 from qiskit import QuantumCircuit
 
 from noisefs.errors import CircuitError, InputError
+from noisefs.sim.declarations import check_qubit_count
 from noisefs.sim.measurements import strip_counted
 from noisefs.sim.qasm import TEXT_LABEL, load_file, load_text, looks_like_qasm
 from noisefs.sim.translate import translate
@@ -84,6 +85,7 @@ def circuit_sha256(qc: QuantumCircuit) -> str | None:
 def _check_circuit(qc: QuantumCircuit, label: str) -> None:
     if qc.num_qubits == 0:
         raise CircuitError(f"{label}: the circuit has no qubits; declare some with qreg or qubit")
+    check_qubit_count(qc.num_qubits, label)
     if qc.parameters:
         names = ", ".join(p.name for p in list(qc.parameters)[:5])
         more = "" if len(qc.parameters) <= 5 else f" and {len(qc.parameters) - 5} more"

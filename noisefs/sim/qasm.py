@@ -12,9 +12,11 @@ import os
 import re
 from pathlib import Path
 
-from qiskit import QuantumCircuit, qasm2, qasm3
+from qiskit import QuantumCircuit, qasm2
 
 from noisefs.errors import CircuitError
+from noisefs.sim.declarations import check_declared_sizes
+from noisefs.sim.oq3 import Qasm3Failure, is_panic, parse_qasm3
 
 __all__ = ["TEXT_LABEL", "load_circuit", "load_file", "load_text", "looks_like_qasm", "one_line"]
 
@@ -25,7 +27,6 @@ _HEADER = re.compile(
     re.DOTALL,
 )
 _QASM2_POS = re.compile(r"^(?P<src>.*?):(?P<line>\d+),(?P<col>\d+):\s*(?P<msg>.*)$", re.DOTALL)
-_QASM3_POS = re.compile(r"^(?:L)?(?P<line>\d+)(?:,|:C)(?P<col>\d+):\s*(?P<msg>.*)$", re.DOTALL)
 
 
 def one_line(text: object) -> str:
@@ -147,51 +148,12 @@ def _qasm2_error(name: str, exc: Exception) -> CircuitError:
     return _error(f"{src}:{line}: {msg} (column {match.group('col')}){hint}", src, line)
 
 
-def _qasm3_syntax_position(text: str) -> tuple[int, int, str] | None:
-    """Re-parse with a listener that records the first syntax error (the strict parser does not say)."""
-    try:
-        from antlr4 import CommonTokenStream, InputStream
-        from antlr4.error.ErrorListener import ErrorListener
-        from openqasm3 import parser as oq3
-    except Exception:  # pragma: no cover - depends on openqasm3 internals
-        return None
-    found: list[tuple[int, int, str]] = []
-
-    class _Record(ErrorListener):
-        def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
-            if not found:
-                found.append((line, column, msg))
-
-    try:
-        lexer = oq3.qasm3Lexer(InputStream(text))
-        lexer.removeErrorListeners()
-        lexer.addErrorListener(_Record())
-        parser = oq3.qasm3Parser(CommonTokenStream(lexer))
-        parser.removeErrorListeners()
-        parser.addErrorListener(_Record())
-        parser.program()
-    except Exception:  # pragma: no cover
-        pass
-    return found[0] if found else None
-
-
-def _qasm3_error(name: str, text: str, exc: Exception) -> CircuitError:
-    message = one_line(str(exc).strip().strip('"'))
-    if not message:
-        where = _qasm3_syntax_position(text)
-        if where is not None:
-            line, col, msg = where
-            return _error(
-                f"{name}:{line}: syntax error: {one_line(msg)} (column {col})", name, line
-            )
-        return _error(f"{name}: OpenQASM 3 syntax error ({type(exc).__name__})", name)
-    match = _QASM3_POS.match(message)
-    if match:
-        line = match.group("line")
-        return _error(
-            f"{name}:{line}: {match.group('msg')} (column {match.group('col')})", name, line
-        )
-    return _error(f"{name}: {message}", name)
+def _qasm3_error(name: str, failure: Qasm3Failure) -> CircuitError:
+    message = one_line(failure.message)
+    if failure.line is None:
+        return _error(f"{name}: {message}", name)
+    column = "" if failure.column is None else f" (column {failure.column})"
+    return _error(f"{name}:{failure.line}: {message}{column}", name, failure.line)
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,19 +168,32 @@ def _loads2(text: str, name: str, include_dir: str) -> QuantumCircuit:
             custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
             strict=False,
         )
+    except RecursionError:
+        raise _error(f"{name}: the program is nested too deeply to parse", name) from None
     except Exception as exc:
         raise _qasm2_error(name, exc) from None
+    except BaseException as exc:  # a Rust panic is a BaseException
+        if not is_panic(exc):
+            raise
+        raise _error(
+            f"{name}: Qiskit's OpenQASM 2 parser failed: {one_line(exc)}; check the sizes,"
+            " indices and numbers in the file",
+            name,
+        ) from None
 
 
 def _loads3(text: str, name: str) -> QuantumCircuit:
     try:
-        return qasm3.loads(text)
-    except Exception as exc:
-        raise _qasm3_error(name, text, exc) from None
+        return parse_qasm3(text)
+    except Qasm3Failure as failure:
+        raise _qasm3_error(name, failure) from None
 
 
 def _parse(text: str, name: str, include_dir: str) -> QuantumCircuit:
-    """Decoded OpenQASM 2 or 3 text (LF line ends) to a circuit; ``name`` is for messages."""
+    """Decoded OpenQASM 2 or 3 text (LF line ends) to a circuit; ``name`` is for messages.
+
+    The declared registers are checked against this machine before any parser runs."""
+    check_declared_sizes(text, name, include_dir)
     version, line = _header_version(text)
     if version is None:
         try:
