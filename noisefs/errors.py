@@ -17,6 +17,12 @@ def _rebuild(cls: type, args: tuple, facts: dict) -> NoiseFSError:
     return error
 
 
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines included) collapsed to one space: the
+    form of every message noisefs prints."""
+    return " ".join(str(text).split())
+
+
 class NoiseFSError(Exception):
     """Base of every error noisefs raises on purpose.
 

@@ -62,28 +62,38 @@ class RunOptions:
 # -- value parsers (each names the option it reads in its messages) ----------------------
 
 
-def _integer(minimum: int = 1, maximum: int | None = None) -> Callable[[str, object], int]:
+# Every count reaches numpy, SQLite or Aer's C++ configuration as a signed 64-bit integer.
+_INT64_MAX = 2**63 - 1
+_MAX_AER_THREADS = 4096  # Aer's thread option is a C int; more threads than this help no one
+
+
+def _shown(number: int) -> str:
+    """An integer for a message: written out when short, as its size when not."""
+    return str(number) if abs(number) < 10**30 else f"an integer of {number.bit_length()} bits"
+
+
+def _integer(minimum: int = 1, maximum: int = _INT64_MAX) -> Callable[[str, object], int]:
     def parse(flag: str, value: object) -> int:
         if isinstance(value, bool):
             raise InputError(f"{flag} must be an integer, not {value!r}")
+        text = None if isinstance(value, int) else str(value).strip()
+        if text is not None and len(text) > 40:
+            raise InputError(f"{flag} must be an integer of at most {maximum}, not {text[:20]}...")
         try:
-            number = value if isinstance(value, int) else int(str(value).strip())
+            number = value if text is None else int(text)
         except ValueError:
             raise InputError(f"{flag} must be an integer, not {value!r}") from None
         if number < minimum:
-            raise InputError(f"{flag} must be at least {minimum}, not {number}")
-        if maximum is not None and number > maximum:
-            raise InputError(f"{flag} must be at most {maximum}, not {number}")
+            raise InputError(f"{flag} must be at least {minimum}, not {_shown(number)}")
+        if number > maximum:
+            raise InputError(f"{flag} must be at most {maximum}, not {_shown(number)}")
         return number
 
     return parse
 
 
 def _seed(flag: str, value: object) -> int:
-    seed = _integer(minimum=0)(flag, value)
-    if seed >= 2**63:
-        raise InputError(f"{flag} must be below 2**63, not {seed}")
-    return seed
+    return _integer(minimum=0)(flag, value)  # below 2**63, as Aer's seed_simulator
 
 
 def _optimize(flag: str, value: object) -> int:
@@ -239,7 +249,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default {default})", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
     _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, _integer(), metavar="B", managed=True),
     _spec("workers", ("--workers",), "local worker processes (default {default}: one simulation thread)", ARENA, _integer(), metavar="W"),
-    _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, _integer(), metavar="N"),
+    _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, _integer(maximum=_MAX_AER_THREADS), metavar="N"),
     _spec("store", ("--store",), "snapshot form (default {default}: psi; dense: rho)", ARENA, _store, choices=STORES),
     _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
     _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),

@@ -91,7 +91,10 @@ def parse_duration(text: str | float | int) -> float:
     if isinstance(text, bool):
         raise InputError(f"duration must be seconds or a string like '50us', not {text!r}")
     if isinstance(text, (int, float)):
-        value, unit = float(text), ""
+        try:
+            value, unit = float(text), ""
+        except OverflowError:
+            raise InputError("duration is too large (an integer beyond any float)") from None
         if not math.isfinite(value):
             raise InputError(f"duration {text!r} is not finite")
     else:

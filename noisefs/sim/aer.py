@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noisefs.errors import SimulationError
+from noisefs.errors import SimulationError, one_line
 from noisefs.sim.batches import Batch
 
 
@@ -41,7 +41,7 @@ def original_run():
 
 def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
     """Run one batch in Aer; return one (size × 2ⁿ) stack of pure states per snapshot step."""
-    from qiskit_aer import AerError, AerSimulator
+    from qiskit_aer import AerSimulator
 
     simulator = AerSimulator(
         method="statevector",
@@ -53,8 +53,8 @@ def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
             simulator, job.circuit, shots=batch.size, seed_simulator=batch.seed
         )
         result = aer_job.result()
-    except AerError as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+    except Exception as exc:  # AerError, and RuntimeError or TypeError from Aer's C++ core
+        message = one_line(exc) or type(exc).__name__
         raise SimulationError(
             f"Aer could not simulate trajectories {batch.start}-{batch.stop - 1}: {message}"
         ) from None

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-from noisefs.errors import InputError, NoiseParameterError
+from noisefs.errors import InputError, NoiseParameterError, one_line
 from noisefs.units import parse_duration
 
 TIME_KEYS = ("t1", "t2", "time_1q", "time_2q")
@@ -61,9 +62,12 @@ def unknown(entry: Any, allowed: tuple[str, ...], what: str) -> None:
         )
 
 
+_INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit accepts '²', int() not
+
+
 def index(key: Any, what: str) -> int:
     text = str(key).strip()
-    if not text.isdigit():
+    if not _INDEX.fullmatch(text):
         raise NoiseParameterError(f"{what} index {key!r} is not a whole number >= 0")
     return int(text)
 
@@ -82,6 +86,11 @@ def pair_index(key: Any) -> tuple[int, int]:
 # reading values
 
 
+def _short(value: Any) -> str:
+    shown = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
 def duration(value: Any, what: str) -> float:
     try:
         return parse_duration(value)
@@ -94,8 +103,10 @@ def probability(value: Any, what: str) -> float:
         raise NoiseParameterError(f"{what}: expected a probability, not {value!r}")
     try:
         number = float(value)
+    except OverflowError:
+        raise NoiseParameterError(f"{what}: the number is too large for a probability") from None
     except (TypeError, ValueError):
-        raise NoiseParameterError(f"{what}: cannot read probability {value!r}") from None
+        raise NoiseParameterError(f"{what}: cannot read probability {_short(value)}") from None
     check_probability(number, what)
     return number
 
@@ -168,18 +179,21 @@ def _parse_calibration(text: str, name: str, suffix: str) -> dict:
         import tomli as tomllib  # type: ignore[no-redef]
 
     as_toml = suffix == ".toml" or (suffix != ".json" and not text.lstrip().startswith("{"))
-    if as_toml:
-        try:
+    try:
+        if as_toml:
             raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise NoiseParameterError(f"{name}: not valid TOML: {exc}") from None
-    else:
-        try:
+        else:
             raw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise NoiseParameterError(
-                f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
-            ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise NoiseParameterError(f"{name}: not valid TOML: {one_line(exc)}") from None
+    except json.JSONDecodeError as exc:
+        raise NoiseParameterError(
+            f"{name}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise NoiseParameterError(f"{name}: the calibration is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise NoiseParameterError(f"{name}: cannot read the calibration: {one_line(exc)}") from None
     if not isinstance(raw, dict):
         raise NoiseParameterError(f"{name}: the calibration must be an object/table at the top")
     return raw

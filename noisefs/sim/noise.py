@@ -13,8 +13,10 @@ The rule (SPEC "Noise model"), per qubit ``q`` with ``T1(q)``, ``T2(q)``:
 * ``measure`` on ``q``: symmetric ``ReadoutError`` with flip probability ``readout(q)``, only
   when it is > 0.
 
-A zero probability or zero duration gives an exact identity part; it is composed as is (Aer
-recognises ideal errors), so the model is always the formula above. Per-qubit and per-pair
+A zero probability gives an exact identity part, composed as is (Aer recognises ideal
+errors). A zero gate time relaxes nothing, so the relaxation factor (the identity channel) is
+left out and the gate's error is its depolarizing part alone: the same channel, in a form Aer
+0.18 can sample (composed in, it fails with "Kraus is empty" or a LAPACK error). Per-qubit and per-pair
 values come from a calibration file (``docs/calibration.md``); where they are silent the
 global values apply.
 """
@@ -204,16 +206,22 @@ def build_noise_model(params: NoiseParams, num_qubits: int):
 
     # Errors are built once per distinct parameter set: composing them is slow, and an
     # all-qubit error (no calibration) keeps the model tiny, which Aer serialises on every run.
+    # A gate of zero duration relaxes nothing: its relaxation is the identity channel and is
+    # left out. Composed in, Aer 0.18 fails on the model ("Kraus is empty", heevx, or worse).
     @functools.cache
     def one_qubit(p1: float, t1: float, t2: float, time: float):
-        return depolarizing_error(p1, 1).compose(thermal_relaxation_error(t1, t2, time))
+        error = depolarizing_error(p1, 1)
+        return error if time == 0 else error.compose(thermal_relaxation_error(t1, t2, time))
 
     @functools.cache
     def two_qubit(p2: float, t1a: float, t2a: float, t1b: float, t2b: float, time: float):
+        error = depolarizing_error(p2, 2)
+        if time == 0:
+            return error
         relax = thermal_relaxation_error(t1a, t2a, time).expand(
             thermal_relaxation_error(t1b, t2b, time)
         )
-        return depolarizing_error(p2, 2).compose(relax)
+        return error.compose(relax)
 
     def readout_error(r: float):
         return ReadoutError([[1 - r, r], [r, 1 - r]])

@@ -15,6 +15,8 @@ import re
 
 from qiskit import QuantumCircuit
 
+from noisefs.errors import one_line
+
 __all__ = ["Qasm3Failure", "is_panic", "parse_qasm3"]
 
 _POSITION = re.compile(r"^(?:L)?(?P<line>\d+)(?:,|:C)(?P<col>\d+):\s*(?P<msg>.*)$", re.DOTALL)
@@ -38,13 +40,9 @@ def is_panic(exc: BaseException) -> bool:
     return cls.__name__ == "PanicException" and cls.__module__ == "pyo3_runtime"
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _failure(exc: BaseException) -> Qasm3Failure:
     """A failure of the visitor or the converter, its ``L,C:`` prefix read as a position."""
-    message = _one_line(getattr(exc, "message", None) or exc).strip('"')
+    message = one_line(getattr(exc, "message", None) or exc).strip('"')
     match = _POSITION.match(message)
     if match:
         return Qasm3Failure(match.group("msg"), int(match.group("line")), int(match.group("col")))
@@ -59,7 +57,7 @@ def _syntax_tree(text: str):
 
     class _FirstError(ErrorListener):
         def syntaxError(self, recognizer, offendingSymbol, line, column, msg, e):  # noqa: N802
-            raise Qasm3Failure(f"syntax error: {_one_line(msg)}", line, column)
+            raise Qasm3Failure(f"syntax error: {one_line(msg)}", line, column)
 
     lexer = oq3.qasm3Lexer(InputStream(text))
     lexer.removeErrorListeners()  # antlr's ConsoleErrorListener prints to stderr
@@ -95,5 +93,5 @@ def parse_qasm3(text: str) -> QuantumCircuit:
         raise _failure(exc) from None
     except BaseException as exc:
         if is_panic(exc):
-            raise Qasm3Failure(f"Qiskit could not build the circuit: {_one_line(exc)}") from None
+            raise Qasm3Failure(f"Qiskit could not build the circuit: {one_line(exc)}") from None
         raise

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from qiskit import QuantumCircuit, qasm2
 
-from noisefs.errors import CircuitError
+from noisefs.errors import CircuitError, one_line
 from noisefs.sim.declarations import check_declared_sizes
 from noisefs.sim.oq3 import Qasm3Failure, is_panic, parse_qasm3
 
-__all__ = ["TEXT_LABEL", "load_circuit", "load_file", "load_text", "looks_like_qasm", "one_line"]
+__all__ = ["TEXT_LABEL", "load_circuit", "load_file", "load_text", "looks_like_qasm"]
 
 TEXT_LABEL = "<OpenQASM text>"  # what messages call a circuit given as text
 
@@ -27,11 +27,6 @@ _HEADER = re.compile(
     re.DOTALL,
 )
 _QASM2_POS = re.compile(r"^(?P<src>.*?):(?P<line>\d+),(?P<col>\d+):\s*(?P<msg>.*)$", re.DOTALL)
-
-
-def one_line(text: object) -> str:
-    """``text`` with every run of whitespace (newlines included) collapsed to one space."""
-    return " ".join(str(text).split())
 
 
 def _error(message: str, file: str | None, line: int | str | None = None) -> CircuitError:

@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.circuit import CircuitInstruction
 
-from noisefs.errors import CircuitError, InputError
-from noisefs.sim.qasm import one_line
+from noisefs.errors import CircuitError, InputError, one_line
 from noisefs.sim.translate import layer_levels
 
 __all__ = ["SNAPSHOT_MODES", "executed_qasm", "insert_saves", "snapshot_points"]

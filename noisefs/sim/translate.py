@@ -28,9 +28,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import CONTROL_FLOW_OP_NAMES, CircuitInstruction, ControlFlowOp
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 
-from noisefs.errors import CircuitError, InputError
+from noisefs.errors import CircuitError, InputError, one_line
 from noisefs.sim.measurements import read_bits
-from noisefs.sim.qasm import one_line
 
 if TYPE_CHECKING:
     from qiskit.transpiler import PassManager
