@@ -1,4 +1,4 @@
-"""One exception hierarchy; each class maps to one CLI exit code (see SPEC.md)."""
+"""One exception hierarchy; each class maps to one CLI exit code (docs/contract.md "Exit codes")."""
 
 from __future__ import annotations
 
@@ -172,7 +172,8 @@ class MissingExtra(InputError, ImportError):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The CLI exit code for an exception (SPEC.md): 2 input, 3 storage, 130 interrupt."""
+    """The CLI exit code for an exception (docs/contract.md "Exit codes"): 2 input, 3 storage,
+    130 interrupt."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, NoiseFSError):

@@ -1,4 +1,5 @@
-"""SPEC.md's reproducibility oracle: Aer's own average for a recorded run.
+"""The reproducibility oracle (docs/contract.md "Reproducibility: the oracle"): Aer's own
+average for a recorded run.
 
 ``aer_reference(meta)`` rebuilds the executed circuit and the noise model that a result
 file records and lets Aer average ``trajectories`` shots with ``seed_simulator = seed``

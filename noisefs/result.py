@@ -1,4 +1,5 @@
-"""The result of a run: the arrays and metadata of SPEC.md's ``.npz`` file."""
+"""The result of a run: the arrays and metadata of the ``.npz`` file (docs/contract.md
+"The result file")."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ log = logging.getLogger("noisefs.arena")
 
 
 class Arena:
-    """A bounded snapshot arena; see the module docstring and SPEC.md "Arena guarantees".
+    """A bounded snapshot arena; see the module docstring and docs/contract.md "Arena guarantees".
 
     ``quota``, ``max_files``, ``spill_dir`` and ``spill_quota`` default to the values stored
     in the arena (1 GiB, 10 000, ``default_spill_dir(root)``, 5 % of the spill filesystem

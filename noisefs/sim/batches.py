@@ -3,7 +3,7 @@
 A batch covers trajectories [start, start + size) and runs as one Aer job with
 ``seed_simulator = S + start``; Aer seeds shot j of a job with ``seed_simulator + j``, so
 trajectory i always uses seed S + i, whatever the batch sizes, worker count or resume
-(SPEC.md's oracle). Batch sizes may therefore change during a run.
+(docs/contract.md "Reproducibility: the oracle"). Batch sizes may therefore change during a run.
 """
 
 from __future__ import annotations

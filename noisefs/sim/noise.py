@@ -1,7 +1,7 @@
 """The noise model: its parameters and the Aer ``NoiseModel`` (checks and calibration files
 are in :mod:`noisefs.sim.calibration`).
 
-The rule (SPEC "Noise model"), per qubit ``q`` with ``T1(q)``, ``T2(q)``:
+The rule (docs/contract.md "Noise model"), per qubit ``q`` with ``T1(q)``, ``T2(q)``:
 
 * ``rz``: no error (virtual, zero duration).
 * ``sx``, ``x`` on ``q``: ``depolarizing_error(p1(q), 1).compose(thermal_relaxation_error(T1(q),
@@ -140,7 +140,8 @@ class NoiseParams:
             check_probability(values["p2"], f"pair {a},{b}: p2")
 
     def to_meta(self) -> dict:
-        """The ``noise`` object of the result file's ``meta`` (SPEC keys exactly)."""
+        """The ``noise`` object of the result file's ``meta`` (exactly the keys of
+        docs/contract.md "The result file")."""
         meta: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         meta["per_qubit"] = json.loads(json.dumps(self.per_qubit)) if self.per_qubit else None
         for key in meta:
@@ -193,7 +194,8 @@ def noise_params(
 
 
 def build_noise_model(params: NoiseParams, num_qubits: int):
-    """The Aer ``NoiseModel`` of the SPEC rule for ``num_qubits`` qubits (module docstring)."""
+    """The Aer ``NoiseModel`` of the rule in docs/contract.md "Noise model" for ``num_qubits``
+    qubits (module docstring)."""
     from qiskit_aer.noise import (
         NoiseModel,
         ReadoutError,

@@ -1,12 +1,13 @@
-"""Translation to SPEC's basis and the order the executed circuit is written in.
+"""Translation to the contract's basis and the order the executed circuit is written in
+(docs/contract.md "Circuits").
 
 * **Basis.** :func:`translate` rewrites a circuit to ``rz, sx, x, cx`` plus ``measure``,
-  ``reset``, ``barrier``, ``delay`` and control flow. At ``optimization_level=0`` (SPEC's
-  default) it runs a lean pass manager: exactly the passes Qiskit's level-0 preset runs for a
-  target with this basis and no coupling map (unitary synthesis, high-level synthesis, the
-  basis translator over Qiskit's ``SessionEquivalenceLibrary``, and the unit conversion of
-  delays), without building the preset's stage plugins, which costs a process most of its
-  first ``transpile`` call. The output equals ``transpile(qc, basis_gates=[...],
+  ``reset``, ``barrier``, ``delay`` and control flow. At ``optimization_level=0`` (the
+  contract's default) it runs a lean pass manager: exactly the passes Qiskit's level-0 preset
+  runs for a target with this basis and no coupling map (unitary synthesis, high-level
+  synthesis, the basis translator over Qiskit's ``SessionEquivalenceLibrary``, and the unit
+  conversion of delays), without building the preset's stage plugins, which costs a process
+  most of its first ``transpile`` call. The output equals ``transpile(qc, basis_gates=[...],
   optimization_level=0)`` (``tests/test_translate_lean.py`` checks it on the corpus). Levels
   1-3 use Qiskit's full preset pass manager.
 * **Layer order.** The executed circuit is written layer by layer (ASAP layers of the DAG,
@@ -59,7 +60,7 @@ _LEAN_LOCK = threading.Lock()  # a pass manager's passes hold per-run state: one
 
 @functools.cache
 def lean_pass_manager() -> PassManager:
-    """Qiskit's level-0 translation for SPEC's basis and no coupling map, built directly.
+    """Qiskit's level-0 translation for the contract's basis and no coupling map, built directly.
 
     Built once per process and reused (guarded by a lock: passes hold per-run state).
 
