@@ -1,10 +1,15 @@
 """Named fault points: the places where a test makes noisefs fail on purpose.
 
 Nothing happens at a point unless a test switched it on, either in this process with
-:func:`armed`, or for the processes it starts (a CLI run, its worker processes) with the
-one variable ``NOISEFS_FAULTS``: comma-separated ``point`` or ``point@n`` (the point fires
-the n-th time a process reaches it, default the first; once per process). The variable is
-read when a point is reached, never at import.
+:func:`armed`, or for the processes it starts (a CLI run, its worker processes)
+with the one variable ``NOISEFS_FAULTS``: comma-separated ``point``, ``point@n`` (the point
+fires the n-th time a process reaches it, default the first; once per process) or
+``point=VALUE`` (a point that needs a value: the path of a marker or trace file, which
+cannot hold a comma). The variable is read when a point is reached, never at import.
+
+Three ways to use a point: :func:`fires` (an event, once), :func:`setting` (its value,
+every time it is reached: a hook that lasts), and the helpers :func:`kill_at`,
+:func:`signal_at` and :func:`pause_at` built on them.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 ENV = "NOISEFS_FAULTS"
 
@@ -23,36 +30,56 @@ POINTS = {
     "parent folds it (the parent must recompute it)",
     "arena.publish-interrupted": "a put interrupted (KeyboardInterrupt) after its file is "
     "written, before it is published",
+    "arena.put-paused": "=PATH: a put writes '<pid> <key> <tier> <slot>' to PATH once its "
+    "data file is written, before it is published, then hangs (for the test to SIGKILL it)",
     "run.last-window": "a run after its last batch: 1st, before its parts close; 2nd, before "
     "the result file is written (SIGTERM arrives there)",
 }
 
-_armed: dict[str, int] = {}
+_armed: dict[str, tuple[int, str | None]] = {}
 _reached: Counter[str] = Counter()
-_parsed: tuple[str, dict[str, int]] = ("", {})
+_parsed: tuple[str, dict[str, tuple[int, str | None]]] = ("", {})
 
 
-def _from_environment() -> dict[str, int]:
+def _parse(item: str) -> tuple[str, int, str | None]:
+    """``point[@n][=VALUE]`` as (point, n, value)."""
+    head, equals, value = item.partition("=")
+    point, _, at = head.partition("@")
+    return point, int(at or 1), value if equals else None
+
+
+def _from_environment() -> dict[str, tuple[int, str | None]]:
     global _parsed
     text = os.environ.get(ENV, "")
     if text != _parsed[0]:
-        spec: dict[str, int] = {}
+        spec: dict[str, tuple[int, str | None]] = {}
         for item in filter(None, (part.strip() for part in text.split(","))):
-            point, _, at = item.partition("@")
-            spec[point] = int(at or 1)
+            point, at, value = _parse(item)
+            spec[point] = (at, value)
         _parsed = (text, spec)
     return _parsed[1]
 
 
-def fires(point: str) -> bool:
-    """Whether the switched-on ``point`` fires now (its n-th time in this process)."""
+def _switched_on(point: str) -> tuple[int, str | None] | None:
     if point not in POINTS:
         raise ValueError(f"unknown fault point {point!r}")
-    at = _armed.get(point) or _from_environment().get(point)
-    if at is None:
+    return _armed.get(point) or _from_environment().get(point)
+
+
+def fires(point: str) -> bool:
+    """Whether the switched-on ``point`` fires now (its n-th time in this process)."""
+    found = _switched_on(point)
+    if found is None:
         return False
     _reached[point] += 1
-    return _reached[point] == at
+    return _reached[point] == found[0]
+
+
+def setting(point: str) -> str | None:
+    """The value ``point`` was switched on with (``point=VALUE``), every time it is
+    reached; None while it is off or was switched on without a value."""
+    found = _switched_on(point)
+    return None if found is None else found[1]
 
 
 def kill_at(point: str) -> None:
@@ -67,20 +94,38 @@ def signal_at(point: str, signum: int = signal.SIGTERM) -> None:
         os.kill(os.getpid(), signum)
 
 
+def pause_at(point: str, limit_s: float = 10.0) -> None:
+    """When ``point`` is switched on with a marker path: create that file and wait until
+    the test removes it (at most ``limit_s``), every time the point is reached."""
+    marker = setting(point)
+    if not marker:
+        return
+    path = Path(marker)
+    path.touch()
+    deadline = time.monotonic() + limit_s
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def environment(*points: str) -> dict[str, str]:
-    """``os.environ`` plus ``NOISEFS_FAULTS`` switching ``points`` on, for a child process."""
-    for point in points:
-        if point.partition("@")[0] not in POINTS:
+    """``os.environ`` plus ``NOISEFS_FAULTS`` switching ``points`` on (``point``,
+    ``point@n`` or ``point=VALUE``), for a child process."""
+    for item in points:
+        point, _, value = _parse(item)
+        if point not in POINTS:
             raise ValueError(f"unknown fault point {point!r}")
+        if value is not None and "," in value:
+            raise ValueError(f"the value of fault point {point!r} cannot hold a comma")
     return {**os.environ, ENV: ",".join(points)}
 
 
 @contextlib.contextmanager
-def armed(point: str, at: int = 1) -> Iterator[None]:
-    """Switch ``point`` on in this process for the ``with`` block."""
+def armed(point: str, at: int = 1, value: str | None = None) -> Iterator[None]:
+    """Switch ``point`` on in this process for the ``with`` block (``value``: what
+    :func:`setting` returns)."""
     if point not in POINTS:
         raise ValueError(f"unknown fault point {point!r}")
-    _armed[point] = at
+    _armed[point] = (at, value)
     _reached[point] = 0
     try:
         yield

@@ -71,7 +71,7 @@ def test_status_refuses_unsafe_root(shm_root, tmp_path):
 def _put_and_hang(root: str, marker: str) -> None:
     with Arena(root) as arena:
         arena.put(np.ones(5000), run="dead")
-        os.environ["NOISEFS_FAULT_PAUSE"] = marker
+        os.environ["NOISEFS_FAULTS"] = f"arena.put-paused={marker}"
         arena.put(np.ones(5000), run="dead")
 
 

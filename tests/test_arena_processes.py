@@ -142,7 +142,7 @@ def _put_then_hang(root: str, marker: str, big: int) -> None:
     with Arena(root, timeout_s=10) as arena:
         arena.put(np.full(big, 1.0), run="victim", step=0)
         arena.put(np.full(big, 2.0), run="victim", step=1)
-        os.environ["NOISEFS_FAULT_PAUSE"] = marker
+        os.environ["NOISEFS_FAULTS"] = f"arena.put-paused={marker}"
         arena.put(np.full(big, 3.0), run="victim", step=2)  # hangs before publishing
 
 

@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+from noisefs import faults
 from noisefs.daemon.statusfile import read_status
 from tests.conftest import EXAMPLES, mounted_tmpfs
 from tests.test_daemon_support import (
@@ -215,7 +216,7 @@ def test_killed_run_reclaimed_while_live_run_ends_exact(daemons, tmp_path, arena
         )
 
     paused = tmp_path / "paused"
-    doomed = noisefs_run(1, tmp_path / "doomed.npz", {"NOISEFS_FAULT_PAUSE": str(paused)})
+    doomed = noisefs_run(1, tmp_path / "doomed.npz", {faults.ENV: f"arena.put-paused={paused}"})
     live = noisefs_run(9, tmp_path / "live.npz")
     try:
 

@@ -28,9 +28,6 @@ from noisefs.units import format_bytes
 log = logging.getLogger("noisefs.arena")
 
 NUMERIC_KINDS = "biufc"
-# Test-only fault injection: when set to a path, put() writes that file once the snapshot's
-# data file is written but not yet published, then hangs (to be SIGKILLed by the test).
-FAULT_PAUSE_ENV = "NOISEFS_FAULT_PAUSE"
 
 
 _SHAPES: dict[tuple, str] = {}
@@ -178,7 +175,7 @@ class Writer:
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
         check = p.tier.write(p, arr, src)
-        pause = os.environ.get(FAULT_PAUSE_ENV)
+        pause = faults.setting("arena.put-paused")
         if pause:  # fault injection for tests: announce, then hang between write and publish
             self._lease.flush()  # what was put before is published, as after a short while
             with open(pause, "w") as marker:
