@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noisefs.errors import InputError
+from noisefs.observables import Observable, load_observables_file, parse_observables
 from noisefs.units import parse_duration, parse_size
 
 STORES = ("factored", "dense")
@@ -54,6 +55,7 @@ class RunOptions:
     target_tol: float | None = None
     put_timeout_s: float = DEFAULT_PUT_TIMEOUT_S
     checkpoint_interval_s: float = 5.0
+    observables: tuple[Observable, ...] = ()
 
     def replace(self, **changes) -> RunOptions:
         return dataclasses.replace(self, **changes)
@@ -171,6 +173,16 @@ def _keep(flag: str, value: object) -> tuple[int, ...] | None:
     return parse_keep_qubits(value)  # type: ignore[arg-type]
 
 
+def _observables(flag: str, value: object) -> tuple[Observable, ...]:
+    return parse_observables(value)
+
+
+def _observables_file(flag: str, value: object) -> tuple[Observable, ...]:
+    if isinstance(value, (list, tuple)):  # the flag given more than once
+        return tuple(o for path in value for o in load_observables_file(str(path)))
+    return load_observables_file(str(value))
+
+
 # -- the table -----------------------------------------------------------------------------
 
 
@@ -191,6 +203,7 @@ class OptionSpec:
     metavar: str | None = None
     aliases: tuple[str, ...] = ()
     is_flag: bool = False
+    repeatable: bool = False  # the flag may be given more than once (a list of values)
     choices: tuple[str, ...] | None = None
     managed: bool = False  # also an option of noisefs.managed(...)
 
@@ -207,7 +220,9 @@ def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
     field = name if field == "" else field
     if "{default}" in help:  # the default shown is RunOptions' own: written once
         help = help.replace("{default}", _shown(_RUN_DEFAULTS[field]))
-    aliases = tuple(a for a in (field,) if a and a != name) + kw.pop("aliases", ())
+    # the field's name is a keyword too, unless another option owns it (--observables FILE)
+    own_field = () if not kw.pop("field_alias", True) else (field,)
+    aliases = tuple(a for a in own_field if a and a != name) + kw.pop("aliases", ())
     return OptionSpec(name, tuple(flags), help, group, parse, field, aliases=aliases, **kw)
 
 
@@ -239,6 +254,8 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, _path, metavar="PATH"),
     _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default {default})", OUT, _integer(minimum=0), metavar="N"),
     _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
+    _spec("observable", ("--observable",), "an observable to average, with its standard error, at every snapshot: a Pauli label (ZZIII), a sparse one (Z0 Z3) or a sum (0.5*Z0 Z1 - 1.2*X0); repeatable", OUT, _observables, field="observables", metavar="SPEC", repeatable=True),
+    _spec("observables_file", ("--observables",), "a JSON or TOML file of names to observables", OUT, _observables_file, field="observables", metavar="FILE", repeatable=True, field_alias=False),
     _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, _flag, is_flag=True),
     _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default {default}; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
     _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, _path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),
@@ -277,6 +294,7 @@ def add_arguments(parser: argparse.ArgumentParser, specs=OPTIONS) -> None:
             group.add_argument(
                 *spec.flags, dest=spec.name, default=None, metavar=spec.metavar,
                 choices=spec.choices, help=spec.help,
+                action="append" if spec.repeatable else "store",
             )  # fmt: skip
 
 
@@ -294,9 +312,19 @@ def split_options(**kwargs) -> tuple[dict, dict]:
             continue
         if spec.field is None:
             noise[spec.name] = value
+        elif spec.field == "observables" and spec.field in fields:  # --observable and a file
+            fields[spec.field] = _joined(fields[spec.field], spec.parse(spec.flag, value))
         else:
             fields[spec.field] = spec.parse(spec.flag, value)
     return fields, noise
+
+
+def _joined(first: tuple[Observable, ...], second: tuple[Observable, ...]) -> tuple:
+    names = {o.name for o in first}
+    doubled = sorted(o.name for o in second if o.name in names)
+    if doubled:
+        raise InputError(f"observable name(s) given twice: {', '.join(doubled)}")
+    return first + second
 
 
 def make_options(circuit: object, **kwargs) -> RunOptions:

@@ -45,6 +45,36 @@ def aer_reference_steps(meta: dict, steps) -> np.ndarray:
     """Aer's averaged density matrix after each of ``steps`` instructions of the executed
     circuit. Saves consume no randomness, and the executed circuit is recorded in the
     order Aer runs it, so every trajectory is the same as in the run."""
+
+    def save(circuit, step: int) -> None:
+        circuit.save_density_matrix(label=f"rho{step}")
+
+    data = _run_with_saves(meta, steps, save)
+    return np.stack([np.asarray(data[f"rho{int(step)}"]) for step in steps])
+
+
+def aer_reference_expectations(meta: dict, steps) -> np.ndarray:
+    """Aer's own average of each observable the run recorded (``meta["observables"]``) at
+    each of ``steps``: ``save_expectation_value`` over the same shots and seeds. (S, M)."""
+    from noisefs.observables import ObservableSet
+
+    observables = ObservableSet.from_meta(meta["observables"], int(meta["num_qubits"]))
+    ops = observables.sparse_pauli_ops()
+    qubits = list(range(observables.num_qubits))
+
+    def save(circuit, step: int) -> None:
+        for m, op in enumerate(ops):
+            circuit.save_expectation_value(op, qubits, label=f"obs{step}_{m}")
+
+    data = _run_with_saves(meta, steps, save)
+    return np.array(
+        [[float(np.real(data[f"obs{int(s)}_{m}"])) for m in range(len(ops))] for s in steps]
+    )
+
+
+def _run_with_saves(meta: dict, steps, save) -> dict:
+    """Run the executed circuit in Aer with ``save(circuit, step)`` before each of ``steps``
+    (the step past the last instruction: at the end), K shots from the run's seed."""
     from qiskit_aer import AerSimulator
 
     from noisefs.sim.noise import NoiseParams, build_noise_model
@@ -55,14 +85,13 @@ def aer_reference_steps(meta: dict, steps) -> np.ndarray:
     for index, instruction in enumerate(circuit.data):
         for step in wanted:
             if step == index:
-                with_saves.save_density_matrix(label=f"rho{step}")
+                save(with_saves, step)
         with_saves.append(instruction)
     if len(circuit.data) in wanted:
-        with_saves.save_density_matrix(label=f"rho{len(circuit.data)}")
+        save(with_saves, len(circuit.data))
     model = build_noise_model(NoiseParams(**meta["noise"]), int(meta["num_qubits"]))
     simulator = AerSimulator(method="statevector", noise_model=model)
     result = simulator.run(
         with_saves, shots=int(meta["trajectories"]), seed_simulator=int(meta["seed"])
     ).result()
-    data = result.data(0)
-    return np.stack([np.asarray(data[f"rho{int(step)}"]) for step in steps])
+    return result.data(0)

@@ -40,15 +40,16 @@ def require_matplotlib(feature: str) -> None:
 
 def result_figure(result: Result) -> Figure:
     """A new pyplot figure of ``result``: ⟨Z_q⟩ with Monte Carlo error bars per qubit at each
-    snapshot step, and below it the purity Tr ρ² when the result keeps ρ."""
+    snapshot step, below it the purity Tr ρ² when the result keeps ρ, and the requested
+    observables with their error bars when there are any."""
     require_matplotlib("plotting a result")
     import matplotlib.pyplot as plt
 
     steps = result.steps
     purity = result.purity()
-    fig, axes = plt.subplots(
-        2 if purity is not None else 1, 1, figsize=(7, 6), sharex=True, squeeze=False
-    )
+    names = [] if result.observable_names is None else [str(n) for n in result.observable_names]
+    panels = 1 + (purity is not None) + bool(names)
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 3 * panels), sharex=True, squeeze=False)
     ax = axes[0, 0]
     for q in range(result.num_qubits):
         ax.errorbar(
@@ -67,6 +68,19 @@ def result_figure(result: Result) -> Figure:
         axes[1, 0].plot(steps, purity, marker="s", color="black")
         axes[1, 0].set_ylabel("purity Tr ρ²")
         axes[1, 0].set_ylim(0, 1.05)
+    if names:
+        ax = axes[-1, 0]
+        for m, name in enumerate(names):
+            ax.errorbar(
+                steps,
+                result.observables[:, m],
+                yerr=result.observables_stderr[:, m],
+                marker="d",
+                capsize=3,
+                label=name,
+            )
+        ax.set_ylabel("observables ± stderr")
+        ax.legend(ncol=min(len(names), 4), fontsize="small")
     axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
     fig.tight_layout()
     return fig

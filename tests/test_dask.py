@@ -26,7 +26,7 @@ import pytest
 import noisefs
 from noisefs.arena import Arena
 from noisefs.errors import InputError, SchedulerError, SimulationError
-from noisefs.oracle import aer_reference, aer_reference_steps
+from noisefs.oracle import aer_reference, aer_reference_expectations, aer_reference_steps
 from tests import circuits
 
 distributed = pytest.importorskip("distributed")
@@ -214,6 +214,18 @@ def test_one_and_two_workers_equal_the_oracle_bit_for_bit(
             two, noisefs.run(path, scheduler=client, trajectories=601, seed=11, **NOISE, **kwargs)
         )
     assert not _snapshots_left(kwargs["arena"])
+
+
+def test_observables_folded_on_the_cluster_equal_aers(cluster, monitor, kwargs, tmp_path):
+    path = circuits.write(tmp_path, "qft4.qasm", circuits.QFT4)
+    cluster.wait_for_workers(monitor, len(cluster.workers))  # one or two: either is exact
+    result = noisefs.run(
+        path, scheduler=cluster.address, trajectories=301, seed=4, snapshots="every:5",
+        observables={"xy": "X0 Y1", "h": "0.5*Z0 Z1 - 1.2*X2", "zzzz": "ZZZZ"}, **NOISE, **kwargs,
+    )  # fmt: skip
+    want = aer_reference_expectations(result.meta, result.steps)
+    assert np.max(np.abs(result.observables - want)) <= 1e-8
+    assert np.all(result.observables_stderr[-1] > 0)
 
 
 def test_concurrent_runs_that_differ_by_the_seed_share_no_task(

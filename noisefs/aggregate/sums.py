@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisefs.aggregate.linalg import partial_trace_dense, to_kept_matrix, z_expectations
+from noisefs.observables import ObservableSet
 
 
 @functools.cache
@@ -34,9 +35,12 @@ class SumsShape:
     num_steps: int
     density: str
     keep: tuple[int, ...] | None
+    observables: ObservableSet | None = None
 
     def empty(self) -> Aggregator:
-        return Aggregator(self.num_qubits, self.num_steps, self.density, self.keep)
+        return Aggregator(
+            self.num_qubits, self.num_steps, self.density, self.keep, self.observables
+        )
 
 
 @dataclass
@@ -45,12 +49,14 @@ class Aggregator:
 
     ``density`` is ``"full"`` (ρ over all qubits), ``"reduced"`` (ρ over ``keep``) or
     ``"none"`` (probabilities and ⟨Z⟩ only, for circuits above ``--max-dm-qubits``).
+    ``observables`` are averaged too, with their per-trajectory spread, from each ψ or ρ.
     """
 
     num_qubits: int
     num_steps: int
     density: str = "full"
     keep: tuple[int, ...] | None = None
+    observables: ObservableSet | None = None
 
     def __post_init__(self) -> None:
         n, s = self.num_qubits, self.num_steps
@@ -68,11 +74,14 @@ class Aggregator:
         self.prob_sum = np.zeros((s, d), dtype=np.float64)
         self.z_sum = np.zeros((s, n), dtype=np.float64)
         self.z_sqsum = np.zeros((s, n), dtype=np.float64)
+        m = len(self.observables) if self.observables is not None else 0
+        self.obs_sum = np.zeros((s, m), dtype=np.float64)
+        self.obs_sqsum = np.zeros((s, m), dtype=np.float64)
         self.count = np.zeros(s, dtype=np.int64)
 
     @property
     def shape(self) -> SumsShape:
-        return SumsShape(self.num_qubits, self.num_steps, self.density, self.keep)
+        return SumsShape(self.num_qubits, self.num_steps, self.density, self.keep, self.observables)
 
     # -- folding -------------------------------------------------------------------------
 
@@ -91,6 +100,8 @@ class Aggregator:
             kept = to_kept_matrix(states, self.num_qubits, self.keep)
             self.rho_sum[step] = _zherk()(1.0, kept, beta=1.0, c=self.rho_sum[step], overwrite_c=1)
         probabilities = states.real**2 + states.imag**2
+        if self.observables is not None:
+            self._fold_observables(step, self.observables.from_states(states, probabilities))
         self._fold_diagonals(step, probabilities)
 
     def fold_densities(self, step: int, rhos: np.ndarray) -> None:
@@ -106,11 +117,18 @@ class Aggregator:
         elif self.density == "reduced":
             self._add_upper(step, partial_trace_dense(rhos, self.num_qubits, self.keep))
         probabilities = np.einsum("bii->bi", rhos).real
+        if self.observables is not None:
+            self._fold_observables(step, self.observables.from_densities(rhos))
         self._fold_diagonals(step, probabilities)
 
     def _add_upper(self, step: int, matrix: np.ndarray) -> None:
         """Add a Hermitian matrix keeping ZHERK's convention: upper triangle only."""
         self.rho_sum[step] += np.triu(matrix)
+
+    def _fold_observables(self, step: int, values: np.ndarray) -> None:
+        """``values`` (B, M): each trajectory's value of each observable."""
+        self.obs_sum[step] += values.sum(axis=0)
+        self.obs_sqsum[step] += np.square(values).sum(axis=0)
 
     def _fold_diagonals(self, step: int, probabilities: np.ndarray) -> None:
         z = z_expectations(probabilities, self.num_qubits)  # (B, n): ⟨Z_q⟩ of each trajectory
@@ -122,13 +140,9 @@ class Aggregator:
     # -- combining -----------------------------------------------------------------------
 
     def compatible(self, other: Aggregator) -> bool:
-        """Whether ``other`` sums the same quantities (qubits, steps, density, kept qubits)."""
-        return (self.num_qubits, self.num_steps, self.density, self.keep) == (
-            other.num_qubits,
-            other.num_steps,
-            other.density,
-            other.keep,
-        )
+        """Whether ``other`` sums the same quantities (qubits, steps, density, kept qubits,
+        observables)."""
+        return self.shape == other.shape
 
     def merge(self, other: Aggregator) -> Aggregator:
         """Add ``other``'s sums into this one (``self`` is returned).
@@ -145,6 +159,8 @@ class Aggregator:
         self.prob_sum += other.prob_sum
         self.z_sum += other.z_sum
         self.z_sqsum += other.z_sqsum
+        self.obs_sum += other.obs_sum
+        self.obs_sqsum += other.obs_sqsum
         self.count += other.count
         return self
 
@@ -156,9 +172,10 @@ class Aggregator:
         num_steps: int,
         density: str = "full",
         keep: tuple[int, ...] | None = None,
+        observables: ObservableSet | None = None,
     ) -> Aggregator:
         """An aggregator holding ``state`` (the inverse of :meth:`state`)."""
-        aggregator = cls(num_qubits, num_steps, density, keep)
+        aggregator = cls(num_qubits, num_steps, density, keep, observables)
         aggregator.load_state(state)
         return aggregator
 
@@ -193,10 +210,15 @@ class Aggregator:
 
     def z_stderr(self) -> np.ndarray:
         """Standard error of the mean of ⟨Z_q⟩ over trajectories (sample std, ddof=1)."""
-        k = self.count[:, None].astype(np.float64)
-        mean = self.z_sum / np.maximum(1, k)
-        variance = (self.z_sqsum - k * mean**2) / np.maximum(1, k - 1)
-        return np.sqrt(np.clip(variance, 0.0, None) / np.maximum(1, k))
+        return _stderr(self.z_sum, self.z_sqsum, self.count)
+
+    def observables_mean(self) -> np.ndarray:
+        """(S, M): each observable's mean over the trajectories at each step."""
+        return self.obs_sum / np.maximum(1, self.count)[:, None]
+
+    def observables_stderr(self) -> np.ndarray:
+        """(S, M): the standard error of each observable's mean (sample std, ddof=1)."""
+        return _stderr(self.obs_sum, self.obs_sqsum, self.count)
 
     # -- checkpointing -------------------------------------------------------------------
 
@@ -208,6 +230,8 @@ class Aggregator:
             "z_sqsum": self.z_sqsum,
             "count": self.count,
         }
+        if self.obs_sum.shape[1]:
+            state.update({"obs_sum": self.obs_sum, "obs_sqsum": self.obs_sqsum})
         if self.density != "none":  # one array per step: no stacked copy of every sum
             state.update({f"rho_sum_{i}": upper for i, upper in enumerate(self.rho_sum)})
         return state
@@ -217,6 +241,9 @@ class Aggregator:
         self.z_sum = np.array(state["z_sum"], dtype=np.float64)
         self.z_sqsum = np.array(state["z_sqsum"], dtype=np.float64)
         self.count = np.array(state["count"], dtype=np.int64)
+        if self.obs_sum.shape[1]:
+            self.obs_sum = np.array(state["obs_sum"], dtype=np.float64)
+            self.obs_sqsum = np.array(state["obs_sqsum"], dtype=np.float64)
         if self.density != "none":
             if "rho_sum" in state:  # checkpoints of noisefs 0.1.0 stacked the sums
                 state = {f"rho_sum_{i}": s for i, s in enumerate(state["rho_sum"])}
@@ -224,3 +251,12 @@ class Aggregator:
                 np.asfortranarray(state[f"rho_sum_{i}"], dtype=np.complex128)
                 for i in range(self.num_steps)
             ]
+
+
+def _stderr(sums: np.ndarray, sqsums: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The standard error of the mean of (S, X) per-trajectory values from their sums and
+    sums of squares over ``count`` (S,) trajectories (sample std, ddof=1)."""
+    k = count[:, None].astype(np.float64)
+    mean = sums / np.maximum(1, k)
+    variance = (sqsums - k * mean**2) / np.maximum(1, k - 1)
+    return np.sqrt(np.clip(variance, 0.0, None) / np.maximum(1, k))

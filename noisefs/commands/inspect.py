@@ -22,7 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("result", help="a .noisefs.npz file written by noisefs run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
-        "--plot", metavar="PNG", default=None, help="write a plot of purity and <Z_q> ± stderr"
+        "--plot",
+        metavar="PNG",
+        default=None,
+        help="write a plot of <Z_q>, purity and the observables, each ± stderr",
     )
     return p
 
@@ -57,6 +60,11 @@ def summary(result) -> dict:
                 "z_stderr": [float(z) for z in result.z_stderr[i]],
             }
         )
+        if result.observable_names is not None:
+            rows[-1]["observables"] = {
+                str(name): [float(result.observables[i, m]), float(result.observables_stderr[i, m])]
+                for m, name in enumerate(result.observable_names)
+            }
     return {
         "file": str(result.path),
         "circuit": meta.get("circuit"),
@@ -95,6 +103,12 @@ def print_table(info: dict) -> None:
         print(f"  {row['step']:>6} {purity:>8} {cells}")
     if info["num_qubits"] > shown:
         print(f"  ({info['num_qubits'] - shown} more qubits in --json)")
+    observed = info["snapshots"][0].get("observables") if info["snapshots"] else None
+    if observed:
+        print(f"  {'step':>6} " + " ".join(f"{name[:18]:>19}" for name in observed))
+        for row in info["snapshots"]:
+            cells = " ".join(f"{m:+.4f}±{e:.4f}".rjust(19) for m, e in row["observables"].values())
+            print(f"  {row['step']:>6} {cells}")
     if info["density"] == "reduced":
         print("  (purity of the reduced state of the kept qubits)")
 

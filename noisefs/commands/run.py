@@ -72,6 +72,12 @@ def describe(result) -> dict:
         "z_mean_final": [float(z) for z in result.z_mean[-1]],
         "z_stderr_max": float(np.max(result.z_stderr)) if result.z_stderr.size else 0.0,
         "purity_final": float(result.purity()[-1]) if result.rho is not None else None,
+        "observables_final": None
+        if result.observable_names is None
+        else {
+            str(name): [float(result.observables[-1, m]), float(result.observables_stderr[-1, m])]
+            for m, name in enumerate(result.observable_names)
+        },
         "target_tol": meta.get("target_tol"),
         "target_reached": meta.get("target_reached"),
         "arena": meta["arena"],

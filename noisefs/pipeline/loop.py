@@ -36,8 +36,10 @@ MAX_LOSSES = 3  # a batch whose snapshots vanish this often is a storage failure
 
 
 def within_tolerance(aggregator: Aggregator, tol: float) -> bool:
-    """Whether every ⟨Z_q⟩ standard error is at most ``tol``."""
-    return bool(np.all(aggregator.z_stderr() <= tol))
+    """Whether every ⟨Z_q⟩ standard error, and every observable's, is at most ``tol``."""
+    return bool(np.all(aggregator.z_stderr() <= tol)) and bool(
+        np.all(aggregator.observables_stderr() <= tol)
+    )
 
 
 def may_stop(aggregator: Aggregator, tol: float | None) -> bool:
@@ -190,13 +192,8 @@ class RunLoop:
         self._sums_waiting[done.batch.index] = done
         while self._next_sums_index in self._sums_waiting:
             ready = self._sums_waiting.pop(self._next_sums_index)
-            part = Aggregator.from_state(
-                ready.sums,
-                self.aggregator.num_qubits,
-                self.aggregator.num_steps,
-                self.aggregator.density,
-                self.aggregator.keep,
-            )
+            part = self.aggregator.shape.empty()
+            part.load_state(ready.sums)
             self.folding = True
             self.aggregator.merge(part)
             self._folded(ready)()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noisefs.errors import InputError, NoiseParameterError
+from noisefs.observables import ObservableSet
 from noisefs.options import RunOptions
 
 
@@ -23,6 +24,7 @@ class PreparedRun:
     labels: tuple[str, ...]
     executed_qasm: str
     density: str  # "full" | "reduced" | "none"
+    observables: ObservableSet | None  # None when none were asked for
 
     def kept_dim(self, keep: tuple[int, ...] | None) -> int:
         return {"full": 2**self.num_qubits, "reduced": 2 ** len(keep or ()), "none": 0}[
@@ -56,6 +58,10 @@ def prepare_run(options: RunOptions, noise) -> PreparedRun:
         density = "reduced"
     else:
         density = "full" if n <= options.max_dm_qubits else "none"
+    try:
+        observables = ObservableSet(n, options.observables) if options.observables else None
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
     return PreparedRun(
         prepared=prepared,
         name=name,
@@ -66,6 +72,7 @@ def prepare_run(options: RunOptions, noise) -> PreparedRun:
         labels=tuple(labels),
         executed_qasm=executed_qasm(prepared.circuit),
         density=density,
+        observables=observables,
     )
 
 

@@ -40,6 +40,7 @@ def fingerprint(
     noise_meta: dict,
     density: str,
     keep_qubits: tuple[int, ...] | None,
+    observables: list[dict] | None = None,
 ) -> dict:
     """Everything that shapes the sums, as JSON-able values (batch sizes do not)."""
     return {
@@ -52,6 +53,7 @@ def fingerprint(
         "noise": noise_meta,
         "density": density,
         "keep_qubits": list(keep_qubits) if keep_qubits else None,
+        **({"observables": observables} if observables else {}),  # old checkpoints stay valid
     }
 
 

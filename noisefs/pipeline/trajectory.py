@@ -69,7 +69,9 @@ class TrajectoryRun:
         self.timing["prepare_s"] = time.perf_counter() - started
 
         versions = library_versions()
-        aggregator = Aggregator(run.num_qubits, len(run.steps), run.density, opts.keep_qubits)
+        aggregator = Aggregator(
+            run.num_qubits, len(run.steps), run.density, opts.keep_qubits, run.observables
+        )
         run_fingerprint = fingerprint(
             versions=versions,
             circuit_sha256=run.prepared.source_sha256,
@@ -79,6 +81,7 @@ class TrajectoryRun:
             noise_meta=self.noise.to_meta(),
             density=run.density,
             keep_qubits=opts.keep_qubits,
+            observables=run.observables.to_meta() if run.observables else None,
         )
         start = start_state(opts.output, opts.resume, opts.seed, run_fingerprint, aggregator)
         if start.seed + opts.trajectories - 1 >= SEED_LIMIT:
@@ -227,7 +230,9 @@ class TrajectoryRun:
             "density": run.density,
             "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
             "arena": parts.sampler.meta(str(opts.arena_root or "")),
+            "observables": run.observables.to_meta() if run.observables else None,
         }
+        observed = run.observables is not None
         return Result(
             rho=aggregator.rho(),
             probabilities=aggregator.probabilities(),
@@ -236,6 +241,9 @@ class TrajectoryRun:
             z_mean=aggregator.z_mean(),
             z_stderr=aggregator.z_stderr(),
             meta=meta,
+            observables=aggregator.observables_mean() if observed else None,
+            observables_stderr=aggregator.observables_stderr() if observed else None,
+            observable_names=np.array(run.observables.names, dtype=np.str_) if observed else None,
         )
 
 

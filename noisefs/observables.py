@@ -1,0 +1,376 @@
+"""Observables: Pauli sums read from the user's forms, and their per-trajectory values.
+
+A Pauli string acts on a basis state as an index flip and a sign: with ``x`` the mask of
+qubits carrying X or Y and ``z`` the mask of those carrying Z or Y,
+``P|j⟩ = i^{#Y} (-1)^{popcount(j & z)} |j ^ x⟩``. So ``⟨ψ|P|ψ⟩`` of a whole batch of states
+is one gather and one weighted sum, O(B·2ⁿ) per term, and ``Tr(Pρ)`` reads one permuted
+diagonal of each ρ; no operator matrix is ever built.
+
+The forms accepted (CLI strings, files and Python objects alike):
+
+* a Pauli label in Qiskit's order, ``"ZZIII"`` (rightmost character = qubit 0; its length
+  must be the circuit's qubit count);
+* a sparse label, ``"Z0 Z3"``, ``"X2"`` (a Pauli letter and a qubit index per factor);
+* a weighted sum of either, ``"0.5*Z0 Z1 - 1.2*X0"``, ``"2*ZZ + XI"``;
+* ``qiskit.quantum_info.Pauli`` and ``SparsePauliOp`` (Hermitian: real coefficients);
+* a dict of names to any of these, or a list of them (each named by its text).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from noisefs.errors import InputError, one_line
+
+__all__ = [
+    "Observable",
+    "ObservableSet",
+    "PauliTerm",
+    "load_observables_file",
+    "parse_observables",
+]
+
+_MAX_QUBIT_INDEX = 4096
+_MAX_TERMS = 4096  # per observable: a sum of more terms is a matrix, not an observable
+_MAX_OBSERVABLES = 1024
+_DENSE = re.compile(r"[IXYZ]+")
+_FACTOR = re.compile(r"([XYZI])([0-9]+)")
+_COEFF = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*\*?\s*(.*)$")
+
+
+@dataclass(frozen=True)
+class PauliTerm:
+    """``coeff`` times a Pauli string: ``factors`` maps qubit → ``"X"``, ``"Y"`` or ``"Z"``
+    (identities left out). ``width`` is the qubit count a dense label declared (0: sparse)."""
+
+    coeff: float
+    factors: tuple[tuple[int, str], ...]
+    width: int = 0
+
+    @property
+    def x_mask(self) -> int:
+        return sum(1 << q for q, p in self.factors if p in "XY")
+
+    @property
+    def z_mask(self) -> int:
+        return sum(1 << q for q, p in self.factors if p in "YZ")
+
+    @property
+    def num_y(self) -> int:
+        return sum(1 for _, p in self.factors if p == "Y")
+
+    def label(self) -> str:
+        """The sparse label, ``"X0 Z3"`` (``"I"`` for the identity)."""
+        return " ".join(f"{p}{q}" for q, p in self.factors) or "I"
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A named Hermitian Pauli sum."""
+
+    name: str
+    terms: tuple[PauliTerm, ...]
+
+    def text(self) -> str:
+        """A canonical text form, readable back by :func:`parse_observables`."""
+        parts = [f"{t.coeff!r}*{t.label()}" for t in self.terms]
+        return " + ".join(parts).replace("+ -", "- ") if parts else "0*I"
+
+    def largest_qubit(self) -> int:
+        return max((q for t in self.terms for q, _ in t.factors), default=-1)
+
+
+@dataclass(frozen=True)
+class ObservableSet:
+    """The observables of a run, bound to its qubit count; picklable (sent to workers)."""
+
+    num_qubits: int
+    observables: tuple[Observable, ...]
+
+    def __post_init__(self) -> None:
+        n = self.num_qubits
+        for observable in self.observables:
+            for term in observable.terms:
+                if term.width and term.width != n:
+                    raise InputError(
+                        f"observable {observable.name!r}: the label of {term.width} Pauli "
+                        f"letters does not match the circuit's {n} qubits (Qiskit order: "
+                        "the rightmost letter is qubit 0); or use a sparse label such as 'Z0 Z3'"
+                    )
+            if observable.largest_qubit() >= n:
+                raise InputError(
+                    f"observable {observable.name!r} acts on qubit {observable.largest_qubit()}, "
+                    f"but the circuit has {n} qubit(s) (0..{n - 1})"
+                )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.observables)
+
+    def __len__(self) -> int:
+        return len(self.observables)
+
+    def to_meta(self) -> list[dict]:
+        """JSON-able: each observable's name and its terms ``[sparse label, coeff]``."""
+        return [
+            {"name": o.name, "terms": [[t.label(), t.coeff] for t in o.terms]}
+            for o in self.observables
+        ]
+
+    @classmethod
+    def from_meta(cls, meta: list[dict], num_qubits: int) -> ObservableSet:
+        """The inverse of :meth:`to_meta`."""
+        observables = tuple(
+            Observable(
+                str(entry["name"]),
+                tuple(
+                    _sparse_term(str(label), float(coeff), str(entry["name"]))
+                    for label, coeff in entry["terms"]
+                ),
+            )
+            for entry in meta
+        )
+        return cls(num_qubits, observables)
+
+    def sparse_pauli_ops(self) -> list:
+        """Each observable as a ``SparsePauliOp`` on all the circuit's qubits."""
+        from qiskit.quantum_info import SparsePauliOp
+
+        return [
+            SparsePauliOp.from_sparse_list(
+                [
+                    ("".join(p for _, p in t.factors), [q for q, _ in t.factors], t.coeff)
+                    for t in observable.terms
+                ],
+                num_qubits=self.num_qubits,
+            )
+            for observable in self.observables
+        ]
+
+    # -- values ------------------------------------------------------------------------
+
+    def from_states(self, states: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """Each observable's value in each pure state: (B, M) from a (B, 2ⁿ) stack and its
+        (B, 2ⁿ) probabilities |ψ|²."""
+        base = _indices(self.num_qubits)
+
+        def term_values(x_mask: int) -> np.ndarray:
+            if x_mask == 0:
+                return probabilities.astype(np.complex128, copy=False)
+            return states[:, base ^ x_mask].conj() * states
+
+        return self._values(states.shape[0], term_values)
+
+    def from_densities(self, rhos: np.ndarray) -> np.ndarray:
+        """Each observable's value ``Tr(Oρ)`` for a (B, 2ⁿ, 2ⁿ) stack: (B, M)."""
+        base = _indices(self.num_qubits)
+
+        def term_values(x_mask: int) -> np.ndarray:
+            # Tr(Pρ) = i^{#Y} Σ_k (-1)^{popcount(k & z)} ρ[k, k ^ x]
+            return rhos[:, base, base ^ x_mask]
+
+        return self._values(rhos.shape[0], term_values)
+
+    def _values(self, batch: int, products) -> np.ndarray:
+        out = np.zeros((batch, len(self.observables)), dtype=np.float64)
+        by_flip: dict[int, list[tuple[int, PauliTerm]]] = {}
+        for m, observable in enumerate(self.observables):
+            for term in observable.terms:
+                by_flip.setdefault(term.x_mask, []).append((m, term))
+        for x_mask, terms in by_flip.items():
+            product = products(x_mask)  # (B, 2ⁿ): one gather shared by the terms
+            for m, term in terms:
+                value = product @ _signs(self.num_qubits, term.z_mask)
+                out[:, m] += term.coeff * (1j**term.num_y * value).real
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _indices(num_qubits: int) -> np.ndarray:
+    return np.arange(2**num_qubits, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _signs(num_qubits: int, z_mask: int) -> np.ndarray:
+    """(-1)^{popcount(j & z)} for every basis index j (float64: a BLAS matrix-vector)."""
+    j = _indices(num_qubits)
+    parity = np.zeros(j.shape, dtype=np.int64)
+    for q in range(num_qubits):
+        if z_mask >> q & 1:
+            parity ^= (j >> q) & 1
+    return 1.0 - 2.0 * parity
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def _sparse_term(label: str, coeff: float, name: str) -> PauliTerm:
+    factors: dict[int, str] = {}
+    for token in label.split():
+        match = _FACTOR.fullmatch(token)
+        if match is None:
+            raise InputError(
+                f"observable {name!r}: cannot read {token!r} (a sparse factor is a Pauli "
+                "letter and a qubit index, such as Z0 or X12)"
+            )
+        letter, index = match.group(1), match.group(2)
+        if len(index) > 6 or int(index) > _MAX_QUBIT_INDEX:
+            raise InputError(f"observable {name!r}: qubit index {index[:12]} is out of range")
+        qubit = int(index)
+        if qubit in factors:
+            raise InputError(f"observable {name!r}: qubit {qubit} appears twice in {label!r}")
+        if letter != "I":
+            factors[qubit] = letter
+    return PauliTerm(coeff, tuple(sorted(factors.items())))
+
+
+def _term(text: str, coeff: float, name: str) -> PauliTerm:
+    text = text.strip()
+    if _DENSE.fullmatch(text):
+        if len(text) > _MAX_QUBIT_INDEX:
+            raise InputError(f"observable {name!r}: a label of {len(text)} letters is too long")
+        width = len(text)
+        factors = tuple((width - 1 - i, p) for i, p in enumerate(text) if p != "I")
+        return PauliTerm(coeff, tuple(sorted(factors)), width)
+    if text == "":
+        raise InputError(f"observable {name!r}: a term has no Pauli label")
+    return _sparse_term(text, coeff, name)
+
+
+def _split_terms(text: str) -> list[tuple[float, str]]:
+    """``"0.5*Z0 Z1 - 1.2*X0"`` → [(0.5, "Z0 Z1"), (-1.2, "X0")]."""
+    pieces = re.split(r"(?<![eE])\s*([+-])\s*(?=[\d.IXYZ])", " " + text.strip())
+    terms: list[tuple[float, str]] = []
+    sign = 1.0
+    for piece in pieces:
+        if piece in ("+", "-"):
+            sign = -sign if piece == "-" else sign
+            continue
+        if not piece.strip():
+            continue
+        match = _COEFF.match(piece.strip())
+        if match:
+            coeff, rest = float(match.group(1)), match.group(2)
+        else:
+            coeff, rest = 1.0, piece
+        if not math.isfinite(coeff):
+            raise InputError(f"observable {text!r}: coefficient {coeff} is not finite")
+        terms.append((sign * coeff, rest))
+        sign = 1.0
+    return terms
+
+
+def _from_text(text: str, name: str) -> Observable:
+    if len(text) > 100_000:
+        raise InputError(f"observable {name[:40]!r}...: the text is too long")
+    terms = tuple(_term(rest, coeff, name) for coeff, rest in _split_terms(text))
+    if not terms:
+        raise InputError(f"observable {name!r}: no Pauli term in {text!r}")
+    return _observable(name, terms)
+
+
+def _from_qiskit(op: object, name: str) -> Observable:
+    from qiskit.quantum_info import Pauli, SparsePauliOp
+
+    if isinstance(op, Pauli):
+        op = SparsePauliOp(op)
+    n = op.num_qubits
+    terms = []
+    for label, qubits, coeff in op.to_sparse_list():
+        value = complex(coeff)
+        if not (math.isfinite(value.real) and math.isfinite(value.imag)):
+            raise InputError(f"observable {name!r}: coefficient {value} is not finite")
+        if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
+            raise InputError(
+                f"observable {name!r} is not Hermitian: coefficient {value} of {label or 'I'} "
+                "is not real"
+            )
+        factors = tuple(sorted((q, p) for p, q in zip(label, qubits, strict=True) if p != "I"))
+        terms.append(PauliTerm(value.real, factors, n))
+    return _observable(name, tuple(terms))
+
+
+def _observable(name: str, terms: tuple[PauliTerm, ...]) -> Observable:
+    if len(terms) > _MAX_TERMS:
+        raise InputError(f"observable {name!r} has {len(terms)} terms (at most {_MAX_TERMS})")
+    return Observable(name, terms)
+
+
+def _one(value: object, name: str | None) -> Observable:
+    from qiskit.quantum_info import Pauli, SparsePauliOp
+
+    if isinstance(value, str):
+        return _from_text(value, name or " ".join(value.split()))
+    if isinstance(value, Pauli) and value.phase % 2:
+        raise InputError(f"observable {name or value}: a Pauli with phase ±i is not Hermitian")
+    if isinstance(value, (Pauli, SparsePauliOp)):
+        observable = _from_qiskit(value, name or "operator")
+        return observable if name else Observable(observable.text(), observable.terms)
+    raise InputError(
+        "an observable is a Pauli label, a sum of them, a Pauli or a SparsePauliOp, not "
+        f"{type(value).__name__}"
+    )
+
+
+def parse_observables(value: object) -> tuple[Observable, ...]:
+    """The user's observables (any form of the module docstring), unbound to a qubit count;
+    :class:`ObservableSet` binds and checks them. Raises :class:`InputError` naming the
+    observable for anything unreadable."""
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        items = [(str(k), v) for k, v in value.items()]
+        result = tuple(_one(v, name) for name, v in items)
+    elif isinstance(value, (list, tuple)):
+        result = tuple(_one(v, None) for v in value)
+    else:
+        result = (_one(value, None),)
+    if len(result) > _MAX_OBSERVABLES:
+        raise InputError(f"{len(result)} observables (at most {_MAX_OBSERVABLES})")
+    names = [o.name for o in result]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise InputError(f"observable name(s) given twice: {', '.join(doubled)}")
+    return result
+
+
+def load_observables_file(path: str | os.PathLike) -> tuple[Observable, ...]:
+    """A JSON or TOML file: a table of names to operator strings (``{"zz": "Z0 Z1"}``)."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(
+            f"{name}: cannot read the observables file: {exc.strerror or exc}"
+        ) from None
+    try:
+        text = data.decode("utf-8-sig")
+        if Path(path).suffix.lower() == ".toml" or not text.lstrip().startswith("{"):
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            table = tomllib.loads(text)
+        else:
+            table = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{name}: the observables file is nested too deeply") from None
+    except ValueError as exc:  # JSON, TOML and UTF-8 errors are all ValueErrors
+        raise InputError(f"{name}: not a valid observables file: {one_line(exc)}") from None
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise InputError(
+            f'{name}: expected a table of names to operator strings, e.g. {{"zz": "Z0 Z1"}}'
+        )
+    try:
+        return parse_observables(table)
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
