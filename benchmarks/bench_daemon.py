@@ -154,7 +154,7 @@ def main() -> int:
         f'[[arena]]\nroot = "{root}"\nquota = "8GiB"\nmax_files = 200000\n'
         f'spill = "{tmp / "spill"}"\n'
     )
-    env = {**os.environ, "NOISEFS_DAEMON_TRACE": str(trace)}
+    env = {**os.environ, "NOISEFS_FAULTS": f"daemon.trace={trace}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "noisefs", "daemon", "--config", str(cfg)],
         env=env,

@@ -1,7 +1,7 @@
 """Named fault points: the places where a test makes noisefs fail on purpose.
 
 Nothing happens at a point unless a test switched it on, either in this process with
-:func:`armed`, or for the processes it starts (a CLI run, its worker processes)
+:func:`armed`, or for the processes it starts (a CLI run, its worker processes, the daemon)
 with the one variable ``NOISEFS_FAULTS``: comma-separated ``point``, ``point@n`` (the point
 fires the n-th time a process reaches it, default the first; once per process) or
 ``point=VALUE`` (a point that needs a value: the path of a marker or trace file, which
@@ -34,6 +34,18 @@ POINTS = {
     "data file is written, before it is published, then hangs (for the test to SIGKILL it)",
     "run.last-window": "a run after its last batch: 1st, before its parts close; 2nd, before "
     "the result file is written (SIGTERM arrives there)",
+    "daemon.claimed": "the daemon claimed an inbox file and has not yet folded it (SIGKILL)",
+    "daemon.folded": "the daemon folded a file that no checkpoint counts yet (SIGKILL)",
+    "daemon.checkpointed": "the daemon wrote a checkpoint and has not yet unlinked the "
+    "claimed files it counts (SIGKILL)",
+    "daemon.claim-paused": "=PATH: between a file's probe and its claim the daemon creates "
+    "PATH and waits (at most 10 s) until the test removes it; every file",
+    "daemon.inotify-fails": "the daemon's inotify observer fails to start as when the watch "
+    "limit is reached (ENOSPC): the daemon works in scan-only mode",
+    "daemon.observer-dies": "=PATH: 'kill' in PATH makes the daemon's liveness check stop "
+    "the observer's emitters (and write 'dead'); it sees nothing while PATH exists",
+    "daemon.trace": "=PATH: the daemon appends '<file name> <time.time()>' to PATH for each "
+    "file it folds (the ingest latency benchmark)",
 }
 
 _armed: dict[str, tuple[int, str | None]] = {}

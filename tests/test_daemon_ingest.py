@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from noisefs import faults
 from noisefs.daemon.statusfile import read_status
 from tests.test_daemon_support import (
     daemons_fixture,
@@ -155,7 +156,9 @@ def test_rejects_touch_nothing_outside(daemons, tmp_path, arena_root):
         shutil.rmtree(outside, ignore_errors=True)
 
 
-@pytest.mark.parametrize("point", ["claimed:40", "folded:77", "checkpointed:1"])
+@pytest.mark.parametrize(
+    "point", ["daemon.claimed@40", "daemon.folded@77", "daemon.checkpointed@1"]
+)
 def test_kill9_mid_ingest_then_restart_folds_each_once(daemons, tmp_path, arena_root, point):
     rng = np.random.default_rng(3)
     dim, steps, per_step = 8, 2, 120
@@ -170,7 +173,7 @@ def test_kill9_mid_ingest_then_restart_folds_each_once(daemons, tmp_path, arena_
             sums[step] += np.outer(psi, psi.conj())
             save_renamed(inbox / str(step) / f"t{i}.npy", psi)
     cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
-    first = daemons.start("--config", str(cfg), env={"NOISEFS_DAEMON_FAULT": point})
+    first = daemons.start("--config", str(cfg), env={faults.ENV: point})
     assert first.wait(20) == -signal.SIGKILL, log_text(first)
     second = daemons.start("--config", str(cfg), log="second.log")
     wait_running(arena_root, second)
@@ -368,7 +371,8 @@ def test_races_between_probe_and_claim(daemons, tmp_path, arena_root):
     """A valid file renamed over the name after the probe is probed afresh and folded (not
     rejected as replaced); a hard link made after the probe is rejected after the claim."""
     marker = tmp_path / "claiming"
-    proc = _start(daemons, tmp_path, arena_root, env={"NOISEFS_DAEMON_CLAIM_HOOK": str(marker)})
+    env = {faults.ENV: f"daemon.claim-paused={marker}"}
+    proc = _start(daemons, tmp_path, arena_root, env=env)
     rng = np.random.default_rng(8)
     first, second, linked = (random_psi(rng, 4) for _ in range(3))
     step = arena_root / "inbox" / "race" / "0"
@@ -407,7 +411,7 @@ def test_dead_observer_is_restarted_and_a_rescan_follows(daemons, tmp_path, aren
     directory does); files written while it is dead have no event: the restart's rescan
     finds them long before the periodic rescan (60 s here)."""
     marker = tmp_path / "observer"
-    env = {"NOISEFS_DAEMON_OBSERVER_DIES": str(marker)}
+    env = {faults.ENV: f"daemon.observer-dies={marker}"}
     proc = _start(daemons, tmp_path, arena_root, env=env, scan_interval_s=60.0)
     rng = np.random.default_rng(4)
     step = arena_root / "inbox" / "one" / "0"

@@ -14,6 +14,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from noisefs import faults
 from noisefs.daemon.statusfile import read_status
 from tests.test_daemon_support import (
     daemons_fixture,
@@ -152,7 +153,7 @@ def test_sighup_applies_bounds_keeps_old_config_when_broken(daemons, tmp_path, a
 def test_scan_only_fallback_and_metrics(daemons, tmp_path, arena_root):
     pytest.importorskip("prometheus_client")
     cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results", metrics_port=0)
-    proc = daemons.start("--config", str(cfg), env={"NOISEFS_DAEMON_INOTIFY_FAIL": "1"})
+    proc = daemons.start("--config", str(cfg), env={faults.ENV: "daemon.inotify-fails"})
     status = wait_running(arena_root, proc)
     assert status["mode"] == "scan-only"
     assert "scan-only mode" in log_text(proc)

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from noisefs import faults
 from noisefs.daemon import npyfile
 from noisefs.daemon.config import parse_config
 from noisefs.errors import InputError
@@ -83,11 +84,17 @@ def test_watcher_restarts_a_dead_observer(tmp_path):
 
     hints: queue.SimpleQueue = queue.SimpleQueue()
     w = Watcher(hints)
+    marker = tmp_path / "observer"
+    watched = tmp_path / "inbox"
+    watched.mkdir()
     try:
-        w.set_paths({"k": tmp_path})
+        w.set_paths({"k": watched})
         assert w.alive()
-        w._observer.stop()
-        w._observer.join(5)
+        marker.write_text("kill")  # the observer's emitters die (a watch limit hit)
+        with faults.armed("daemon.observer-dies", value=str(marker)):
+            w.check()
+        assert marker.read_text() == "dead"
+        marker.unlink()
         assert not w.alive()
         w.check()
         assert w.alive() and w.restarts == 1
@@ -96,7 +103,7 @@ def test_watcher_restarts_a_dead_observer(tmp_path):
         assert not w.alive() and w.restarts == 1  # paused on purpose: not restarted
         w.resume()
         assert w.alive()
-        (tmp_path / "x.npy").write_bytes(b"1")
+        (watched / "x.npy").write_bytes(b"1")
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             try:

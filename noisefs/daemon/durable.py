@@ -1,11 +1,12 @@
 """Durability of an inbox's running averages: checkpoints, recovery, results.
 
-Mixed into :class:`~noisefs.daemon.ingest.Inbox`. A checkpoint holds a run's sums and the
-names of the claimed files folded since the previous one; those files are unlinked only
-once it is durable (:class:`CheckpointWriter` writes it in the background, so ingest
-never waits for an fsync). On start, claimed files a checkpoint names are unlinked and the
-others folded: every file counts exactly once across a kill -9. ``DONE`` (or shutdown)
-writes the run's result atomically.
+:class:`CheckpointStore` owns the running averages of one inbox's runs and their
+checkpoints. A checkpoint holds a run's sums and the names of the claimed files folded
+since the previous one; those files are unlinked only once it is durable
+(:class:`CheckpointWriter` writes it in the background, so ingest never waits for an
+fsync). On start, claimed files a checkpoint names are unlinked and the others returned to
+be folded: every file counts exactly once across a kill -9. ``DONE`` (or shutdown) writes
+the run's result atomically.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import threading
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
+from noisefs import faults
 from noisefs.arena.paths import RUN_NAME
+from noisefs.daemon.candidates import Key
+from noisefs.daemon.dirs import STEP_NAME
 from noisefs.daemon.runs import RunAverage, write_checkpoint
-from noisefs.daemon.scan import STEP_NAME, opendir
 from noisefs.errors import NoiseFSError
 
 log = logging.getLogger("noisefs.daemon")
@@ -31,33 +35,7 @@ log = logging.getLogger("noisefs.daemon")
 CORRUPT = (
     OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
 )  # fmt: skip
-FAULT_ENV = "NOISEFS_DAEMON_FAULT"  # test hook: "<point>:<n>" SIGKILLs the daemon
-_FAULT_SPEC = os.environ.get(FAULT_ENV)
-
-
-def fault(point: str, counter: dict) -> None:
-    spec = _FAULT_SPEC
-    if not spec or not spec.startswith(point + ":"):
-        return
-    counter[point] = counter.get(point, 0) + 1
-    if counter[point] >= int(spec.split(":", 1)[1]):
-        os.kill(os.getpid(), 9)
-
-
-CLAIM_HOOK_ENV = "NOISEFS_DAEMON_CLAIM_HOOK"  # test hook: a path, see claim_hook
-_CLAIM_HOOK = os.environ.get(CLAIM_HOOK_ENV)
-
-
-def claim_hook() -> None:
-    """Test hook between a file's probe and its claim: create the marker file named by
-    ``NOISEFS_DAEMON_CLAIM_HOOK`` and wait (at most 10 s) until the test removes it."""
-    if not _CLAIM_HOOK:
-        return
-    marker = Path(_CLAIM_HOOK)
-    marker.touch()
-    deadline = time.monotonic() + 10.0
-    while marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
+FINISHED_KEPT = 100  # finished runs the status file lists
 
 
 class CheckpointWriter:
@@ -65,9 +43,8 @@ class CheckpointWriter:
     one covers; the ingest loop never waits for an fsync. Results come back on ``done``
     as ``(run, names, seconds, error)``; the caller forgets names only from there."""
 
-    def __init__(self, claimed_fd: int, after_write=None) -> None:
+    def __init__(self, claimed_fd: int) -> None:
         self._fd = claimed_fd
-        self._after_write = after_write
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.done: queue.SimpleQueue = queue.SimpleQueue()
         self.in_flight: set[str] = set()
@@ -75,6 +52,7 @@ class CheckpointWriter:
         self._thread.start()
 
     def submit(self, run: str, path: Path, arrays: dict, header: dict, names: list[str]) -> None:
+        """Write a checkpoint of ``run`` in the background, then unlink ``names``."""
         self.in_flight.add(run)
         self._jobs.put((run, path, arrays, header, names))
 
@@ -87,8 +65,7 @@ class CheckpointWriter:
             started = time.perf_counter()
             try:
                 write_checkpoint(path, arrays, header)
-                if self._after_write is not None:
-                    self._after_write()
+                faults.kill_at("daemon.checkpointed")
                 for name in names:
                     try:
                         os.unlink(name, dir_fd=self._fd)
@@ -98,31 +75,65 @@ class CheckpointWriter:
             except Exception as exc:  # noqa: BLE001 - reported to the loop, retried there
                 self.done.put((run, [], time.perf_counter() - started, exc))
 
-    def wait_idle(self, handle) -> None:
+    def wait_idle(self, handle: Callable[[tuple], None]) -> None:
         """Block until nothing is in flight, passing each result to ``handle``."""
         while self.in_flight:
             handle(self.done.get())
 
     def stop(self) -> None:
+        """End the thread once the jobs submitted so far are done (idempotent)."""
         self._jobs.put(None)
         self._thread.join(timeout=30)
 
 
-class Durability:
-    """Checkpoints and results; expects the attributes :class:`Inbox` sets up."""
+class CheckpointStore:
+    """The running averages of one inbox's runs, their checkpoints and results.
+
+    It writes checkpoints under ``state_dir`` (through its own :class:`CheckpointWriter`
+    thread), unlinks the claimed files in ``claimed_fd`` that a durable checkpoint counts,
+    writes results to ``results_dir`` and counts them in ``counters``. It never looks at
+    the inbox itself.
+    """
+
+    def __init__(
+        self, root: Path, state_dir: Path, claimed_fd: int, results_dir: Path, counters: dict
+    ) -> None:
+        self.root = root
+        self._state_dir = state_dir
+        self._claimed_fd = claimed_fd
+        self._results_dir = results_dir
+        self._counters = counters
+        self.runs: dict[str, RunAverage] = {}
+        self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
+        self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
+        self._last_ckpt = time.monotonic()
+        self._ckpt_cost = 0.0
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writer = CheckpointWriter(claimed_fd)
+
+    def average(self, run: str) -> RunAverage:
+        """The running average of ``run``, begun when there is none."""
+        average = self.runs.get(run)
+        if average is None:
+            path = self._state_dir / f"{run}.ckpt.npz"
+            average = self.runs[run] = RunAverage(run, path, self._results_dir)
+        return average
+
+    def set_results_dir(self, results_dir: Path) -> None:
+        """Write results to ``results_dir`` from now on, the runs in progress included."""
+        self._results_dir = results_dir
+        for average in self.runs.values():
+            average.results_dir = results_dir
 
     # -- startup -----------------------------------------------------------------------
 
-    def _ckpt_path(self, run: str) -> Path:
-        return self.state_dir / f"{run}.ckpt.npz"
-
-    def _recover(self) -> None:
-        """Load checkpoints; unlink claimed files they count, queue the others to fold."""
-        for temp in self.state_dir.glob(".*.ckpt.npz.*.tmp"):  # a write killed midway
+    def recover(self) -> list[Key]:
+        """Load checkpoints; unlink claimed files they count; the others, to be folded."""
+        for temp in self._state_dir.glob(".*.ckpt.npz.*.tmp"):  # a write killed midway
             temp.unlink(missing_ok=True)
-        for path in sorted(self.state_dir.glob("*.ckpt.npz")):
+        for path in sorted(self._state_dir.glob("*.ckpt.npz")):
             try:
-                run = RunAverage.load(path, self.cfg.results_dir)
+                run = RunAverage.load(path, self._results_dir)
             except CORRUPT as exc:
                 bad = path.with_suffix(".bad")
                 if bad.exists():  # an earlier one is kept too
@@ -135,27 +146,29 @@ class Durability:
                 continue
             self.runs[run.run] = run
         counted = {name for run in self.runs.values() for name in run.pending}
-        for name in os.listdir(self.claimed_fd):
+        to_fold: list[Key] = []
+        for name in os.listdir(self._claimed_fd):
             parts = name.split("~", 3)
             if name in counted:
-                os.unlink(name, dir_fd=self.claimed_fd)
+                os.unlink(name, dir_fd=self._claimed_fd)
             elif len(parts) == 4 and RUN_NAME.fullmatch(parts[0]) and STEP_NAME.fullmatch(parts[1]):
-                self.todo[(parts[0], int(parts[1]), name, True)] = time.monotonic()
+                to_fold.append((parts[0], int(parts[1]), name, True))
             else:
                 log.warning("unknown entry %s in %s/daemon/claimed left alone", name, self.root)
         for run in self.runs.values():
             run.forget(list(counted))
-        if self.runs or self.todo:
+        if self.runs or to_fold:
             log.info(
                 "%s: resumed %d runs from checkpoints, %d claimed files to fold",
                 self.root,
                 len(self.runs),
-                len(self.todo),
+                len(to_fold),
             )
+        return to_fold
 
     # -- checkpoints and results -------------------------------------------------------
 
-    def _checkpointed(self, result) -> None:
+    def _checkpointed(self, result: tuple) -> None:
         run, names, seconds, error = result
         self._writer.in_flight.discard(run)
         self._ckpt_cost = seconds
@@ -201,80 +214,36 @@ class Durability:
 
     def _save_now(self, average: RunAverage) -> None:
         names = average.save()
-        fault("checkpointed", self._faults)
+        faults.kill_at("daemon.checkpointed")
         for name in names:
             try:
-                os.unlink(name, dir_fd=self.claimed_fd)
+                os.unlink(name, dir_fd=self._claimed_fd)
             except FileNotFoundError:
                 pass
         average.forget(names)
 
-    def finish_ready_runs(self, force: bool = False) -> None:
-        """Write the result of every run whose DONE appeared, once its files are taken
-        (or its grace time is over)."""
-        for run, deadline in list(self.done.items()):
-            if self._retry_at.get(run, 0.0) > time.monotonic():
-                continue
-            self.scan(run)  # synchronously: every file already there is taken first
-            busy = any(k[0] == run for k in self.todo) or any(k[0] == run for k in self.waiting)
-            if busy and not force and time.monotonic() < deadline:
-                continue
-            if busy:
-                log.warning("run %s: DONE seen but files still arriving; they start anew", run)
-            try:
-                self._finish(run)
-            except (OSError, NoiseFSError) as exc:  # results dir full or gone: keep all
-                log.error(
-                    "run %s: result not written (%s); kept, retried in %g s",
-                    run,
-                    exc,
-                    self.done_grace_s,
-                )
-                self._retry_at[run] = time.monotonic() + self.done_grace_s
-                continue
-            self._retry_at.pop(run, None)
-            del self.done[run]
-
-    def _finish(self, run: str) -> None:
+    def finish(self, run: str) -> None:
+        """Write the complete result of ``run`` (when anything was folded), then forget
+        the run and its checkpoint; ``OSError``/``NoiseFSError`` when the result cannot be
+        written (everything is kept)."""
         self._writer.wait_idle(self._checkpointed)  # no older checkpoint lands after ours
         average = self.runs.get(run)
-        if average is not None:
-            average.flush()
-            self._save_now(average)
-            path = average.write_result(str(self.root), complete=True)
-            average.drop_checkpoint()
-            del self.runs[run]
-            self.c["results_written"] += 1
-            self.finished[run] = {"ingested": average.ingested, "result": str(path), "done": True}
-            while len(self.finished) > 100:
-                del self.finished[next(iter(self.finished))]
-            log.info("run %s: %d files folded, result %s", run, average.ingested, path)
-        else:
+        if average is None:
             log.info("run %s: DONE with nothing folded; no result written", run)
-        run_fd = opendir(run, self.inbox_fd)
-        if run_fd is None:
             return
-        try:
-            try:
-                os.unlink("DONE", dir_fd=run_fd)
-            except (FileNotFoundError, IsADirectoryError):
-                pass
-            for entry in os.listdir(run_fd):
-                if STEP_NAME.fullmatch(entry):
-                    try:
-                        os.rmdir(entry, dir_fd=run_fd)  # only if empty
-                    except OSError:
-                        pass
-        finally:
-            os.close(run_fd)
-        try:
-            os.rmdir(run, dir_fd=self.inbox_fd)
-        except OSError:
-            pass
+        average.flush()
+        self._save_now(average)
+        path = average.write_result(str(self.root), complete=True)
+        average.drop_checkpoint()
+        del self.runs[run]
+        self._counters["results_written"] += 1
+        self.finished[run] = {"ingested": average.ingested, "result": str(path), "done": True}
+        while len(self.finished) > FINISHED_KEPT:
+            del self.finished[next(iter(self.finished))]
+        log.info("run %s: %d files folded, result %s", run, average.ingested, path)
 
     def shutdown(self) -> None:
-        """Checkpoint everything and write the averages so far (not marked complete); the
-        directory fds stay open until :meth:`close`."""
+        """Checkpoint everything and write the averages so far (not marked complete)."""
         try:
             self.checkpoint(0, force=True)
         except (OSError, NoiseFSError) as exc:
@@ -292,3 +261,7 @@ class Durability:
                     average.ingested,
                     path,
                 )
+
+    def close(self) -> None:
+        """Stop the checkpoint thread (idempotent)."""
+        self._writer.stop()

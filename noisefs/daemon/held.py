@@ -1,15 +1,19 @@
-"""One arena the daemon holds: its handle, lock, inbox and counters, and how it is opened."""
+"""One arena the daemon holds: its handle, lock, inbox and counters, and how it is taken."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from noisefs.daemon.config import ArenaConfig
+from noisefs.arena.paths import open_private_dir
+from noisefs.daemon.config import ArenaConfig, DaemonConfig, default_state_dir
 from noisefs.daemon.ingest import Inbox
 from noisefs.daemon.police import Police
+from noisefs.daemon.statusfile import take_lock
 
 log = logging.getLogger("noisefs.daemon")
 
@@ -40,8 +44,6 @@ def open_arena(cfg: ArenaConfig):
 def adopt_legacy_checkpoints(legacy: Path, state: Path) -> None:
     """Move checkpoints from where earlier versions kept them (``<results>/.noisefs-daemon``)
     into the arena's state directory, so that an upgrade loses no running average."""
-    import shutil
-
     try:
         old = sorted(legacy.glob("*.ckpt.npz"))
     except OSError:
@@ -55,6 +57,15 @@ def adopt_legacy_checkpoints(legacy: Path, state: Path) -> None:
             log.info("checkpoint %s moved to %s", path, state)
 
 
+def state_dir(cfg: ArenaConfig, daemon_cfg: DaemonConfig) -> Path:
+    """Where the arena's checkpoints live: keyed by the arena alone, never by the results
+    directory (a restart with another ``--results`` must find them)."""
+    tag = hashlib.sha256(str(cfg.root).encode()).hexdigest()[:8]
+    state = (daemon_cfg.state_dir or default_state_dir()) / f"{cfg.root.name}-{tag}"
+    adopt_legacy_checkpoints(cfg.results_dir / ".noisefs-daemon" / state.name, state)
+    return state
+
+
 @dataclass
 class Held:
     """One arena the daemon holds."""
@@ -66,10 +77,38 @@ class Held:
     inbox: Inbox
     counters: dict
     police: Police
-    last_gc: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def close(self) -> None:
-        self.arena.close()
-        os.close(self.lock_fd)  # releases the flock
-        os.close(self.root_fd)
+        """Close the inbox (its fds and checkpoint thread), the arena handle, the lock."""
+        try:
+            self.inbox.close()
+        finally:
+            self.arena.close()
+            os.close(self.lock_fd)  # releases the flock
+            os.close(self.root_fd)
+
+
+def hold(cfg: ArenaConfig, daemon_cfg: DaemonConfig) -> Held:
+    """Take an arena: its root, its lock (``ArenaBusy`` when another daemon has it), a
+    handle with the configured bounds and its inbox (checkpoints loaded, claimed files
+    recovered). Nothing is left open when it fails."""
+    root_fd = open_private_dir(cfg.root, create=True)
+    try:
+        lock_fd = take_lock(root_fd, cfg.root)
+    except BaseException:
+        os.close(root_fd)
+        raise
+    try:
+        arena = open_arena(cfg)
+        try:
+            cfg.results_dir.mkdir(parents=True, exist_ok=True)
+            counters = new_counters()
+            inbox = Inbox(root_fd, cfg.root, cfg, state_dir(cfg, daemon_cfg), counters, daemon_cfg)
+        except BaseException:
+            arena.close()
+            raise
+    except BaseException:
+        os.close(lock_fd)
+        os.close(root_fd)
+        raise
+    return Held(cfg, root_fd, lock_fd, arena, inbox, counters, Police(counters))

@@ -11,29 +11,36 @@ directory fd opened with ``O_NOFOLLOW``: nothing outside the arena is opened or 
 
 from __future__ import annotations
 
-import cmath
 import logging
 import os
 import secrets
 import time
 from pathlib import Path
 
-import numpy as np
-
-from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
+from noisefs import faults
+from noisefs.daemon.candidates import Candidates, Key, Waiting
+from noisefs.daemon.checks import array_problem, shape_problem
 from noisefs.daemon.config import ArenaConfig, DaemonConfig
-from noisefs.daemon.durable import CheckpointWriter, Durability, claim_hook, fault
+from noisefs.daemon.dirs import InboxDirs, opendir
+from noisefs.daemon.durable import CheckpointStore
 from noisefs.daemon.npyfile import Probe, Reader, probe
 from noisefs.daemon.runs import RunAverage
-from noisefs.daemon.scan import Scanner, opendir
+from noisefs.daemon.scan import Scanner
+from noisefs.errors import NoiseFSError
 
 log = logging.getLogger("noisefs.daemon")
 
-MAX_QUBITS = 12  # a (2ⁿ, 2ⁿ) running sum per step: 256 MiB at 12 qubits
 
+class Inbox:
+    """The inbox of one arena and the running averages of its runs.
 
-class Inbox(Scanner, Durability):
-    """The inbox of one arena and the running averages of its runs."""
+    Its parts: :class:`~noisefs.daemon.dirs.InboxDirs` (the directory descriptors),
+    :class:`~noisefs.daemon.candidates.Candidates` (what to take),
+    :class:`~noisefs.daemon.scan.Scanner` (finding files, measuring the inbox) and
+    :class:`~noisefs.daemon.durable.CheckpointStore` (averages, checkpoints, results).
+    The inbox itself takes files (probe, claim, read, check, fold), rejects bad ones and
+    finishes runs whose ``DONE`` appeared. ``counters`` are the arena's (status, metrics).
+    """
 
     def __init__(
         self,
@@ -42,80 +49,113 @@ class Inbox(Scanner, Durability):
         cfg: ArenaConfig,
         state_dir: Path,
         counters: dict,
-        timing: DaemonConfig,
+        daemon_cfg: DaemonConfig,
     ) -> None:
         self.root = root
-        self.cfg = cfg
-        self.settle_s = timing.settle_s
-        self.done_grace_s = timing.done_grace_s
-        self.state_dir = state_dir
-        self.c = counters
-        self.root_fd = root_fd  # the daemon's, open as long as this inbox
-        self.inbox_fd = self.daemon_fd = self.claimed_fd = -1
-        self._writer: CheckpointWriter | None = None
-        self._trace = None
-        self.reopened = False  # the inbox was replaced: the daemon restarts its watch
-        self.runs: dict[str, RunAverage] = {}
-        self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
-        self.todo: dict[tuple, float] = {}  # candidates → when first hinted
-        self.waiting: dict[tuple, tuple] = {}  # (size, mtime_ns, since, reason)
-        self.done: dict[str, float] = {}  # runs whose DONE appeared → grace deadline
-        self.usage = (0, 0)
-        self._dirs: dict[tuple, int | None] = {}
-        self._reader = Reader()
-        self._faults: dict = {}
-        self._warned: set[str] = set()
-        self._errors: set[tuple] = set()
+        self._counters = counters
+        self._settle_s = daemon_cfg.settle_s
+        self._done_grace_s = daemon_cfg.done_grace_s
+        self._done: dict[str, float] = {}  # runs whose DONE appeared -> grace deadline
         self._retry_at: dict[str, float] = {}  # runs whose result could not be written
-        self._last_ckpt = self._last_retry = time.monotonic()
-        self._ckpt_cost = 0.0
-        self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
+        self._errors: set[Key] = set()
+        self._reader = Reader()
+        self._candidates = Candidates()
+        self._dirs = InboxDirs(root_fd, root)
+        store = trace = None
         try:
-            self._open(root_fd, state_dir)
+            store = CheckpointStore(
+                root, state_dir, self._dirs.claimed_fd, cfg.results_dir, counters
+            )
+            trace_path = faults.setting("daemon.trace")
+            trace = open(trace_path, "a", buffering=1 << 16) if trace_path else None  # noqa: SIM115
+            for key in store.recover():
+                self._candidates.queue(key)
         except BaseException:  # nothing opened so far is left behind
-            self.close()
+            if trace is not None:
+                trace.close()
+            if store is not None:
+                store.close()
+            self._dirs.close()
             raise
-
-    def _open(self, root_fd: int, state_dir: Path) -> None:
-        """Directories, the checkpoint writer, the checkpoints (closed by the caller on
-        failure)."""
-        for name in ("inbox", "daemon"):
-            try:
-                os.mkdir(name, 0o700, dir_fd=root_fd)
-            except FileExistsError:
-                pass
-        self.inbox_fd = os.open("inbox", DIR_FLAGS, dir_fd=root_fd)
-        self.daemon_fd = os.open("daemon", DIR_FLAGS, dir_fd=root_fd)
-        try:
-            os.mkdir("claimed", 0o700, dir_fd=self.daemon_fd)
-        except FileExistsError:
-            pass
-        self.claimed_fd = os.open("claimed", DIR_FLAGS, dir_fd=self.daemon_fd)
-        self._writer = CheckpointWriter(
-            self.claimed_fd, lambda: fault("checkpointed", self._faults)
+        self._store = store
+        self._trace = trace
+        self._scanner = Scanner(
+            root, self._dirs, self._candidates, counters, self._reject, self._note_done
         )
-        trace = os.environ.get("NOISEFS_DAEMON_TRACE")
-        self._trace = open(trace, "a", buffering=1 << 16) if trace else None  # noqa: SIM115
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._recover()
+
+    # -- what the daemon reads and sets ------------------------------------------------
+
+    @property
+    def todo(self) -> dict[Key, float]:
+        """The queued candidates (read-only for callers)."""
+        return self._candidates.queued
+
+    @property
+    def waiting(self) -> dict[Key, Waiting]:
+        """The candidates not ready yet (read-only for callers)."""
+        return self._candidates.waiting
+
+    @property
+    def runs(self) -> dict[str, RunAverage]:
+        """The running averages of the runs in progress (read-only for callers)."""
+        return self._store.runs
+
+    @property
+    def finished(self) -> dict[str, dict]:
+        """The last runs whose result ``DONE`` wrote."""
+        return self._store.finished
+
+    @property
+    def usage(self) -> tuple[int, int]:
+        """Bytes and inodes under the inbox at the last full scan."""
+        return self._scanner.usage
+
+    @property
+    def scan_cost(self) -> float:
+        """Seconds the last full scan took."""
+        return self._scanner.scan_cost
+
+    @property
+    def daemon_fd(self) -> int:
+        """The descriptor of ``<root>/daemon`` (the status file's directory)."""
+        return self._dirs.daemon_fd
+
+    def set_pending_limit(self, nbytes: int) -> None:
+        """Bound the claimed files of a run that wait for their checkpoint to ``nbytes``."""
+        self._store.pending_limit_bytes = nbytes
+
+    def reconfigure(self, cfg: ArenaConfig, daemon_cfg: DaemonConfig) -> None:
+        """Apply a reloaded configuration: results directory (runs in progress included),
+        settle and grace times."""
+        self._store.set_results_dir(cfg.results_dir)
+        self._settle_s = daemon_cfg.settle_s
+        self._done_grace_s = daemon_cfg.done_grace_s
+
+    # -- discovery (the scanner's) -----------------------------------------------------
+
+    def hint(self, path: str, kind: str) -> None:
+        """An event about ``path`` inside this inbox (see :meth:`Scanner.hint`)."""
+        self._scanner.hint(path, kind)
+
+    def scan(self, only_run: str | None = None, count_missed: bool = False) -> None:
+        """List the inbox (or one run), queue what is there, measure the foreign usage."""
+        self._scanner.scan(only_run, count_missed)
+
+    def refresh_usage(self, now: float) -> None:
+        """Rescan when events came since the last full scan and one is cheap enough: inbox
+        files count against the arena from the moment they exist."""
+        if self._scanner.usage_stale(now):
+            self._scanner.scan()
+
+    def take_reopened(self) -> bool:
+        """Whether the inbox was replaced since the last call (the watch must restart)."""
+        return self._scanner.take_reopened()
+
+    def _note_done(self, run: str) -> None:
+        if run not in self._done:
+            self._done[run] = time.monotonic() + self._done_grace_s
 
     # -- taking files ------------------------------------------------------------------
-
-    def _dir(self, run: str, step: int | None) -> int | None:
-        key = (run, step)
-        if key not in self._dirs:
-            if step is None:
-                self._dirs[key] = opendir(run, self.inbox_fd) if RUN_NAME.fullmatch(run) else None
-            else:
-                parent = self._dir(run, None)
-                self._dirs[key] = None if parent is None else opendir(str(step), parent)
-        return self._dirs[key]
-
-    def _close_dirs(self) -> None:
-        for fd in self._dirs.values():
-            if fd is not None:
-                os.close(fd)
-        self._dirs.clear()
 
     def process(self, budget_s: float = 0.2) -> int:
         """Take queued candidates for up to ``budget_s``; retry waiting ones; return how
@@ -123,153 +163,133 @@ class Inbox(Scanner, Durability):
         deadline = time.monotonic() + budget_s
         handled = 0
         try:
-            now = time.monotonic()
-            if self.waiting and now - self._last_retry >= 0.05:
-                self._last_retry = now
-                for key, entry in list(self.waiting.items()):
-                    # retried soon, then less often the longer a writer keeps it open
-                    if now - entry[4] >= min(2.0, 0.05 + (now - entry[2]) / 10):
-                        self.todo.setdefault(key, now)
-            while self.todo and time.monotonic() < deadline:
-                key = next(iter(self.todo))
-                del self.todo[key]
+            self._candidates.requeue_due()
+            while self._candidates.queued and time.monotonic() < deadline:
+                key = self._candidates.pop()
                 try:
                     self._take(key)
                 except OSError as exc:  # EXDEV (a mount inside the inbox), EACCES, EIO ...
                     self._failed(key, exc)
                 handled += 1
-            for run in self.runs.values():
+            for run in self._store.runs.values():
                 run.flush()
         finally:
-            self._close_dirs()
+            self._dirs.forget_cached()
             if self._trace:
                 self._trace.flush()
         return handled
 
-    def _take(self, key: tuple) -> None:
+    def _take(self, key: Key) -> None:
         run, step, name, claimed = key
-        dir_fd = self.claimed_fd if claimed else self._dir(run, step)
+        dir_fd = self._dirs.claimed_fd if claimed else self._dirs.step_dir(run, step)
         if dir_fd is None:
-            self.waiting.pop(key, None)
+            self._candidates.waiting.pop(key, None)
             return
         p = probe(dir_fd, name)
         if p.verdict == "gone":
-            self.waiting.pop(key, None)
+            self._candidates.waiting.pop(key, None)
         elif p.verdict == "reject":
-            self.waiting.pop(key, None)
+            self._candidates.waiting.pop(key, None)
             self._reject(run, dir_fd, name, step, p.reason)
         elif p.verdict == "wait":
             self._wait(key, p, dir_fd)
         else:
-            self.waiting.pop(key, None)
-            reason = self._shape_problem(run, p)
+            self._candidates.waiting.pop(key, None)
+            known = self._store.runs.get(run)
+            reason = shape_problem(p.shape, known.num_qubits if known is not None else None)
             if reason:
                 p.close()
                 self._reject(run, dir_fd, name, step, reason)
                 return
             if not claimed:
-                target = f"{run}~{step}~{secrets.token_hex(6)}~{name}"
-                claim_hook()
-                try:
-                    os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=self.claimed_fd)
-                except FileNotFoundError:
-                    p.close()
+                claimed_name = self._claim(run, step, name, dir_fd, p)
+                if claimed_name is None:
                     return
-                fault("claimed", self._faults)
-                st = os.stat(target, dir_fd=self.claimed_fd, follow_symlinks=False)
-                assert p.st is not None
-                if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
-                    # another file was renamed over the name after the probe: what was
-                    # claimed is that one, never probed; probe it afresh where it is now
-                    p.close()
-                    self.todo[(run, step, target, True)] = time.monotonic()
-                    return
-                if st.st_nlink != 1:  # a hard link made after the probe
-                    p.close()
-                    self._reject(run, self.claimed_fd, target, step, "hard_link")
-                    return
-                name, dir_fd = target, self.claimed_fd
+                name = claimed_name
             self._fold(run, step, name, p)
 
-    def _failed(self, key: tuple, exc: OSError) -> None:
+    def _claim(self, run: str, step: int, name: str, dir_fd: int, p: Probe) -> str | None:
+        """Rename a probed file into ``claimed/``; its new name, or None when it is not
+        (or no longer) the file that was probed (``p`` is then closed)."""
+        target = f"{run}~{step}~{secrets.token_hex(6)}~{name}"
+        faults.pause_at("daemon.claim-paused")
+        try:
+            os.rename(name, target, src_dir_fd=dir_fd, dst_dir_fd=self._dirs.claimed_fd)
+        except FileNotFoundError:
+            p.close()
+            return None
+        faults.kill_at("daemon.claimed")
+        st = os.stat(target, dir_fd=self._dirs.claimed_fd, follow_symlinks=False)
+        assert p.st is not None
+        if (st.st_dev, st.st_ino) != (p.st.st_dev, p.st.st_ino):
+            # another file was renamed over the name after the probe: what was claimed is
+            # that one, never probed; probe it afresh where it is now
+            p.close()
+            self._candidates.queue((run, step, target, True))
+            return None
+        if st.st_nlink != 1:  # a hard link made after the probe
+            p.close()
+            self._reject(run, self._dirs.claimed_fd, target, step, "hard_link")
+            return None
+        return target
+
+    def _failed(self, key: Key, exc: OSError) -> None:
         """A file that cannot be taken for a system reason: logged once, retried slowly,
         never deleted."""
         if key not in self._errors:
             self._errors.add(key)
             log.warning("%s/inbox/%s/%s/%s: %s (left in place, retried)", self.root, *key[:3], exc)
         now = time.monotonic()
-        self.waiting[key] = (None, None, now - 20.0, "error", now)
+        self._candidates.waiting[key] = Waiting(None, None, now - 20.0, "error", now)
 
-    def _wait(self, key: tuple, p: Probe, dir_fd: int) -> None:
+    def _wait(self, key: Key, p: Probe, dir_fd: int) -> None:
         """A file not ready yet: retried; rejected once unchanged for ``settle_s`` (a
         writer that holds it open is waited for however long)."""
         st = p.st
-        sig = (st.st_size, st.st_mtime_ns) if st else (None, None)
-        old = self.waiting.get(key)
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (None, None)
+        old = self._candidates.waiting.get(key)
         now = time.monotonic()
-        since = old[2] if old and old[:2] == sig else now
-        self.waiting[key] = (*sig, since, p.reason, now)  # size, mtime, since, why, tried
-        settled = now - since >= self.settle_s
-        if settled and p.reason in ("incomplete",):
-            del self.waiting[key]
+        since = old.since if old and (old.size, old.mtime_ns) == (size, mtime) else now
+        self._candidates.waiting[key] = Waiting(size, mtime, since, p.reason, now)
+        if now - since >= self._settle_s and p.reason == "incomplete":
+            del self._candidates.waiting[key]
             self._reject(key[0], dir_fd, key[2], key[1], "truncated")
 
-    def _shape_problem(self, run: str, p: Probe) -> str:
-        shape = p.shape
-        if len(shape) not in (1, 2) or (len(shape) == 2 and shape[0] != shape[1]):
-            return "shape"
-        d = shape[0]
-        if d < 2 or d & (d - 1):
-            return "shape"
-        if d > 2**MAX_QUBITS:
-            return "too_large"
-        average = self.runs.get(run)
-        if average is not None and average.num_qubits is not None:
-            if d != 2**average.num_qubits:
-                return "shape"
-        return ""
-
     def _fold(self, run: str, step: int, name: str, p: Probe) -> None:
+        """Read a claimed file, check it and fold it; a bad one is rejected."""
+        nbytes = int(p.st.st_size) if p.st else 0
+        try:
+            reason = self._read_and_fold(run, step, name, p, nbytes)
+        finally:
+            self._reader.release()
+            p.close()  # the lease goes with the fd, after the last read of a mapping
+        if reason:
+            self._reject(run, self._dirs.claimed_fd, name, step, reason)
+            return
+        self._counters["ingested_files"] += 1
+        self._counters["ingested_bytes"] += nbytes
+        if self._trace:
+            self._trace.write(f"{name.split('~', 3)[-1]} {time.time():.6f}\n")
+        faults.kill_at("daemon.folded")
+
+    def _read_and_fold(self, run: str, step: int, name: str, p: Probe, nbytes: int) -> str:
+        """Fold the file's numbers into the run's average; the reason it is rejected for
+        instead, if any. Every view of a mapped file is gone when this returns."""
         try:
             arr = self._reader.read(p)
         except (OSError, EOFError):
-            p.close()
-            self._reject(run, self.claimed_fd, name, step, "truncated")
-            return
+            return "truncated"
         try:
-            self._check_and_fold(run, step, name, p, arr)
+            reason = array_problem(arr)
+            if not reason:
+                self._store.average(run).fold(step, arr, name, nbytes)
+            return reason
         finally:
             del arr
-            self._reader.release()
-            p.close()  # the lease goes with the fd, after the last read of a mapping
 
-    def _check_and_fold(self, run: str, step: int, name: str, p: Probe, arr) -> None:
-        nbytes = int(p.st.st_size) if p.st else 0
-        # one pass each: a sum is finite only when every element is (ψ: Σ|a|², ρ: Σ a)
-        if arr.ndim == 1:
-            norm = total = float(np.vdot(arr, arr).real)
-        else:
-            norm, total = float(np.trace(arr).real), complex(arr.sum())
-        if not cmath.isfinite(total):
-            self._reject(run, self.claimed_fd, name, step, "not_finite")
-            return
-        tol = 1e-4 if arr.dtype.itemsize <= 8 else 1e-6
-        if abs(norm - 1.0) > tol:
-            self._reject(run, self.claimed_fd, name, step, "not_normalized")
-            return
-        average = self.runs.get(run)
-        if average is None:
-            average = self.runs[run] = RunAverage(run, self._ckpt_path(run), self.cfg.results_dir)
-        average.fold(step, arr, name, nbytes)
-        self.c["ingested_files"] += 1
-        self.c["ingested_bytes"] += nbytes
-        if self._trace:
-            self._trace.write(f"{name.split('~', 3)[-1]} {time.time():.6f}\n")
-        fault("folded", self._faults)
-
-    def _reject(self, run: str, dir_fd: int, name: str, step: int, reason: str) -> None:
+    def _reject(self, run: str, dir_fd: int, name: str, step: int | str, reason: str) -> None:
         """Rename ``name`` into ``<inbox>/<run>/rejected/`` (never follows, never deletes)."""
-        run_fd = self._dir(run, None) if RUN_NAME.fullmatch(run) else None
+        run_fd = self._dirs.run_dir(run)
         if run_fd is None:
             log.warning("cannot reject %s (%s): run directory %s is gone", name, reason, run)
             return
@@ -283,7 +303,7 @@ class Inbox(Scanner, Durability):
                 "%s/inbox/%s/rejected is not a directory; %s left in place", self.root, run, name
             )
             return
-        base = name.split("~", 3)[-1] if dir_fd == self.claimed_fd else name
+        base = name.split("~", 3)[-1] if dir_fd == self._dirs.claimed_fd else name
         target = f"{step}-{base}"
         try:
             if os.path.lexists(f"/proc/self/fd/{rej_fd}/{target}"):
@@ -293,8 +313,8 @@ class Inbox(Scanner, Durability):
             return
         finally:
             os.close(rej_fd)
-        self.c["rejected"][reason] = self.c["rejected"].get(reason, 0) + 1
-        average = self.runs.get(run)
+        self._counters["rejected"][reason] = self._counters["rejected"].get(reason, 0) + 1
+        average = self._store.runs.get(run)
         if average is not None:
             average.rejected[reason] = average.rejected.get(reason, 0) + 1
         log.warning(
@@ -302,18 +322,48 @@ class Inbox(Scanner, Durability):
             self.root, run, step, base, reason, self.root, run, target,
         )  # fmt: skip
 
+    # -- checkpoints and results (the store's) -----------------------------------------
+
+    def checkpoint(self, interval_s: float, force: bool = False) -> None:
+        """Checkpoint dirty runs (see :meth:`CheckpointStore.checkpoint`)."""
+        self._store.checkpoint(interval_s, force)
+
+    def finish_ready_runs(self, force: bool = False) -> None:
+        """Write the result of every run whose DONE appeared, once its files are taken
+        (or its grace time is over)."""
+        for run, deadline in list(self._done.items()):
+            if self._retry_at.get(run, 0.0) > time.monotonic():
+                continue
+            self._scanner.scan(run)  # synchronously: every file already there is taken first
+            busy = self._candidates.busy(run)
+            if busy and not force and time.monotonic() < deadline:
+                continue
+            if busy:
+                log.warning("run %s: DONE seen but files still arriving; they start anew", run)
+            try:
+                self._store.finish(run)
+            except (OSError, NoiseFSError) as exc:  # results dir full or gone: keep all
+                log.error(
+                    "run %s: result not written (%s); kept, retried in %g s",
+                    run,
+                    exc,
+                    self._done_grace_s,
+                )
+                self._retry_at[run] = time.monotonic() + self._done_grace_s
+                continue
+            self._dirs.clear_run(run)
+            self._retry_at.pop(run, None)
+            del self._done[run]
+
+    def shutdown(self) -> None:
+        """Checkpoint everything and write the averages so far (not marked complete); the
+        directory fds stay open until :meth:`close`."""
+        self._store.shutdown()
+
     def close(self) -> None:
-        """Stop the checkpoint writer, close the directory fds (idempotent)."""
-        if self._writer is not None:
-            self._writer.stop()
-            self._writer = None
-        for fd in (self.claimed_fd, self.daemon_fd, self.inbox_fd):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.inbox_fd = self.daemon_fd = self.claimed_fd = -1
+        """Stop the checkpoint thread, close the directory fds (idempotent)."""
+        self._store.close()
+        self._dirs.close()
         if self._trace:
             self._trace.close()
             self._trace = None

@@ -27,7 +27,7 @@ class Police:
     """gc and watermark enforcement for one arena handle."""
 
     def __init__(self, counters: dict) -> None:
-        self.c = counters
+        self._counters = counters
         self.pressure = ""  # why moving, while it is
         self._spill_full_logged = False
         self._no_move_logged = False
@@ -62,8 +62,8 @@ class Police:
         self._last_full_gc = now
         report = arena.gc()
         if report.get("bytes") or report.get("files"):
-            self.c["reclaimed_bytes"] += int(report["bytes"])
-            self.c["reclaimed_files"] += int(report["files"])
+            self._counters["reclaimed_bytes"] += int(report["bytes"])
+            self._counters["reclaimed_files"] += int(report["files"])
             log.info(
                 "%s: reclaimed %d bytes, %d inodes (%d dead owners, %d partial files, "
                 "%d snapshots, %d orphan files)",
@@ -178,7 +178,7 @@ class Police:
                         self._spill_full_logged = True
                     return moved
                 moved += 1
-                self.c["moved_files"] += 1
-                self.c["moved_bytes"] += int(nbytes)
+                self._counters["moved_files"] += 1
+                self._counters["moved_bytes"] += int(nbytes)
             f = self.measure(arena, root_fd, foreign)
         return moved

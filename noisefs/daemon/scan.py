@@ -1,44 +1,63 @@
 """Discovery of inbox files: events as hints, scans as proof, and the inbox's usage.
 
-Mixed into :class:`~noisefs.daemon.ingest.Inbox`. A scan lists ``<arena>/inbox/<run>/<step>/``
-(relative to directory fds, never following a symlink), queues every ``*.npy`` not yet
-known, notes ``DONE`` markers, measures the bytes and inodes of everything under the inbox
-(reported to the arena as foreign usage) and, on periodic rescans, counts the files that
-no event announced (older than ``MISSED_AGE_S``).
+A :class:`Scanner` lists ``<arena>/inbox/<run>/<step>/`` (relative to directory fds, never
+following a symlink), queues every ``*.npy`` not yet known, notes ``DONE`` markers,
+measures the bytes and inodes of everything under the inbox (reported to the arena as
+foreign usage) and, on periodic rescans, counts the files that no event announced (older
+than ``MISSED_AGE_S``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 import time
+from collections.abc import Callable
+from pathlib import Path
 
-from noisefs.arena.paths import DIR_FLAGS, RUN_NAME
+from noisefs.arena.paths import RUN_NAME
+from noisefs.daemon.candidates import Candidates
+from noisefs.daemon.dirs import CANONICAL_STEP, STEP_NAME, InboxDirs, opendir
 
 log = logging.getLogger("noisefs.daemon")
 
-STEP_NAME = re.compile(r"[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is True)
-# the canonical spelling of a step: no leading zero ("007" would be reopened as "7")
-CANONICAL_STEP = re.compile(r"0|[1-9][0-9]{0,17}")
 MISSED_AGE_S = 2.0  # a file this old found by a rescan and never announced was missed
 
-
-def opendir(name: str, parent: int) -> int | None:
-    """Open a subdirectory without following a symlink; None when it is not one."""
-    try:
-        return os.open(name, DIR_FLAGS, dir_fd=parent)
-    except OSError:
-        return None  # gone, a symlink (ELOOP), not a directory
+# reject(run, dir_fd, name, step, reason): move an entry to <run>/rejected/
+Reject = Callable[[str, int, str, "int | str", str], None]
 
 
 class Scanner:
-    """Finding candidates; expects the attributes :class:`Inbox` sets up."""
+    """Finding candidates in one inbox and measuring it.
 
-    activity = False  # events since the last scan: the measured usage may be stale
-    scan_cost = 0.0  # seconds the last full scan took (10 000 waiting files: ~0.25 s)
-    last_scan = 0.0
+    It queues what it finds on ``candidates``, reports ``DONE`` markers to ``note_done``,
+    hands misplaced entries to ``reject`` and counts missed events in ``counters``; it owns
+    the measured ``usage`` and the figures of the last full scan.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        dirs: InboxDirs,
+        candidates: Candidates,
+        counters: dict,
+        reject: Reject,
+        note_done: Callable[[str], None],
+    ) -> None:
+        self.root = root
+        self._dirs = dirs
+        self._candidates = candidates
+        self._counters = counters
+        self._reject = reject
+        self._note_done = note_done
+        self._prefix = f"{root}{os.sep}inbox{os.sep}"
+        self._warned: set[str] = set()
+        self.usage = (0, 0)  # bytes, inodes under the inbox at the last full scan
+        self.activity = False  # events since the last scan: the measured usage may be stale
+        self.scan_cost = 0.0  # seconds the last full scan took (10 000 waiting files: ~0.25 s)
+        self.last_scan = 0.0
+        self.reopened = False  # the inbox was replaced: the daemon restarts its watch
 
     # -- discovery ---------------------------------------------------------------------
 
@@ -46,19 +65,18 @@ class Scanner:
         """An event about ``path`` (inside this inbox); cheap, since watchdog sends one per
         file (a directory moved in gets one synthetic event per file in it)."""
         self.activity = True
-        prefix = self._prefix
-        if not path.startswith(prefix):
+        if not path.startswith(self._prefix):
             return
-        rel = path[len(prefix) :].split(os.sep)
+        rel = path[len(self._prefix) :].split(os.sep)
         if len(rel) == 3 and kind == "file":
             if CANONICAL_STEP.fullmatch(rel[1]) and self._wanted(rel[2]):
-                self.todo.setdefault((rel[0], int(rel[1]), rel[2], False), time.monotonic())
+                self._candidates.queue((rel[0], int(rel[1]), rel[2], False))
         elif len(rel) == 2 and rel[1] == "DONE":
             self._note_done(rel[0])
         elif kind == "dir" and len(rel) == 1:
             self.scan(rel[0])  # a directory that appears: scan it (its watch came late)
         elif kind == "dir" and len(rel) == 2 and STEP_NAME.fullmatch(rel[1]):
-            run_fd = opendir(rel[0], self.inbox_fd) if RUN_NAME.fullmatch(rel[0]) else None
+            run_fd = opendir(rel[0], self._dirs.inbox_fd) if RUN_NAME.fullmatch(rel[0]) else None
             if run_fd is not None:
                 try:
                     if CANONICAL_STEP.fullmatch(rel[1]):
@@ -68,55 +86,41 @@ class Scanner:
                 finally:
                     os.close(run_fd)
 
-    @property
-    def _prefix(self) -> str:
-        return f"{self.root}{os.sep}inbox{os.sep}"
-
     @staticmethod
     def _wanted(name: str) -> bool:
         return name.endswith(".npy") and not name.startswith(".")
 
-    def _note_done(self, run: str) -> None:
-        if run not in self.done:
-            self.done[run] = time.monotonic() + self.done_grace_s
+    def usage_stale(self, now: float) -> bool:
+        """Whether events came since the last full scan, and one is cheap enough now."""
+        return self.activity and now - self.last_scan >= 20 * self.scan_cost
+
+    def take_reopened(self) -> bool:
+        """Whether the inbox was reopened since the last call (the watch must restart)."""
+        reopened, self.reopened = self.reopened, False
+        return reopened
 
     def _check_inbox(self) -> None:
-        """Reopen ``<root>/inbox`` when it was removed (and maybe recreated) since it was
-        opened: the old fd would list a deleted directory for ever. The daemon restarts
-        its watch when :attr:`reopened` is set, then rescans."""
-        try:
-            now = os.stat("inbox", dir_fd=self.root_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            now = None
-        old = os.fstat(self.inbox_fd)
-        same = now is not None and (now.st_dev, now.st_ino) == (old.st_dev, old.st_ino)
-        if same and old.st_nlink:
-            return
-        if now is None:
-            try:
-                os.mkdir("inbox", 0o700, dir_fd=self.root_fd)
-            except FileExistsError:
-                pass
-        fd = os.open("inbox", DIR_FLAGS, dir_fd=self.root_fd)  # a symlink: ELOOP, raised
-        self._close_dirs()
-        os.close(self.inbox_fd)
-        self.inbox_fd = fd
-        self.reopened = True
-        log.warning(
-            "%s/inbox was %s; reopened it, the watch is restarted and the inbox rescanned",
-            self.root,
-            "removed (recreated it)" if now is None else "replaced",
-        )
+        """Reopen ``<root>/inbox`` when it was removed or replaced; the daemon restarts its
+        watch when :attr:`reopened` is set, then rescans."""
+        what = self._dirs.reopen_inbox()
+        if what:
+            self.reopened = True
+            log.warning(
+                "%s/inbox was %s; reopened it, the watch is restarted and the inbox rescanned",
+                self.root,
+                what,
+            )
 
     def scan(self, only_run: str | None = None, count_missed: bool = False) -> None:
         """List the inbox (or one run), queue what is there, measure the foreign usage."""
         started = time.perf_counter()
         if only_run is None:
             self._check_inbox()
+        inbox_fd = self._dirs.inbox_fd
         now = time.time()
         total_bytes = total_files = 0
-        for run in [only_run] if only_run else os.listdir(self.inbox_fd):
-            run_fd = opendir(run, self.inbox_fd)
+        for run in [only_run] if only_run else os.listdir(inbox_fd):
+            run_fd = opendir(run, inbox_fd)
             if run_fd is None or not RUN_NAME.fullmatch(run):
                 if run_fd is not None:
                     os.close(run_fd)
@@ -129,7 +133,7 @@ class Scanner:
                         run,
                     )
                 try:  # a stray entry: counted, never touched
-                    st = os.stat(run, dir_fd=self.inbox_fd, follow_symlinks=False)
+                    st = os.stat(run, dir_fd=inbox_fd, follow_symlinks=False)
                     total_bytes, total_files = total_bytes + st.st_blocks * 512, total_files + 1
                 except FileNotFoundError:
                     pass
@@ -164,7 +168,7 @@ class Scanner:
                     log.warning("%s/inbox/%s cannot be scanned: %s", self.root, run, exc)
             finally:
                 os.close(run_fd)
-        self._close_dirs()
+        self._dirs.forget_cached()
         if only_run is None:  # the arena measures daemon/ (claimed files) itself
             self.usage = (total_bytes, total_files)
             self.activity = False
@@ -177,7 +181,9 @@ class Scanner:
         ``rejected/`` (reason ``step_name``), its files untouched."""
         self._reject(run, run_fd, name, name, "step_name")
 
-    def _scan_step(self, run, run_fd, step_name, now, count_missed) -> tuple[int, int]:
+    def _scan_step(
+        self, run: str, run_fd: int, step_name: str, now: float, count_missed: bool
+    ) -> tuple[int, int]:
         step_fd = opendir(step_name, run_fd)
         if step_fd is None:
             return 0, 0
@@ -193,11 +199,11 @@ class Scanner:
                 if not self._wanted(entry.name):
                     continue
                 key = (run, int(step_name), entry.name, False)
-                if key in self.todo or key in self.waiting:
+                if self._candidates.known(key):
                     continue
                 if count_missed and now - st.st_mtime > MISSED_AGE_S:
-                    self.c["missed_events"] += 1
-                self.todo[key] = time.monotonic()
+                    self._counters["missed_events"] += 1
+                self._candidates.queue(key)
         finally:
             os.close(step_fd)
         return nbytes, nfiles

@@ -26,14 +26,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 
+from noisefs import faults
+
 log = logging.getLogger("noisefs.daemon")
 
 EVENTS = [DirCreatedEvent, DirMovedEvent, FileClosedEvent, FileCreatedEvent, FileMovedEvent]
-# test hook: pretend inotify's watch limit is reached
-FAIL_ENV = "NOISEFS_DAEMON_INOTIFY_FAIL"
-# test hook: a marker file; "kill" in it stops the emitters (as a watch limit hit in a new
-# directory does), "dead" while it stays; the death is noticed once the file is removed
-DIE_ENV = "NOISEFS_DAEMON_OBSERVER_DIES"
 
 
 class InboxHandler(FileSystemEventHandler):
@@ -93,7 +90,7 @@ class Watcher:
         if hasattr(grouper, "InotifyMoveEventGrouper"):
             grouper.InotifyMoveEventGrouper.delay = 0.0
 
-        if os.environ.get(FAIL_ENV):
+        if faults.fires("daemon.inotify-fails"):
             raise OSError(errno.ENOSPC, "inotify watch limit reached (simulated)")
         observer = InotifyObserver(timeout=0.2)
         try:
@@ -183,7 +180,10 @@ class Watcher:
         return True
 
     def _die_hook(self) -> bool:
-        marker = os.environ.get(DIE_ENV)
+        """The fault point ``daemon.observer-dies``: its marker file says "kill" to stop the
+        emitters (as a watch limit hit in a new directory does), then "dead" while it
+        stays; the death is noticed once the test removes it."""
+        marker = faults.setting("daemon.observer-dies")
         if not marker or self._observer is None:
             return False
         try:
