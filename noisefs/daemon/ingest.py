@@ -5,7 +5,8 @@ by renaming it into ``<arena>/daemon/claimed/`` (same filesystem, daemon-only), 
 be the inode that was probed, read, folded into the run's running average, and unlinked
 once a checkpoint covering it is durable (:mod:`noisefs.daemon.durable`). Rejected entries
 are renamed into ``<arena>/inbox/<run>/rejected/`` (a symlink moves itself; its target is
-never touched) with a log line naming the reason. Every operation is relative to a
+never touched) with a log line naming the reason: every bad input ends there, whatever
+numpy raised about it, and never ends the daemon's loop. Every operation is relative to a
 directory fd opened with ``O_NOFOLLOW``: nothing outside the arena is opened or deleted.
 """
 
@@ -170,6 +171,8 @@ class Inbox:
                     self._take(key)
                 except OSError as exc:  # EXDEV (a mount inside the inbox), EACCES, EIO ...
                     self._failed(key, exc)
+                except Exception as exc:  # noqa: BLE001 - one bad file never ends the loop
+                    self._broken(key, exc)
                 handled += 1
             for run in self._store.runs.values():
                 run.flush()
@@ -206,7 +209,12 @@ class Inbox:
                 if claimed_name is None:
                     return
                 name = claimed_name
-            self._fold(run, step, name, p)
+            try:
+                self._fold(run, step, name, p)
+            except OSError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - it lies in claimed/: rejected there
+                self._broken((run, step, name, True), exc)
 
     def _claim(self, run: str, step: int, name: str, dir_fd: int, p: Probe) -> str | None:
         """Rename a probed file into ``claimed/``; its new name, or None when it is not
@@ -241,6 +249,19 @@ class Inbox:
             log.warning("%s/inbox/%s/%s/%s: %s (left in place, retried)", self.root, *key[:3], exc)
         now = time.monotonic()
         self._candidates.waiting[key] = Waiting(None, None, now - 20.0, "error", now)
+
+    def _broken(self, key: Key, exc: Exception) -> None:
+        """Taking a file raised something unforeseen: it is rejected (``error``) where it
+        still lies, with the traceback in the log, and the loop goes on."""
+        run, step, name, claimed = key
+        log.error(
+            "%s/inbox/%s/%s/%s: taking it failed (%s: %s)",
+            self.root, run, step, name, type(exc).__name__, exc, exc_info=exc,
+        )  # fmt: skip
+        self._candidates.waiting.pop(key, None)
+        dir_fd = self._dirs.claimed_fd if claimed else self._dirs.step_dir(run, step)
+        if dir_fd is not None:
+            self._reject(run, dir_fd, name, step, "error")
 
     def _wait(self, key: Key, p: Probe, dir_fd: int) -> None:
         """A file not ready yet: retried; rejected once unchanged for ``settle_s`` (a

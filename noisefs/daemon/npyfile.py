@@ -5,7 +5,8 @@ O_NONBLOCK`` (a symlink is never followed, a FIFO never blocks), checks that it 
 regular file with one link, that nobody holds it open for writing (a read lease,
 ``F_SETLEASE``, is refused while a writer has it open), and that its size is exactly what
 its ``.npy`` header implies. The header is parsed by numpy's own header reader (a literal,
-never ``eval``/pickle) and object dtypes are refused, so the data is read as raw numbers.
+never ``eval``/pickle; a header it cannot read is ``malformed``, whatever it raised) and
+object dtypes are refused, so the data is read as raw numbers.
 """
 
 from __future__ import annotations
@@ -108,7 +109,9 @@ def parse_header(head: bytes) -> tuple[str, str, tuple | None]:
             else np.lib.format.read_array_header_2_0
         )
         shape, fortran, dtype = reader(fp, max_header_size=1 << 20)
-    except (ValueError, SyntaxError, TypeError, OverflowError):
+    except Exception:  # noqa: BLE001 - a foreign header: whatever the parser raises
+        # ValueError and SyntaxError mostly, but also tokenize.TokenError (an unterminated
+        # string or bracket), RecursionError and MemoryError (a deeply nested expression)
         return "reject", "malformed", None
     if dtype.hasobject:
         return "reject", "object_dtype", None
