@@ -271,6 +271,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
     _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),
 )  # fmt: skip
+NOISE_RULE_OPTIONS = frozenset(spec.name for spec in OPTIONS if spec.field is None)
 BY_KEYWORD: dict[str, OptionSpec] = {
     keyword: spec for spec in OPTIONS for keyword in (spec.name, *spec.aliases)
 }

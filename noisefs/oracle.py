@@ -29,12 +29,11 @@ def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
     """Aer's averaged final density matrix for the run that ``meta`` describes."""
     from qiskit_aer import AerSimulator
 
-    from noisefs.sim.noise import NoiseParams, build_noise_model
+    from noisefs.sim.noise_source import noise_from_meta
 
     circuit = executed_circuit(meta)
     circuit.save_density_matrix(label="rho")
-    noise = NoiseParams(**meta["noise"])
-    model = build_noise_model(noise, int(meta["num_qubits"]))
+    model = noise_from_meta(meta["noise"]).model_for(int(meta["num_qubits"]))
     shots = int(meta["trajectories"] if trajectories is None else trajectories)
     simulator = AerSimulator(method="statevector", noise_model=model)
     result = simulator.run(circuit, shots=shots, seed_simulator=int(meta["seed"])).result()
@@ -77,7 +76,7 @@ def _run_with_saves(meta: dict, steps, save) -> dict:
     (the step past the last instruction: at the end), K shots from the run's seed."""
     from qiskit_aer import AerSimulator
 
-    from noisefs.sim.noise import NoiseParams, build_noise_model
+    from noisefs.sim.noise_source import noise_from_meta
 
     circuit = executed_circuit(meta)
     with_saves = circuit.copy_empty_like()
@@ -89,7 +88,7 @@ def _run_with_saves(meta: dict, steps, save) -> dict:
         with_saves.append(instruction)
     if len(circuit.data) in wanted:
         save(with_saves, len(circuit.data))
-    model = build_noise_model(NoiseParams(**meta["noise"]), int(meta["num_qubits"]))
+    model = noise_from_meta(meta["noise"]).model_for(int(meta["num_qubits"]))
     simulator = AerSimulator(method="statevector", noise_model=model)
     result = simulator.run(
         with_saves, shots=int(meta["trajectories"]), seed_simulator=int(meta["seed"])

@@ -35,10 +35,12 @@ TEXTS = {
 }
 
 
-def full_level0(qc: QuantumCircuit, optimization_level: int, seed_transpiler: int):
+def full_level0(
+    qc: QuantumCircuit, optimization_level: int, seed_transpiler: int, basis=BASIS_GATES
+):
     return transpile(
         qc,
-        basis_gates=list(BASIS_GATES),
+        basis_gates=list(basis),
         optimization_level=optimization_level,
         seed_transpiler=seed_transpiler,
     )

@@ -85,7 +85,12 @@ def print_table(info: dict) -> None:
     print(f"{info['file']}")
     print(f"  circuit       {info['circuit']} ({info['num_qubits']} qubits)")
     print(f"  trajectories  {info['trajectories']}  seed {info['seed']}")
-    if noise:
+    if noise.get("kind") == "noise_model":
+        print(
+            f"  noise         an Aer NoiseModel: {len(noise['quantum_errors'])} gate error(s), "
+            f"{len(noise['readout_errors'])} readout error(s), basis {', '.join(noise['basis_gates'])}"
+        )
+    elif noise:
         print(
             f"  noise         T1 {noise['t1_s'] * 1e6:g} us  T2 {noise['t2_s'] * 1e6:g} us  "
             f"1q {noise['time_1q_s'] * 1e9:g} ns  2q {noise['time_2q_s'] * 1e9:g} ns  "

@@ -9,6 +9,7 @@ from pathlib import Path
 from noisefs.errors import InputError, NoiseParameterError
 from noisefs.observables import ObservableSet
 from noisefs.options import RunOptions
+from noisefs.sim.noise_source import NoiseSource
 
 
 @dataclass(frozen=True)
@@ -32,23 +33,26 @@ class PreparedRun:
         ]
 
 
-def prepare_run(options: RunOptions, noise) -> PreparedRun:
+def prepare_run(options: RunOptions, noise: NoiseSource) -> PreparedRun:
     """Parse and translate the circuit, check the noise against it, insert the saves."""
     from noisefs.sim.circuit import executed_qasm, insert_saves, prepare, snapshot_points
-    from noisefs.sim.noise import build_noise_model
 
     prepared = prepare(
         options.circuit,
         optimization_level=options.optimize,
         seed_transpiler=options.seed_transpiler,
+        basis=noise.basis_gates,
     )
     # messages name the file when there is one
     name = str(options.circuit) if isinstance(options.circuit, Path) else prepared.name
     n = prepared.num_qubits
     try:
         noise.validate(n)
+        noise.check_circuit(prepared.circuit)
     except NoiseParameterError as exc:
         raise NoiseParameterError(f"{name}: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"{name}: {exc}") from None
     steps = snapshot_points(prepared.circuit, options.snapshots)
     circuit_with_saves, labels = insert_saves(prepared.circuit, steps)
     keep = options.keep_qubits
@@ -66,7 +70,7 @@ def prepare_run(options: RunOptions, noise) -> PreparedRun:
         prepared=prepared,
         name=name,
         num_qubits=n,
-        noise_model=build_noise_model(noise, n),
+        noise_model=noise.model_for(n),
         steps=tuple(int(s) for s in steps),
         circuit_with_saves=circuit_with_saves,
         labels=tuple(labels),

@@ -43,6 +43,8 @@ from noisefs.sim.calibration import (
     unknown,
 )
 
+BASIS_GATES = ("rz", "sx", "x", "cx")  # the rule's basis: the gates that carry its errors
+
 __all__ = [
     "NoiseParams",
     "build_noise_model",
@@ -138,6 +140,18 @@ class NoiseParams:
             values = self.pair(a, b)
             check_duration(values["time_2q_s"], f"pair {a},{b}: time_2q_s")
             check_probability(values["p2"], f"pair {a},{b}: p2")
+
+    @property
+    def basis_gates(self) -> tuple[str, ...]:
+        """The rule's basis: ``rz, sx, x, cx``."""
+        return BASIS_GATES
+
+    def check_circuit(self, circuit: object) -> None:
+        """Every executed circuit takes the rule (nothing to check)."""
+
+    def model_for(self, num_qubits: int):
+        """The Aer ``NoiseModel`` of the rule for ``num_qubits`` qubits."""
+        return build_noise_model(self, num_qubits)
 
     def to_meta(self) -> dict:
         """The ``noise`` object of the result file's ``meta`` (exactly the keys of

@@ -16,6 +16,7 @@ from qiskit import QuantumCircuit
 from noisefs.errors import CircuitError, InputError
 from noisefs.sim.declarations import check_qubit_count
 from noisefs.sim.measurements import strip_counted
+from noisefs.sim.noise import BASIS_GATES
 from noisefs.sim.qasm import TEXT_LABEL, load_file, load_text, looks_like_qasm
 from noisefs.sim.translate import translate
 
@@ -121,7 +122,10 @@ def _load(
 
 
 def prepare(
-    source: CircuitSource, optimization_level: int = 0, seed_transpiler: int = 1234
+    source: CircuitSource,
+    optimization_level: int = 0,
+    seed_transpiler: int = 1234,
+    basis: tuple[str, ...] = BASIS_GATES,
 ) -> PreparedCircuit:
     """Load, strip final measurements and translate a circuit; errors name where it came from.
 
@@ -145,7 +149,7 @@ def prepare(
     source_qc, digest, path, label, name, kind = _load(source)
     stripped, removed = strip_counted(source_qc)
     try:
-        executed = translate(stripped, optimization_level, seed_transpiler)
+        executed = translate(stripped, optimization_level, seed_transpiler, basis)
     except CircuitError as exc:
         raise CircuitError(f"{label}: {exc}", file=path, line=exc.line) from None
     if digest is None:

@@ -31,6 +31,7 @@ from qiskit.converters import circuit_to_dag, dag_to_circuit
 
 from noisefs.errors import CircuitError, InputError, one_line
 from noisefs.sim.measurements import read_bits
+from noisefs.sim.noise import BASIS_GATES
 
 if TYPE_CHECKING:
     from qiskit.transpiler import PassManager
@@ -44,7 +45,6 @@ __all__ = [
     "translate",
 ]
 
-BASIS_GATES = ("rz", "sx", "x", "cx")
 CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case", "box"})
 ALLOWED_NON_GATES = frozenset(
     {"measure", "reset", "barrier", "delay", "store", "break_loop", "continue_loop"} | CONTROL_FLOW
@@ -101,9 +101,9 @@ def lean_pass_manager() -> PassManager:
 
 
 def _run_passes(
-    qc: QuantumCircuit, optimization_level: int, seed_transpiler: int
+    qc: QuantumCircuit, optimization_level: int, seed_transpiler: int, basis: tuple[str, ...]
 ) -> QuantumCircuit:
-    if optimization_level == 0:
+    if optimization_level == 0 and tuple(basis) == BASIS_GATES:
         with _LEAN_LOCK:
             out = lean_pass_manager().run(qc)
         out.name = qc.name  # as ``transpile`` names its output
@@ -112,22 +112,22 @@ def _run_passes(
 
     return transpile(
         qc,
-        basis_gates=list(BASIS_GATES),
+        basis_gates=list(basis),
         optimization_level=optimization_level,
         seed_transpiler=seed_transpiler,
     )
 
 
-def _check_basis(qc: QuantumCircuit, where: str = "") -> None:
-    allowed = set(BASIS_GATES) | ALLOWED_NON_GATES
+def _check_basis(qc: QuantumCircuit, basis: tuple[str, ...]) -> None:
+    allowed = set(basis) | ALLOWED_NON_GATES
     for inst in qc.data:
         op = inst.operation
         if op.name not in allowed:
             raise CircuitError(
-                f"{where}instruction {op.name!r} could not be translated to {', '.join(BASIS_GATES)}"
+                f"instruction {op.name!r} could not be translated to {', '.join(basis)}"
             )
         for block in getattr(op, "blocks", ()):
-            _check_basis(block, where)
+            _check_basis(block, basis)
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,16 +236,20 @@ def aer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
 
 
 def basis_circuit(
-    qc: QuantumCircuit, optimization_level: int = 0, seed_transpiler: int = 1234
+    qc: QuantumCircuit,
+    optimization_level: int = 0,
+    seed_transpiler: int = 1234,
+    basis: tuple[str, ...] = BASIS_GATES,
 ) -> QuantumCircuit:
-    """Only the basis translation (lean at level 0, Qiskit's preset above), no reordering."""
+    """Only the basis translation (lean at level 0 to the rule's basis, Qiskit's preset
+    otherwise), no reordering."""
     if not isinstance(optimization_level, int) or not 0 <= optimization_level <= 3:
         raise InputError(f"optimization level must be 0, 1, 2 or 3, not {optimization_level!r}")
     try:
-        out = _run_passes(qc, optimization_level, seed_transpiler)
+        out = _run_passes(qc, optimization_level, seed_transpiler, basis)
     except Exception as exc:
         raise CircuitError(
-            f"cannot translate the circuit to {', '.join(BASIS_GATES)}: {one_line(exc)}"
+            f"cannot translate the circuit to {', '.join(basis)}: {one_line(exc)}"
         ) from None
     if out.num_qubits != qc.num_qubits or list(out.qubits) != list(qc.qubits):
         raise CircuitError("translation changed the qubits of the circuit")  # pragma: no cover
@@ -253,15 +257,19 @@ def basis_circuit(
 
 
 def translate(
-    qc: QuantumCircuit, optimization_level: int = 0, seed_transpiler: int = 1234
+    qc: QuantumCircuit,
+    optimization_level: int = 0,
+    seed_transpiler: int = 1234,
+    basis: tuple[str, ...] = BASIS_GATES,
 ) -> QuantumCircuit:
-    """Transpile to ``rz, sx, x, cx`` (plus measure, reset, barrier, delay, control flow).
+    """Transpile to ``rz, sx, x, cx`` (plus measure, reset, barrier, delay, control flow), or
+    to the ``basis`` of a user's noise model.
 
     No coupling map, so no layout or routing: qubit ``i`` stays qubit ``i``. Level 0 (the
     default) keeps every gate the user wrote (``x; x`` stays two noisy ``x``) and runs the
     lean pass manager (module docstring). The result is written in layer order, and in Aer's
     order around control flow. Failures raise :class:`CircuitError`.
     """
-    out = _unbox(basis_circuit(qc, optimization_level, seed_transpiler))
-    _check_basis(out)
+    out = _unbox(basis_circuit(qc, optimization_level, seed_transpiler, basis))
+    _check_basis(out, basis)
     return aer_ordered(_layer_ordered(out))
