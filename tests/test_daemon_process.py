@@ -203,6 +203,61 @@ def test_bad_config_exits_2(tmp_path, arena_root):
     assert not arena_root.exists()
 
 
+UNREADABLE_CONFIGS = {
+    "utf8": (b'results = "/tmp/r\xff"\n', "not UTF-8 text (byte 0xff on line 1)"),
+    "nested": (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE_CONFIGS))
+def test_unreadable_config_exits_2_in_one_line(tmp_path, arena_root, kind):
+    contents, message = UNREADABLE_CONFIGS[kind]
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(contents)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "noisefs",
+            "daemon",
+            "--config",
+            str(bad),
+            "--arena",
+            str(arena_root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"noisefs: error: config {bad}: ")
+    assert message in done.stderr and done.stderr.count("\n") == 1  # one line, no traceback
+    assert not arena_root.exists()
+
+
+def test_sighup_with_an_unreadable_config_keeps_the_running_one(daemons, tmp_path, arena_root):
+    cfg = write_config(tmp_path / "d.toml", arena_root, tmp_path / "results")
+    proc = daemons.start("--config", str(cfg))
+    wait_running(arena_root, proc)
+    for n, kind in enumerate(sorted(UNREADABLE_CONFIGS), 1):
+        contents, message = UNREADABLE_CONFIGS[kind]
+        cfg.write_bytes(contents)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda n=n: read_status(arena_root)["reloads"] == {"ok": 0, "error": n},
+            10,
+            f"reload {n} refused",
+            proc,
+        )
+        assert message in log_text(proc)
+    step = arena_root / "inbox" / "after" / "0"
+    step.mkdir(parents=True)
+    save_renamed(step / "a.npy", np.array([0.0, 1.0]))
+    wait_ingested(arena_root, "after", 1, proc)  # still running, with the old config
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
 def test_example_config_validates():
     from noisefs.daemon.config import load_config
     from tests.conftest import EXAMPLES

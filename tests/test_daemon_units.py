@@ -70,6 +70,28 @@ def test_config_refusals(doc, message):
         parse_config(doc, "t.toml")
 
 
+@pytest.mark.parametrize(
+    "contents, message",
+    [
+        (b'results = "/tmp/r\xff"\n', "not UTF-8 text (byte 0xff on line 1)"),
+        (b'log_level = "info"\n\xc3\x28 = 1\n', "not UTF-8 text (byte 0xc3 on line 2)"),
+        (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+        (b"a = " + b"{b = " * 5000 + b"1" + b"}" * 5000 + b"\n", "nested too deeply"),
+    ],
+)
+def test_config_file_that_cannot_be_read_is_one_input_error(tmp_path, contents, message):
+    """Invalid UTF-8 (UnicodeDecodeError) and nesting deeper than tomllib follows
+    (RecursionError) are input errors of one line naming the file."""
+    from noisefs.daemon.config import load_config
+
+    path = tmp_path / "d.toml"
+    path.write_bytes(contents)
+    with pytest.raises(InputError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert text.startswith(f"config {path}: ") and message in text and "\n" not in text
+
+
 def test_command_line_wins_and_adds_arenas():
     cfg = parse_config(
         {"arena": [{"root": "/a", "quota": "1GiB"}]},

@@ -227,14 +227,29 @@ def parse_config(
 
 
 def load_config(path: str | os.PathLike | None, overrides: dict | None = None) -> DaemonConfig:
-    """Read and validate ``path`` (TOML; None: command line only)."""
+    """Read and validate ``path`` (TOML; None: command line only). Whatever is wrong with
+    the file (unreadable, not UTF-8, not TOML, nested deeper than the parser follows, a bad
+    value) is an :class:`InputError` of one line naming the file."""
     if path is None:
         return parse_config({}, None, overrides)
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            raw = handle.read()
     except OSError as exc:
         raise InputError(f"config {path}: cannot read it ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"config {path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line})"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"config {path}: {exc}") from None
+    except RecursionError:  # [[[[...]]]] or {a = {a = ...}} thousands deep
+        raise InputError(
+            f"config {path}: arrays or inline tables nested too deeply to be read"
+        ) from None
     return parse_config(data, str(path), overrides)
