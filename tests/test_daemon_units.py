@@ -196,3 +196,26 @@ def test_journal_formatter():
     fmt = JournalFormatter("%(message)s")
     record = logging.LogRecord("noisefs.daemon", logging.WARNING, "", 0, "a\nb", None, None)
     assert fmt.format(record) == "<4>a\n  b"
+
+
+def test_timer_table_runs_what_is_due_in_order():
+    from noisefs.daemon.timers import Periodic, run_due
+
+    ran: list[str] = []
+    every = {"a": 1.0}
+
+    def action(name):
+        return lambda now, forced: ran.append(f"{name}{'!' if forced else ''}")
+
+    timers = [
+        Periodic("a", lambda: every["a"], action("a")),
+        Periodic("tick", lambda: 0.0, action("tick")),
+        Periodic("off", lambda: None, action("off")),
+    ]
+    run_due(timers, 100.0, forced=True)
+    assert ran == ["a!", "tick!"]  # a forced tick runs all but what is switched off
+    run_due(timers, 100.5)
+    assert ran[2:] == ["tick"]  # a is not due yet
+    every["a"] = 0.25  # intervals are read at each tick (a reload applies at once)
+    run_due(timers, 100.5)
+    assert ran[3:] == ["a", "tick"]
