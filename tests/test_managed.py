@@ -481,8 +481,9 @@ def test_reduced_save_keeps_aers_qubit_truncation(scope_kwargs):
 
 def test_worker_that_got_the_scope_as_it_closed_passes_through(scope_kwargs, arena_root):
     """A worker thread gets the scope from active_scope() (the process-wide fallback), then
-    the scope exits before the worker's run_job: the job must run as outside every scope,
+    the scope exits before the worker's run_in_scope: the job must run as outside every scope,
     not batched into a fresh arena that nobody closes."""
+    from noisefs.aerscope.intercept import run_in_scope
     from noisefs.sim.aer import original_run
 
     qc = dynamic_circuit()  # per-shot saves: a batched run would open the scope's arena
@@ -494,8 +495,8 @@ def test_worker_that_got_the_scope_as_it_closed_passes_through(scope_kwargs, are
         seen["scope"] = active_scope()  # what the intercepted run does first
         got_scope.set()
         scope_closed.wait(30)
-        seen["job"] = seen["scope"].run_job(
-            sim, qc, None, {"shots": 40, "seed_simulator": 6}, original_run()
+        seen["job"] = run_in_scope(
+            seen["scope"], sim, qc, None, {"shots": 40, "seed_simulator": 6}, original_run()
         )
 
     thread = threading.Thread(target=worker)

@@ -2,11 +2,12 @@
 
 Public: :class:`managed` (decorator and context manager), :func:`unmanaged`,
 :class:`ManagedJob`, :class:`ManagedError`, :class:`UnbatchableJob`. See ``docs/managed.md``
-for what is batched, passed through or refused, and why. Modules: ``scope`` (the object and
-the scope stacks), ``intercept`` (the patch), ``verdict`` (what a job's options decide),
-``rewrite`` (saves made per-shot), ``aer_rules`` (Aer's truncation and automatic-method rules),
-``plan`` (seeds and batches), ``job`` (running one call), ``merge`` (merging results),
-``states`` (the arena flow).
+for what is batched, passed through or refused, and why. Modules: ``scope`` (the ``managed`` object),
+``registry`` (each entry's :class:`Scope` and the open scopes a job finds), ``intercept`` (the
+patch), ``verdict`` (what a job's options decide), ``rewrite`` (saves made per-shot),
+``aer_rules`` (Aer's truncation and automatic-method rules), ``plan`` (seeds and batches), ``job`` (running one call), ``merge`` (merging results),
+``states`` (the arena flow). Imports go one way: ``scope`` -> ``intercept`` -> ``job`` ->
+the rest; ``registry`` and ``options`` import none of them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "ManagedJob":  # imports qiskit: only on demand
+    if name == "ManagedJob":  # lazy: the job module imports qiskit (about a second)
         from noisefs.aerscope.job import ManagedJob
 
         return ManagedJob

@@ -5,16 +5,13 @@ choice of ``density_matrix`` (:func:`automatic_picks_density_matrix`, :func:`can
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
+from qiskit import QuantumCircuit
+from qiskit_aer.library.save_instructions.save_data import SaveData
 
 
 def is_save(op) -> bool:
     """Whether ``op`` is one of Aer's save instructions."""
-    from qiskit_aer.library.save_instructions.save_data import SaveData
-
     return isinstance(op, SaveData)
 
 

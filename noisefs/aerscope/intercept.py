@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
+from typing import Any
 
+from qiskit.providers import JobV1
+from qiskit_aer.backends.aerbackend import AerBackend
+
+from noisefs.aerscope.job import run_managed
+from noisefs.aerscope.registry import Scope, active_scope
 from noisefs.sim.aer import original_run
 
-__all__ = ["install", "installed", "original_run"]
+__all__ = ["install", "installed", "original_run", "run_in_scope"]
 
 _LOCK = threading.Lock()
 _MARK = "_noisefs_managed"
@@ -25,8 +32,6 @@ _MARK = "_noisefs_managed"
 
 def install() -> None:
     """Patch ``AerBackend.run`` (idempotent, thread-safe)."""
-    from qiskit_aer.backends.aerbackend import AerBackend
-
     with _LOCK:
         current = AerBackend.run
         if getattr(current, _MARK, False):
@@ -35,12 +40,10 @@ def install() -> None:
 
         @functools.wraps(original)
         def run(self, circuits, parameter_binds=None, **run_options):
-            from noisefs.aerscope.scope import active_scope
-
             scope = active_scope()
             if scope is None:
                 return original(self, circuits, parameter_binds, **run_options)
-            return scope.run_job(self, circuits, parameter_binds, run_options, original)
+            return run_in_scope(scope, self, circuits, parameter_binds, run_options, original)
 
         setattr(run, _MARK, True)
         AerBackend.run = run
@@ -48,6 +51,23 @@ def install() -> None:
 
 def installed() -> bool:
     """Whether ``AerBackend.run`` is intercepted (it stays so once installed)."""
-    from qiskit_aer.backends.aerbackend import AerBackend
-
     return bool(getattr(AerBackend.run, _MARK, False))
+
+
+def run_in_scope(
+    scope: Scope,
+    backend: AerBackend,
+    circuits: Any,
+    parameter_binds: Any,
+    run_options: dict,
+    original: Callable,
+) -> JobV1:
+    """Run one intercepted ``backend.run`` call in ``scope`` (a
+    :class:`~noisefs.aerscope.job.ManagedJob`); once the scope is closed, Aer's own job from
+    ``original``, as outside every scope."""
+    if not scope.begin_job():
+        return original(backend, circuits, parameter_binds, **run_options)
+    try:
+        return run_managed(scope, backend, circuits, parameter_binds, run_options, original)
+    finally:
+        scope.end_job()

@@ -20,6 +20,7 @@ from noisefs.aerscope.aer_rules import automatic_picks_density_matrix
 from noisefs.aerscope.errors import ManagedError
 from noisefs.aerscope.merge import ExperimentMerger, merge_outputs
 from noisefs.aerscope.plan import binds_per_circuit, bounded_batch, draw_seed, plan_offsets
+from noisefs.aerscope.registry import Scope
 from noisefs.aerscope.rewrite import rewrite_circuit
 from noisefs.aerscope.states import StateFolder
 from noisefs.aerscope.verdict import effective_option, static_verdict, total_shots
@@ -72,7 +73,7 @@ class _Passthrough(Exception):
 
 
 def run_managed(
-    scope: Any,
+    scope: Scope,
     backend: Any,
     circuits: Any,
     parameter_binds: list | None,
@@ -161,7 +162,7 @@ def _expand(circuits, parameter_binds) -> list:
     return out
 
 
-def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, job_id):
+def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, shots, job_id):
     started = time.perf_counter()
     seed, drawn = draw_seed(backend, run_options)
     truncation = bool(effective_option(backend, run_options, "enable_truncation", True))
@@ -225,7 +226,7 @@ def _run_batched(scope, backend, circuits, parameter_binds, run_options, shots, 
     return type(backend)._format_results(output), note
 
 
-def _state_budget(scope) -> int:
+def _state_budget(scope: Scope) -> int:
     """Bytes one batch's per-shot states may take in RAM: half the arena quota (1 GiB when
     the arena keeps its own), so a batch also fits the arena."""
     quota = scope.options.quota or 2**30

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+
+from qiskit import QuantumCircuit
+from qiskit_aer.library import SaveStatevector
 
 from noisefs.aerscope.aer_rules import ancestry, is_save
-
-if TYPE_CHECKING:
-    from qiskit import QuantumCircuit
 
 STATE_SAVES = ("save_statevector",)
 DENSITY_SAVES = ("save_density_matrix",)
@@ -67,8 +66,6 @@ def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritt
     operations Aer simulates, hence every random draw — unchanged (see :func:`ancestry`);
     elsewhere a per-shot ``save_density_matrix``. ``truncation``: Aer's
     ``enable_truncation``."""
-    from qiskit_aer.library import SaveStatevector
-
     out = Rewritten(circuit)
     changed = False
     top_ancestry = ancestry(circuit) if truncation else None
@@ -86,7 +83,7 @@ def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritt
                 elif top and top_ancestry is not None:
                     if top_ancestry.running[index] == top_ancestry.active:
                         state_qubits = tuple(sorted(top_ancestry.active))
-                new_inst = _rewrite_save(circ, inst, state_qubits, out.specs, SaveStatevector)
+                new_inst = _rewrite_save(circ, inst, state_qubits, out.specs)
             elif getattr(op, "blocks", None):
                 blocks = [visit(block, False) for block in op.blocks]
                 if all(new is old for new, old in zip(blocks, op.blocks, strict=True)):
@@ -111,7 +108,7 @@ def rewrite_circuit(circuit: QuantumCircuit, truncation: bool = True) -> Rewritt
     return out
 
 
-def _rewrite_save(circ, inst, state_qubits, specs: dict, save_statevector_cls):
+def _rewrite_save(circ, inst, state_qubits, specs: dict):
     """One save instruction, rewritten (see :func:`rewrite_circuit`); ``state_qubits``: the
     qubits a replacing per-shot ``save_statevector`` may cover, or None (no replacement)."""
     op = inst.operation
@@ -125,7 +122,7 @@ def _rewrite_save(circ, inst, state_qubits, specs: dict, save_statevector_cls):
         keep = tuple(position[circ.find_bit(q).index] for q in inst.qubits)
         if keep == tuple(range(len(state_qubits))):
             keep = None
-        new_op = save_statevector_cls(
+        new_op = SaveStatevector(
             len(state_qubits), label=label, pershot=True, conditional=conditional
         )
         specs[label] = LabelSpec(

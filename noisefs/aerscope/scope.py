@@ -1,180 +1,27 @@
 """``noisefs.managed``: one object that is both a decorator and a context manager.
 
-Which scope a ``backend.run`` call belongs to
----------------------------------------------
-* The calling thread's own scopes come first: entering a scope pushes it on a context
-  variable, so the innermost scope of that thread (or asyncio task) wins.
-* A thread with no scope of its own — a worker thread a library started, e.g. a
-  ``ThreadPoolExecutor`` inside the wrapped function, or qiskit-ibm-runtime's local sampler —
-  falls back to a process-wide stack: the innermost scope entered by any thread and still open.
-  Context variables are not inherited by such threads, so this is the only way to reach them.
-* Consequence for unrelated threads: while any scope is open, Aer jobs of *every* thread of the
-  process that has no scope of its own are batched into that scope's arena. Their results are
-  unchanged (batching is exact, and what cannot be batched exactly is passed through), but
-  they use that scope's arena and its quota. Code that must keep Aer untouched while another
-  thread holds a scope runs under ``with noisefs.unmanaged():``.
-* Outside every scope Aer is untouched: the intercepted ``run`` calls the original at once.
+Each entry opens its own :class:`~noisefs.aerscope.registry.Scope` (which scope a job
+belongs to, and the threads' rules: :mod:`noisefs.aerscope.registry`); the first entry
+installs the patch on ``AerBackend.run`` (:mod:`noisefs.aerscope.intercept`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
-from collections.abc import Callable, Iterator
 from contextlib import ContextDecorator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
 
-from noisefs.aerscope.options import DEFAULT_BATCH, ManagedOptions, validate_options
+from noisefs.aerscope.options import DEFAULT_BATCH, validate_options
+from noisefs.aerscope.registry import Scope, active_scope, unmanaged
 
-if TYPE_CHECKING:
-    from qiskit.providers import JobV1
+__all__ = ["Scope", "active_scope", "managed", "unmanaged"]
 
-    from noisefs.arena import Arena
-
-_CURRENT: ContextVar[tuple] = ContextVar("noisefs_managed_scopes", default=())
 # (managed object, scope) of every entry made in this context, innermost last: how __exit__
 # finds the scope its own __enter__ opened (context variables are per asyncio task/thread)
-_ENTERED: ContextVar[tuple] = ContextVar("noisefs_managed_entries", default=())
-_OPTED_OUT: ContextVar[bool] = ContextVar("noisefs_managed_opted_out", default=False)
-_GLOBAL: list = []
-_GLOBAL_LOCK = threading.Lock()
-
-
-def active_scope() -> Scope | None:
-    """The scope a ``backend.run`` call made now, in this thread, belongs to (or None)."""
-    if _OPTED_OUT.get():
-        return None
-    for scope in reversed(_CURRENT.get()):
-        if scope.is_open:
-            return scope
-    with _GLOBAL_LOCK:
-        for scope in reversed(_GLOBAL):
-            if scope.is_open:
-                return scope
-    return None
-
-
-@contextlib.contextmanager
-def unmanaged() -> Iterator[None]:
-    """Within this block the calling thread's Aer jobs are never managed (not even by the
-    process-wide fallback of another thread's scope)."""
-    token = _OPTED_OUT.set(True)
-    try:
-        yield
-    finally:
-        _OPTED_OUT.reset(token)
-
-
-class Scope:
-    """One entry into a :class:`managed` object: its arena, its jobs and their figures."""
-
-    def __init__(self, options: ManagedOptions) -> None:
-        self.options = options
-        self.is_open = False
-        self._arena = None
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._inflight = 0
-        self.batched_jobs = 0
-        self.batches = 0
-        self.passthroughs: list[str] = []
-
-    # -- lifetime --------------------------------------------------------------------------
-
-    def _enter(self) -> None:
-        from noisefs.aerscope.intercept import install
-
-        install()
-        self.is_open = True
-        _CURRENT.set(_CURRENT.get() + (self,))
-        with _GLOBAL_LOCK:
-            _GLOBAL.append(self)
-
-    def _exit(self) -> None:
-        with _GLOBAL_LOCK:
-            if self in _GLOBAL:
-                _GLOBAL.remove(self)
-        # only this scope leaves the context's stack, wherever it is (exits need not nest)
-        _CURRENT.set(tuple(s for s in _CURRENT.get() if s is not self))
-        with self._lock:
-            self.is_open = False
-            while self._inflight:  # jobs of worker threads still running in this scope
-                self._idle.wait()
-            arena, self._arena = self._arena, None
-        if arena is not None:
-            arena.close()
-
-    def arena(self) -> Arena:
-        """This scope's arena, opened on first use."""
-        with self._lock:
-            if self._arena is None:
-                from noisefs.arena import Arena
-
-                o = self.options
-                extra = {} if o.put_timeout is None else {"timeout_s": o.put_timeout}
-                self._arena = Arena(
-                    root=o.root,
-                    quota=o.quota,
-                    max_files=o.max_files,
-                    spill_dir=o.spill_dir,
-                    spill_quota=o.spill_quota,
-                    **extra,
-                )
-            return self._arena
-
-    # -- jobs ------------------------------------------------------------------------------
-
-    def run_job(
-        self,
-        backend: Any,
-        circuits: Any,
-        parameter_binds: list | None,
-        run_options: dict,
-        original_run: Callable,
-    ) -> JobV1:
-        """Run one intercepted ``backend.run`` call in this scope (a :class:`ManagedJob`); once
-        the scope is closed, Aer's own job from ``original_run``, as outside every scope."""
-        from noisefs.aerscope.job import run_managed
-
-        with self._lock:
-            # A worker thread may have got this scope from active_scope() just before _exit
-            # closed it: run as outside every scope, never reopen an arena nobody would close.
-            closed = not self.is_open
-            if not closed:
-                self._inflight += 1
-        if closed:
-            return original_run(backend, circuits, parameter_binds, **run_options)
-        try:
-            return run_managed(self, backend, circuits, parameter_binds, run_options, original_run)
-        finally:
-            with self._lock:
-                self._inflight -= 1
-                self._idle.notify_all()
-
-    def record_batched(self, batches: int) -> None:
-        """Count a batched job of ``batches`` batches."""
-        with self._lock:
-            self.batched_jobs += 1
-            self.batches += batches
-
-    def record_passthrough(self, reason: str) -> None:
-        """Remember why a job was passed through."""
-        with self._lock:
-            self.passthroughs.append(reason)
-
-    def stats(self) -> dict:
-        """Jobs batched, batches run, reasons of the jobs passed through, arena figures."""
-        with self._lock:
-            figures = {
-                "batched_jobs": self.batched_jobs,
-                "batches": self.batches,
-                "passthroughs": list(self.passthroughs),
-            }
-            if self._arena is not None:
-                figures["arena"] = self._arena.stats()
-        return figures
+_ENTERED: ContextVar[tuple[tuple[managed, Scope], ...]] = ContextVar(
+    "noisefs_managed_entries", default=()
+)
 
 
 class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (SPEC)
@@ -219,15 +66,21 @@ class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (
         self._open: list[Scope] = []  # every scope of this object entered and not exited
 
     def __enter__(self) -> Scope:
+        # lazy: intercept imports the job runner and with it qiskit and qiskit_aer (about a
+        # second); `import noisefs` and building a managed object stay light. No cycle:
+        # intercept imports the registry, never this module.
+        from noisefs.aerscope.intercept import install
+
+        install()
         scope = Scope(self.options)
-        scope._enter()
+        scope.open()
         _ENTERED.set(_ENTERED.get() + ((self, scope),))
         with self._lock:
             self._open.append(scope)
         return scope
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
-        self._own_scope()._exit()
+        self._own_scope().close()
         return False  # exceptions propagate unchanged
 
     def _own_scope(self) -> Scope:
