@@ -1,7 +1,8 @@
 """Validation of :func:`noisefs.managed`'s options, in one place.
 
-The values go through the project's option table (``noisefs.options``), like those of
-``noisefs run`` and ``noisefs.run(**kwargs)``.
+The values go through the project's option table (``noisefs.options``: the parsers and units
+of ``noisefs run`` and ``noisefs.run(**kwargs)``); each bad value is one
+:class:`~noisefs.errors.InputError` that names the keyword as ``managed`` spells it.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from noisefs.options import BY_KEYWORD, split_options
+from noisefs.errors import InputError
+from noisefs.options import BY_KEYWORD
 
 DEFAULT_BATCH = 256
+_PREFIX = "noisefs.managed: "
 
 
 @dataclass(frozen=True)
@@ -28,23 +31,50 @@ class ManagedOptions:
     quiet: bool = False  # no progress bar (presentation: not an option of the table)
 
 
-def validate_options(**given: object) -> ManagedOptions:
+def _parsed(keyword: str, value: object) -> object:
+    """``value`` through the table's parser of ``keyword`` (``None``: unset); its error
+    names ``keyword``."""
+    if value is None:
+        return None
+    try:
+        return BY_KEYWORD[keyword].parse(keyword, value)
+    except InputError as exc:
+        text = str(exc)
+        if not text.startswith(keyword):
+            text = f"{keyword}: {text}"
+        raise InputError(_PREFIX + text) from None
+
+
+def validate_options(
+    *,
+    quota: object = None,
+    max_files: object = None,
+    spill_dir: object = None,
+    batch: object = DEFAULT_BATCH,
+    root: object = None,
+    spill_quota: object = None,
+    put_timeout: object = None,
+    quiet: object = False,
+) -> ManagedOptions:
     """Check and normalise :func:`noisefs.managed`'s keyword arguments by the option table
-    (the one behind ``noisefs run`` and ``noisefs.run``: same parsers, units and messages;
-    ``spill_dir`` and ``root`` are the table's aliases of ``spill`` and ``arena``; ``quiet``
-    is presentation, like the CLI's ``--quiet``, and no option of the table)."""
-    quiet = bool(given.pop("quiet", False))
-    assert all(BY_KEYWORD[name].managed for name in given)  # the table marks each one
-    given.setdefault("batch", DEFAULT_BATCH)
-    fields, _ = split_options(**given)
-    spill, arena = fields.get("spill_dir"), fields.get("arena_root")
+    (``spill_dir`` and ``root`` are the table's aliases of ``spill`` and ``arena``). ``None``
+    leaves an arena option to the arena's default; ``batch`` and ``quiet`` have defaults of
+    their own, so ``None`` is refused for them like any other value that is not one."""
+    if batch is None:
+        raise InputError(
+            f"{_PREFIX}batch must be an integer of at least 1, not None "
+            f"(leave it out for {DEFAULT_BATCH})"
+        )
+    if not isinstance(quiet, bool):
+        raise InputError(f"{_PREFIX}quiet must be True or False, not {quiet!r}")
+    spill, arena = _parsed("spill_dir", spill_dir), _parsed("root", root)
     return ManagedOptions(
-        quota=fields.get("quota_bytes"),
-        max_files=fields.get("max_files"),
+        quota=_parsed("quota", quota),
+        max_files=_parsed("max_files", max_files),
         spill_dir=None if spill is None else os.fspath(spill),
-        batch=fields["batch"],
+        batch=_parsed("batch", batch),
         root=None if arena is None else os.fspath(arena),
-        spill_quota=fields.get("spill_quota_bytes"),
-        put_timeout=fields.get("put_timeout_s"),
+        spill_quota=_parsed("spill_quota", spill_quota),
+        put_timeout=_parsed("put_timeout", put_timeout),
         quiet=quiet,
     )
