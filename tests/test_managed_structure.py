@@ -1,14 +1,22 @@
 """How noisefs.aerscope is put together: its imports go one way (no import inside a function
-to dodge a cycle)."""
+to dodge a cycle), and a batched job reads the arena's figures through the pipeline's sampler,
+not once per batch."""
 
 from __future__ import annotations
 
 import ast
 import inspect
+import time
 from pathlib import Path
 
+from qiskit import QuantumCircuit
+from qiskit_aer import AerSimulator
+
 import noisefs.aerscope
-from noisefs.aerscope import job
+from noisefs.aerscope import job, managed
+from noisefs.arena import Arena
+from noisefs.pipeline.metadata import ArenaSampler
+from tests.test_managed import noise_model
 
 PACKAGE = Path(noisefs.aerscope.__file__).parent
 PREFIX = "noisefs.aerscope."
@@ -90,3 +98,31 @@ def test_no_import_inside_a_function_dodges_a_cycle():
 def test_the_job_runner_is_typed_with_the_scope():
     hints = inspect.signature(job.run_managed).parameters
     assert hints["scope"].annotation == "Scope"
+
+
+def test_arena_figures_are_sampled_not_taken_per_batch(arena_root, tmp_path, monkeypatch):
+    calls = []
+    stats = Arena.stats
+
+    def counted(self):
+        calls.append(time.monotonic())
+        return stats(self)
+
+    monkeypatch.setattr(Arena, "stats", counted)
+    qc = QuantumCircuit(2, 2)
+    qc.h(0)
+    qc.measure(0, 0)
+    qc.save_statevector(label="sv", pershot=True)
+    qc.measure(1, 1)
+    sim = AerSimulator(noise_model=noise_model(), method="statevector")
+    with managed(batch=2, quiet=True, root=arena_root, spill_dir=tmp_path / "s", quota="8MiB"):
+        started = time.monotonic()
+        got = sim.run(qc, shots=120, seed_simulator=3).result()
+        elapsed = time.monotonic() - started
+    note = got.metadata["noisefs"]
+    assert note["batches"] == 60
+    # one at the job's start, at most one per interval, one at its end
+    assert len(calls) <= 2 + elapsed / ArenaSampler.MIN_INTERVAL_S + 1 and len(calls) < 60
+    figures = note["arena"]
+    assert figures["snapshots"] == 60 and figures["peak_bytes"] > 0 and figures["peak_files"] > 0
+    assert figures["spilled_bytes"] == 0 and figures["quota_bytes"] == 8 * 2**20

@@ -176,7 +176,6 @@ def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, 
     plan = plan_offsets(shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
-    peak = {"bytes": 0, "files": 0}
 
     first_output = None
     # One batch at a time: Aer holds the GIL while it simulates (measured: another Python
@@ -203,10 +202,8 @@ def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, 
         for merger, result in zip(mergers, raw.pop("results"), strict=True):
             merger.add(result, index)  # per-shot states: into the arena, folded, released
         del raw
-        if folder.arena is not None:
-            stats = folder.arena.stats()
-            peak["bytes"] = max(peak["bytes"], int(stats.get("peak_bytes", 0)))
-            peak["files"] = max(peak["files"], int(stats.get("peak_files", 0)))
+        folder.sample()
+    folder.sample(force=True)
     output = merge_outputs(
         first_output, [m.output() for m in mergers], time.perf_counter() - started
     )
@@ -218,7 +215,7 @@ def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, 
         "batch": batch,
         "batches": len(plan),
         "method": method,
-        "arena": _arena_note(folder, peak),
+        "arena": folder.note(),
     }
     output["metadata"]["noisefs"] = note
     output["job_id"] = job_id
@@ -231,22 +228,6 @@ def _state_budget(scope: Scope) -> int:
     the arena keeps its own), so a batch also fits the arena."""
     quota = scope.options.quota or 2**30
     return max(1, quota // 2)
-
-
-def _arena_note(folder: StateFolder, peak: dict) -> dict | None:
-    """The arena figures of a job (None when no per-shot state needed the arena)."""
-    arena = folder.arena
-    if arena is None:
-        return None
-    return {
-        "root": str(arena.root),
-        "snapshots": folder.snapshots,
-        "snapshot_bytes": folder.bytes,
-        "peak_bytes": peak["bytes"],
-        "peak_files": peak["files"],
-        "quota_bytes": int(arena.quota_bytes),
-        "max_files": int(arena.max_files),
-    }
 
 
 def _failed(backend, raw: dict, seed: int, index: int):

@@ -7,9 +7,13 @@ ZHERK per chunk, and released at once: the arena never holds more than a batch o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from noisefs.aggregate import Aggregator
+from noisefs.arena import Arena
+from noisefs.pipeline.metadata import ArenaSampler
 
 # a chunk takes at most this share of the quota, so a put never waits on itself
 _QUOTA_SHARE = 4
@@ -18,9 +22,10 @@ _QUOTA_SHARE = 4
 class StateFolder:
     """Averaged ρ of every (experiment, label, memory key) of one managed job."""
 
-    def __init__(self, arena_factory, run_name: str) -> None:
+    def __init__(self, arena_factory: Callable[[], Arena], run_name: str) -> None:
         self._arena_factory = arena_factory  # the scope's arena opens on the first state
-        self._arena = None
+        self._arena: Arena | None = None
+        self._sampler: ArenaSampler | None = None  # the job's arena figures, as a run's
         self._run = run_name
         self._aggs: dict[tuple[int, str, str | None], Aggregator] = {}
         self._steps: dict[tuple[int, str], int] = {}
@@ -47,7 +52,7 @@ class StateFolder:
         values.clear()  # the batch's copies go as soon as the stack holds them
         num_qubits = int(stack.shape[1]).bit_length() - 1  # ψ: (B, 2ⁿ); ρ: (B, 2ⁿ, 2ⁿ)
         if self._arena is None:
-            self._arena = self._arena_factory()
+            self._open()
         agg = self._aggs.get((experiment, label, key))
         if agg is None:
             density = "reduced" if keep is not None else "full"
@@ -70,16 +75,31 @@ class StateFolder:
             self.snapshots += 1
             self.bytes += chunk.nbytes
 
+    def _open(self) -> None:
+        self._arena = self._arena_factory()
+        # figures from here on: this job's peaks, not the arena's whole history
+        self._sampler = ArenaSampler(self._arena.stats())
+
+    def sample(self, force: bool = False) -> None:
+        """Take the arena's figures for the job's note: at most every
+        ``ArenaSampler.MIN_INTERVAL_S`` (``stats()`` is a ledger commit; after every batch it
+        would cost one per batch), or now with ``force`` (the job's last)."""
+        if self._sampler is not None:
+            self._sampler.sample(self._arena, force=force)
+
+    def note(self) -> dict | None:
+        """The job's arena figures (None when no per-shot state needed the arena): the
+        sampler's (root, quota, peaks, spilled) and the snapshots that went through it."""
+        if self._arena is None or self._sampler is None:
+            return None
+        figures = self._sampler.meta(str(self._arena.root))
+        return {**figures, "snapshots": self.snapshots, "snapshot_bytes": self.bytes}
+
     def _rows_per_chunk(self, row_bytes: int) -> int:
         quota = int(getattr(self._arena, "quota_bytes", 0) or 0)
         if quota <= 0:
             return 1 << 30
         return max(1, quota // _QUOTA_SHARE // max(1, row_bytes))
-
-    @property
-    def arena(self):
-        """The arena, or None when no state went through it."""
-        return self._arena
 
     def take(self, experiment: int, label: str, key: str | None) -> np.ndarray | None:
         """The averaged ρ of (experiment, label, key), or None when no shot saved it; its
