@@ -217,15 +217,16 @@ def test_seed_drawn_and_recorded(scope_kwargs):
     assert ref.get_memory() == got.get_memory()
 
 
-def test_refused_option(scope_kwargs):
+def test_options_and_aers_own_errors(scope_kwargs):
     qc = QuantumCircuit(1, 1)
     qc.h(0)
     qc.measure(0, 0)
     sim = AerSimulator(noise_model=noise_model())
-    with managed(**scope_kwargs):
-        with pytest.raises(UnbatchableJob, match="shot_branching_enable"):
-            sim.run(qc, shots=10, shot_branching_enable=True)
-    assert issubclass(UnbatchableJob, InputError)
+    with managed(**scope_kwargs) as scope:  # passed through whole, never refused
+        got = sim.run(qc, shots=10, seed_simulator=1, shot_branching_enable=True).result()
+    assert got.metadata["noisefs"]["mode"] == "passthrough"
+    assert scope.stats()["passthroughs"] == [got.metadata["noisefs"]["reason"]]
+    assert issubclass(UnbatchableJob, InputError)  # kept for code that catches it
     with pytest.raises(InputError):
         managed(batch=0)
     assert isinstance(noisefs.managed(batch=3), managed)  # the public name builds the object

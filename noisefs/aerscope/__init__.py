@@ -2,10 +2,11 @@
 
 Public: :class:`managed` (decorator and context manager), :func:`unmanaged`,
 :class:`ManagedJob`, :class:`ManagedError`, :class:`UnbatchableJob`. See ``docs/managed.md``
-for what is batched, passed through or refused, and why. Modules: ``scope`` (the ``managed`` object),
+for what is batched or passed through, and why. Modules: ``scope`` (the ``managed`` object),
 ``registry`` (each entry's :class:`Scope` and the open scopes a job finds), ``intercept`` (the
-patch), ``verdict`` (what a job's options decide), ``rewrite`` (saves made per-shot),
-``aer_rules`` (Aer's truncation and automatic-method rules), ``plan`` (seeds and batches), ``job`` (running one call), ``merge`` (merging results),
+patch), ``verdict`` (what a job's options decide, values as Aer reads them), ``rewrite``
+(saves made per-shot), ``aer_rules`` (Aer's truncation and automatic-method rules), ``plan``
+(seeds, experiments, batches), ``job`` (running one call), ``merge`` (merging results),
 ``states`` (the arena flow). Imports go one way: ``scope`` -> ``intercept`` -> ``job`` ->
 the rest; ``registry`` and ``options`` import none of them.
 """

@@ -10,5 +10,5 @@ class ManagedError(NoiseFSError):
 
 
 class UnbatchableJob(InputError):
-    """A job option that cannot be batched exactly nor passed through; the message says which
-    option and what to change."""
+    """Kept for code that catches it: no job is refused any more. A job that cannot be batched
+    exactly is passed through to Aer whole (the reason in ``result.metadata["noisefs"]``)."""

@@ -1,4 +1,11 @@
-"""Run one intercepted ``backend.run`` call: batched, passed through, or refused.
+"""Run one intercepted ``backend.run`` call: batched, or passed through to Aer whole.
+
+A job is batched only where every step tells exactly what Aer would do with it; otherwise it
+is passed through untouched, with the reason in ``result.metadata["noisefs"]``: an option
+that decides it (:mod:`noisefs.aerscope.verdict`), circuits or shots or a seed or parameter
+binds that Aer rejects (its own error then comes from its own job's ``result()``, as without
+noisefs), a job Aer cannot count exactly (no shot, more shots than Aer counts, no
+experiment), a probe or first batch that Aer fails or raises on, measurement sampling.
 
 Batches call ``AerBackend._execute_circuits_job`` (what the original ``run``'s job calls, with
 ``format_result=False``), never the intercepted ``run``; their raw outputs are merged
@@ -11,19 +18,33 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from qiskit import QuantumCircuit
 from qiskit.providers import JobStatus, JobV1
 from qiskit.result import Result
+from qiskit_aer.backends.aerbackend import AerBackend
 
 from noisefs.aerscope.aer_rules import automatic_picks_density_matrix
-from noisefs.aerscope.errors import ManagedError
 from noisefs.aerscope.merge import ExperimentMerger, merge_outputs
-from noisefs.aerscope.plan import binds_per_circuit, bounded_batch, draw_seed, plan_offsets
+from noisefs.aerscope.plan import (
+    BatchPlan,
+    batch_seed,
+    bounded_batch,
+    draw_seed,
+    expand,
+    experiments_per_circuit,
+)
 from noisefs.aerscope.registry import Scope
 from noisefs.aerscope.rewrite import rewrite_circuit
 from noisefs.aerscope.states import StateFolder
-from noisefs.aerscope.verdict import effective_option, static_verdict, total_shots
+from noisefs.aerscope.verdict import (
+    AER_MAX_SHOTS,
+    effective_option,
+    job_shots,
+    static_verdict,
+)
 from noisefs.progress import track_batches
 
 
@@ -32,11 +53,11 @@ class ManagedJob(JobV1):
 
     def __init__(
         self,
-        backend: Any,
+        backend: AerBackend,
         job_id: str,
         result: Result | None = None,
         error: BaseException | None = None,
-        inner: Any = None,
+        inner: JobV1 | None = None,
         note: dict | None = None,
     ) -> None:
         super().__init__(backend, job_id)
@@ -69,42 +90,94 @@ class ManagedJob(JobV1):
 
 
 class _Passthrough(Exception):
-    """Internal: the job turned out to be one Aer must run whole (the reason is the message)."""
+    """Internal: the job is one Aer must run whole (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """What the checks before the first batch found, each as Aer reads it."""
+
+    circuits: list[QuantumCircuit]
+    experiments: list[int]  # results per circuit
+    shots: int
+    seed: int
+    seed_drawn: bool
 
 
 def run_managed(
     scope: Scope,
-    backend: Any,
+    backend: AerBackend,
     circuits: Any,
-    parameter_binds: list | None,
+    parameter_binds: Any,
     run_options: dict,
     original_run: Callable,
 ) -> ManagedJob:
     """Run one ``backend.run`` call inside ``scope``; return a :class:`ManagedJob`."""
-    from qiskit import QuantumCircuit
-
-    single = isinstance(circuits, QuantumCircuit)
-    circuit_list = [circuits] if single else list(circuits)
-    reason = static_verdict(backend, run_options)  # raises for a refused option
-    if reason is None and not all(isinstance(c, QuantumCircuit) for c in circuit_list):
-        reason = "not every circuit is a QuantumCircuit"
-    if reason is None:
-        shots = total_shots(backend, run_options)
-        job_id = str(uuid.uuid4())
-        try:
-            result, note = _run_batched(
-                scope, backend, circuit_list, parameter_binds, run_options, shots, job_id
-            )
-            return ManagedJob(backend, job_id, result=result, note=note)
-        except _Passthrough as exc:
-            reason = str(exc)
-        except Exception as exc:  # noqa: BLE001 - surfaced by result(), as Aer's jobs do
-            return ManagedJob(backend, job_id, error=exc)
+    job_id = str(uuid.uuid4())
+    try:
+        planned = _check(backend, circuits, parameter_binds, run_options)
+        result, note = _run_batched(scope, backend, planned, parameter_binds, run_options, job_id)
+        return ManagedJob(backend, job_id, result=result, note=note)
+    except _Passthrough as exc:
+        reason = str(exc)
+    except Exception as exc:  # noqa: BLE001 - surfaced by result(), as Aer's jobs do
+        return ManagedJob(backend, job_id, error=exc)
     scope.record_passthrough(reason)
     inner = original_run(backend, circuits, parameter_binds=parameter_binds, **run_options)
     return ManagedJob(
         backend, inner.job_id(), inner=inner, note={"mode": "passthrough", "reason": reason}
     )
+
+
+def _aer_rejects(what: str, exc: Exception) -> _Passthrough:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return _Passthrough(
+        f"Aer rejects {what} ({type(exc).__name__}: {first[:120]}); "
+        "its own job raises its own error from result()"
+    )
+
+
+def _check(backend, circuits, parameter_binds, run_options: dict) -> _Planned:
+    """Everything known before a batch runs, read as Aer reads it; raises
+    :class:`_Passthrough` where the job is Aer's to run (or to reject) whole."""
+    if isinstance(circuits, QuantumCircuit):
+        circuit_list = [circuits]
+    elif isinstance(circuits, (list, tuple)) and all(
+        isinstance(c, QuantumCircuit) for c in circuits
+    ):
+        circuit_list = list(circuits)
+    else:
+        raise _Passthrough("circuits are not a QuantumCircuit or a list of them")
+    if not circuit_list:
+        raise _Passthrough("no circuit")
+    reason = static_verdict(backend, run_options)
+    if reason is not None:
+        raise _Passthrough(reason)
+    try:
+        shots = job_shots(backend, run_options)
+    except Exception as exc:  # noqa: BLE001 - whatever Aer raises, its own job raises
+        raise _aer_rejects(
+            f"shots={effective_option(backend, run_options, 'shots')!r}", exc
+        ) from None
+    if shots == 0:
+        raise _Passthrough("shots=0: no shot to batch")
+    if shots > AER_MAX_SHOTS:
+        raise _Passthrough(
+            f"{shots} shots: Aer counts shots in a C int (2^32 shots run none), so the job "
+            "is Aer's own"
+        )
+    try:
+        seed, drawn = draw_seed(backend, run_options)
+    except Exception as exc:  # noqa: BLE001
+        seed_given = effective_option(backend, run_options, "seed_simulator")
+        raise _aer_rejects(f"seed_simulator={seed_given!r}", exc) from None
+    try:
+        experiments = experiments_per_circuit(backend, circuit_list, parameter_binds, run_options)
+    except Exception as exc:  # noqa: BLE001
+        raise _aer_rejects("the parameter_binds", exc) from None
+    if sum(experiments) == 0:
+        raise _Passthrough("the parameter_binds give no experiment")
+    return _Planned(circuit_list, experiments, shots, seed, drawn)
 
 
 def _execute(backend, circuits, parameter_binds, options: dict, job_id: str) -> dict:
@@ -113,19 +186,34 @@ def _execute(backend, circuits, parameter_binds, options: dict, job_id: str) -> 
     )
 
 
-def _fix_method(
-    backend, circuits, parameter_binds, run_options, shots, seed, job_id, truncation
-) -> str:
+def _execute_first(backend, circuits, parameter_binds, options: dict, job_id: str, what: str):
+    """The probe's or the first batch's raw output; a :class:`_Passthrough` where Aer raises
+    or fails (its own job then raises or fails as it would without noisefs)."""
+    try:
+        raw = _execute(backend, circuits, parameter_binds, options, job_id)
+    except Exception as exc:  # noqa: BLE001
+        raise _Passthrough(
+            f"Aer raised {type(exc).__name__} on the {what}; Aer runs the job whole"
+        ) from None
+    if not raw.get("success", False):
+        raise _Passthrough(f"Aer failed the {what}; Aer runs the job whole")
+    return raw
+
+
+def _fix_method(backend, planned: _Planned, parameter_binds, run_options, truncation, job_id):
     """The method every batch runs with; for ``automatic``, what Aer picks for the whole
     job's shot count (a 1-shot probe of the user's circuits, plus Aer's shots rule)."""
     method = effective_option(backend, run_options, "method", "automatic")
-    if method and method != "automatic":
+    if method != "automatic":
         return method
-    probe_options = {**run_options, "shots": 1, "seed_simulator": seed}
-    probe = _execute(backend, circuits, parameter_binds, probe_options, job_id)
-    if not probe.get("success", False):
-        raise _Passthrough("the 1-shot probe of the automatic method failed; Aer reports it")
-    expanded = _expand(circuits, parameter_binds)
+    probe_options = {**run_options, "shots": 1, "seed_simulator": planned.seed}
+    probe = _execute_first(
+        backend, planned.circuits, parameter_binds, probe_options, job_id, "1-shot probe"
+    )
+    expanded = expand(planned.circuits, planned.experiments)
+    if len(probe["results"]) != len(expanded):
+        raise _Passthrough(_miscount(len(probe["results"]), len(expanded)))
+    shots = planned.shots
     for k, raw in enumerate(probe["results"]):
         meta = raw.get("metadata", {})
         if meta.get("measure_sampling"):
@@ -154,26 +242,28 @@ def _sampled_reason(experiment: int) -> str:
     )
 
 
-def _expand(circuits, parameter_binds) -> list:
-    out = []
-    counts = binds_per_circuit(circuits, parameter_binds)
-    for circuit, count in zip(circuits, counts, strict=True):
-        out.extend([circuit] * count)
-    return out
-
-
-def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, shots, job_id):
-    started = time.perf_counter()
-    seed, drawn = draw_seed(backend, run_options)
-    truncation = bool(effective_option(backend, run_options, "enable_truncation", True))
-    rewritten = [rewrite_circuit(c, truncation) for c in circuits]
-    run_circuits = [r.circuit for r in rewritten]
-    experiment_specs = _expand([r.specs for r in rewritten], parameter_binds)
-    method = _fix_method(
-        backend, circuits, parameter_binds, run_options, shots, seed, job_id, truncation
+def _miscount(results: int, experiments: int) -> str:
+    return (
+        f"Aer gave {results} results where its binds were counted as {experiments} "
+        "experiments; Aer runs the job whole"
     )
+
+
+def _run_batched(scope: Scope, backend, planned: _Planned, parameter_binds, run_options, job_id):
+    started = time.perf_counter()
+    truncation = bool(effective_option(backend, run_options, "enable_truncation", True))
+    try:
+        rewritten = [rewrite_circuit(c, truncation) for c in planned.circuits]
+    except Exception as exc:  # noqa: BLE001 - a circuit the rewrite does not know: Aer's
+        raise _Passthrough(
+            f"the saves cannot be made per-shot ({type(exc).__name__}: {exc}); Aer runs the "
+            "job whole"
+        ) from None
+    run_circuits = [r.circuit for r in rewritten]
+    experiment_specs = expand([r.specs for r in rewritten], planned.experiments)
+    method = _fix_method(backend, planned, parameter_binds, run_options, truncation, job_id)
     batch = bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
-    plan = plan_offsets(shots, batch)
+    plan = BatchPlan(planned.shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
 
@@ -181,24 +271,23 @@ def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, 
     # One batch at a time: Aer holds the GIL while it simulates (measured: another Python
     # thread runs at ~2 % of its speed meanwhile), so a pipelined fold would only wait.
     for index, (offset, size) in enumerate(track_batches(plan, len(plan), scope.options.quiet)):
-        options = {**run_options, "shots": size, "seed_simulator": seed + offset}
-        options["method"] = method
-        raw = _execute(backend, run_circuits, parameter_binds, options, job_id)
-        if not raw.get("success", False):
-            return _failed(backend, raw, seed, index), {}
+        options = {**run_options, "shots": size, "method": method}
+        options["seed_simulator"] = batch_seed(planned.seed, offset)
         if index == 0:
-            sampled = [
-                k
-                for k, r in enumerate(raw["results"])
-                if r.get("metadata", {}).get("measure_sampling")
-            ]
-            if sampled:
-                raise _Passthrough(_sampled_reason(sampled[0]))
-            first_output = {k: v for k, v in raw.items() if k != "results"}
-        if len(raw["results"]) != len(mergers):
-            raise ManagedError(
-                f"Aer returned {len(raw['results'])} results for {len(mergers)} experiments"
+            raw = _execute_first(
+                backend, run_circuits, parameter_binds, options, job_id, "first batch"
             )
+            results = raw["results"]
+            for k, result in enumerate(results):
+                if result.get("metadata", {}).get("measure_sampling"):
+                    raise _Passthrough(_sampled_reason(k))
+            if len(results) != len(mergers):
+                raise _Passthrough(_miscount(len(results), len(mergers)))
+            first_output = {k: v for k, v in raw.items() if k != "results"}
+        else:
+            raw = _execute(backend, run_circuits, parameter_binds, options, job_id)
+            if not raw.get("success", False):
+                return _failed(backend, raw, planned.seed, index), {}
         for merger, result in zip(mergers, raw.pop("results"), strict=True):
             merger.add(result, index)  # per-shot states: into the arena, folded, released
         del raw
@@ -209,9 +298,9 @@ def _run_batched(scope: Scope, backend, circuits, parameter_binds, run_options, 
     )
     note = {
         "mode": "batched",
-        "seed_simulator": seed,
-        "seed_drawn": drawn,
-        "shots": shots,
+        "seed_simulator": planned.seed,
+        "seed_drawn": planned.seed_drawn,
+        "shots": planned.shots,
         "batch": batch,
         "batches": len(plan),
         "method": method,
@@ -230,7 +319,7 @@ def _state_budget(scope: Scope) -> int:
     return max(1, quota // 2)
 
 
-def _failed(backend, raw: dict, seed: int, index: int):
+def _failed(backend, raw: dict, seed: int, index: int) -> Result:
     """A failed batch's output formatted as Aer would, noting which batch failed."""
     raw.setdefault("metadata", {})["noisefs"] = {
         "mode": "batched",

@@ -1,43 +1,63 @@
-"""Plan a managed job's batches: the base seed, the experiments per circuit, the batch size
-that bounds one batch's per-shot states, and the (offset, size) of each batch.
+"""Plan a managed job's batches: the base seed, the experiments each circuit gives, the batch
+size that bounds one batch's per-shot states, and the (offset, size) of each batch.
 
 Aer seeds shot i of circuit instance k (a circuit, or one parameter bind of it) with
-``seed_simulator + 2113·k + i`` (``controller_execute.hpp`` and ``circuit_executor.hpp``; read
-in the sources of 0.15.1, 0.16.4, 0.17.2 and main, and held by the tests on 0.18.2). A batch
-covering shots [offset, offset + size) of every instance, run as one call with
-``seed_simulator = base + offset``, therefore draws exactly the numbers of the unbatched job.
+``seed_simulator + 2113·k + i`` in 64-bit unsigned arithmetic (``controller_execute.hpp`` and
+``circuit_executor.hpp``; read in the sources of 0.15.1, 0.16.4, 0.17.2 and main, and held by
+the tests on 0.18.2). A batch covering shots [offset, offset + size) of every instance, run as
+one call with ``seed_simulator = base + offset`` (wrapped as Aer wraps it), therefore draws
+exactly the numbers of the unbatched job.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from noisefs.aerscope.verdict import effective_option
+from qiskit import QuantumCircuit
 
-if TYPE_CHECKING:
-    from noisefs.aerscope.rewrite import LabelSpec
+from noisefs.aerscope.rewrite import LabelSpec
+from noisefs.aerscope.verdict import aer_int, effective_option
 
-SEED_BOUND = 2**31  # Aer keeps seeds in 64 bits; base + 2113·k + shots must not overflow
+SEED_BOUND = 2**31  # a drawn base seed is below this
 
 
 def draw_seed(backend: Any, run_options: dict) -> tuple[int, bool]:
-    """The base seed (given, or drawn now) and whether it was drawn."""
-    seed = effective_option(backend, run_options, "seed_simulator", None)
-    if seed is None or (isinstance(seed, int) and seed < 0):
+    """The base seed as Aer reads it (given: any value Aer accepts, ``-1`` included, which
+    Aer uses as a seed like any other), or drawn now; and whether it was drawn. Raises what
+    Aer raises for a seed it rejects."""
+    seed = effective_option(backend, run_options, "seed_simulator")
+    if seed is None:
         return secrets.randbelow(SEED_BOUND), True
-    return int(seed), False
+    return aer_int("seed_simulator", seed), False
 
 
-def binds_per_circuit(circuits: list, parameter_binds: list | None) -> list[int]:
-    """How many experiments (results) each circuit gives: one per parameter bind."""
-    if not parameter_binds:
+def batch_seed(base: int, offset: int) -> int:
+    """``base + offset`` as Aer's 64-bit seed arithmetic sees it, in the signed 64-bit range
+    its setter takes (a base near 2^63 wraps instead of overflowing)."""
+    return (base + offset + 2**63) % 2**64 - 2**63
+
+
+def experiments_per_circuit(
+    backend: Any, circuits: list[QuantumCircuit], parameter_binds: Any, run_options: dict
+) -> list[int]:
+    """How many results Aer gives for each circuit, counted as Aer counts them: Aer's own
+    conversion of the binds (``AerBackend._convert_binds`` on the circuits as Aer compiles
+    them: only the parameters a circuit has), then Aer's rule (``controller_execute.hpp``): a
+    circuit with no bound parameter is one experiment, else as many as its first
+    parameterization has values. Raises what Aer raises for binds it rejects."""
+    if not parameter_binds:  # Aer's own test (so an array raises as it does in Aer)
         return [1] * len(circuits)
-    counts = []
-    for bind in parameter_binds:
-        lengths = [len(v) if hasattr(v, "__len__") else 1 for v in bind.values()]
-        counts.append(max(lengths) if lengths else 1)
-    return counts
+    compiled, _ = backend._compile(list(circuits), **run_options)
+    table = backend._convert_binds(compiled, parameter_binds, [None] * len(compiled))
+    return [len(entries[0][1]) if entries else 1 for entries in table]
+
+
+def expand(items: list, counts: list[int]) -> list:
+    """``items[i]`` repeated ``counts[i]`` times, in order: one per experiment."""
+    return [item for item, count in zip(items, counts, strict=True) for _ in range(count)]
 
 
 def bounded_batch(batch: int, specs: list[dict[str, LabelSpec]], budget: int) -> int:
@@ -49,6 +69,17 @@ def bounded_batch(batch: int, specs: list[dict[str, LabelSpec]], budget: int) ->
     return max(1, min(batch, budget // per_shot))
 
 
-def plan_offsets(shots: int, batch: int) -> list[tuple[int, int]]:
-    """(offset, size) of each batch."""
-    return [(start, min(batch, shots - start)) for start in range(0, shots, batch)]
+@dataclass(frozen=True)
+class BatchPlan:
+    """The (offset, size) of each batch of ``shots`` shots, made one at a time: the plan
+    takes no memory whatever the shot count."""
+
+    shots: int
+    batch: int
+
+    def __len__(self) -> int:
+        return -(-self.shots // self.batch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.shots, self.batch):
+            yield start, min(self.batch, self.shots - start)

@@ -1,21 +1,22 @@
-"""What a job's options decide before anything runs: batched, passed through or refused
-(:func:`static_verdict`); the value Aer would use for an option; the job's shot count."""
+"""What a job's options decide before anything runs (:func:`static_verdict`: batched or passed
+through, never refused), and the values Aer itself reads for them: :func:`effective_option`
+(which of the run's and the backend's options Aer uses) and :func:`aer_int` (Aer's own check
+and cast of an integer option), so that a shot count or a seed means here what it means to
+Aer, and one Aer rejects is left to Aer to reject."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from noisefs.aerscope.errors import UnbatchableJob
+from qiskit_aer.backends.aer_compiler import _validate_option
+from qiskit_aer.backends.controller_wrappers import AerConfig
 
-# Options whose presence (truthy) decides the job's fate before anything runs.
-REFUSED_OPTIONS = {
-    "shot_branching_enable": (
-        "shot_branching_enable=True branches shots at measurements, so per-shot saves and their "
-        "averages stop being per-trajectory (measured <Z> 0.0 vs 0.786); drop the option or run "
-        "the job outside noisefs.managed"
-    ),
-}
+# Options whose presence (truthy, or an object) passes the job through whole.
 PASSTHROUGH_OPTIONS = {
+    "shot_branching_enable": (
+        "shot_branching_enable=True: Aer branches shots at measurements instead of seeding "
+        "them one by one, so batches would not add up to the job; Aer runs it whole"
+    ),
     "batched_shots_gpu": "batched_shots_gpu needs many shots per call (Aer batches on the GPU)",
     "executor": "a custom executor: Aer splits and submits the job itself",
     "max_job_size": "max_job_size: Aer splits and submits the job itself",
@@ -24,47 +25,55 @@ PASSTHROUGH_OPTIONS = {
 # Methods whose shots are trajectories seeded shot by shot; every other method is passed
 # through (density_matrix, superop and unitary sample measurements from one evolution).
 BATCHED_METHODS = ("statevector", "automatic")
+# Aer counts a circuit's shots in a C int: past this it runs no shot (2^32) or fails (2^31+5),
+# so such a job is left to Aer rather than run as 2^31 shots in batches.
+AER_MAX_SHOTS = 2**31 - 1
 
 
 def effective_option(backend: Any, run_options: dict, name: str, default: Any = None) -> Any:
-    """The value Aer would use: the run option, else the backend's option, else ``default``."""
-    if name in run_options:
-        return run_options[name]
-    return getattr(backend.options, name, default)
+    """The value Aer uses (``generate_aer_config``: ``None`` means unset): the run option,
+    else the backend's option, else ``default``."""
+    value = run_options.get(name)
+    if value is None:
+        value = getattr(backend.options, name, None)
+    return default if value is None else value
 
 
-def total_shots(backend: Any, run_options: dict) -> int:
-    """The job's shot count as an int (Aer accepts ``100.0``); raise for anything else."""
-    shots = effective_option(backend, run_options, "shots", 1024)
+def aer_int(name: str, value: object) -> int:
+    """``value`` as Aer's configuration holds the integer option ``name``: Aer's own check and
+    cast (``_validate_option``: an integer as it is, anything else through ``int()``, with
+    Aer's DeprecationWarning), then its C++ setter's range (``shots``: 0 to 2^64-1,
+    ``seed_simulator``: a signed 64-bit integer). Raises what Aer raises (``TypeError``)."""
+    config = AerConfig()
+    setattr(config, name, _validate_option(name, value))
+    return int(getattr(config, name))
+
+
+def job_shots(backend: Any, run_options: dict) -> int:
+    """The job's shot count as Aer reads it (Aer's default when neither the run nor the
+    backend sets one); raises what Aer raises for a value it rejects."""
+    shots = effective_option(backend, run_options, "shots")
     if shots is None:
-        shots = 1024
-    if isinstance(shots, bool):
-        raise UnbatchableJob(f"shots must be a whole number, not {shots!r}")
-    if isinstance(shots, float) and shots.is_integer():
-        shots = int(shots)
+        return int(AerConfig().shots)
+    return aer_int("shots", shots)
+
+
+def _is_set(value: object) -> bool:
     try:
-        value = int(shots)
-    except (TypeError, ValueError):
-        raise UnbatchableJob(f"shots must be a whole number, not {shots!r}") from None
-    if value != shots or value < 1:
-        raise UnbatchableJob(f"shots must be a whole number >= 1, not {shots!r}")
-    return value
+        return bool(value)
+    except Exception:  # noqa: BLE001 - an object without a truth value: set, Aer decides
+        return True
 
 
 def static_verdict(backend: Any, run_options: dict) -> str | None:
-    """A reason to pass the job through unbatched, known before anything runs, or None.
-
-    Raises :class:`UnbatchableJob` for an option that is refused outright."""
-    for name, reason in REFUSED_OPTIONS.items():
-        if effective_option(backend, run_options, name, False):
-            raise UnbatchableJob(reason)
+    """A reason to pass the job through whole, known before anything runs, or None."""
     for name, reason in PASSTHROUGH_OPTIONS.items():
-        if effective_option(backend, run_options, name, None):
+        if _is_set(effective_option(backend, run_options, name)):
             return reason
-    method = effective_option(backend, run_options, "method", "automatic") or "automatic"
-    if method not in BATCHED_METHODS:
+    method = effective_option(backend, run_options, "method", "automatic")
+    if not (isinstance(method, str) and method in BATCHED_METHODS):
         return f"method {method!r}: only statevector trajectories are batched"
-    device = effective_option(backend, run_options, "device", "CPU") or "CPU"
-    if str(device).upper() != "CPU":
+    device = effective_option(backend, run_options, "device", "CPU")
+    if not (isinstance(device, str) and device == "CPU"):
         return f"device {device!r}: only CPU runs are batched"
     return None
