@@ -134,6 +134,7 @@ def test_saves_midcircuit_several_circuits(scope_kwargs):
     assert job.status().name == "DONE" and job.job_id()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Aer's own, for shots=100.0
 def test_parameter_binds_and_float_shots(scope_kwargs):
     theta = Parameter("θ")
     qc = QuantumCircuit(2, 2)

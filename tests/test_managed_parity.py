@@ -174,6 +174,7 @@ def test_zero_shots_run_as_aer_runs_them(scope_kwargs):
     assert wrapped.result.data(0).keys() == plain.result.data(0).keys()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Aer's own, for 1e20
 @pytest.mark.parametrize(
     "shots", [10**30, 2**64, -1, np.int64(-3), 1e20, float("nan"), "x"], ids=repr
 )
