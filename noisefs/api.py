@@ -30,26 +30,22 @@ def run(
 
     ``noise_model`` takes any ``qiskit_aer.noise.NoiseModel`` instead of the noise rule: the
     circuit is translated to the model's basis gates and the model is recorded in the
-    result exactly (``noisefs.oracle.aer_reference`` rebuilds it).
+    result exactly (``noisefs.oracle.aer_reference`` rebuilds it). ``backend`` takes a
+    device instead (any ``BackendV2``, or a fake device's name such as ``"FakeTorino"``):
+    its noise as ``NoiseModel.from_backend`` builds it, the circuit transpiled to its target
+    and simulated on the qubits it uses; results come back in the circuit's own qubit order.
 
     Progress shows by itself: a widget in a Jupyter notebook (the text bar there without
     ipywidgets), the bar on a terminal, nothing elsewhere; ``quiet=True`` (or
     ``progress=False``) switches it off, ``progress=True`` forces a bar on stderr.
     """
     from noisefs.errors import InputError
-    from noisefs.options import NOISE_RULE_OPTIONS, make_run
+    from noisefs.options import make_run
     from noisefs.pipeline.trajectory import TrajectoryRun
-    from noisefs.sim.noise_model import GivenNoise
 
-    run_options, noise = make_run(circuit, trajectories=trajectories, seed=seed, **options)
-    if noise_model is not None:
-        given = sorted(k for k in options if k in NOISE_RULE_OPTIONS and options[k] is not None)
-        if given:
-            raise InputError(
-                f"noise_model= replaces the noise rule: drop {', '.join(given)} (or put them "
-                "into the model)"
-            )
-        noise = GivenNoise.from_model(noise_model)
+    run_options, noise = make_run(
+        circuit, trajectories=trajectories, seed=seed, noise_model=noise_model, **options
+    )
     if run_options.resume and run_options.output is None:
         raise InputError("resume=True needs output=: the checkpoint lives beside the result file")
     show_progress = False if quiet else progress

@@ -95,9 +95,10 @@ class ObservableSet:
 
     num_qubits: int
     observables: tuple[Observable, ...]
+    label_width: int | None = None  # the user's qubits (fewer than simulated on a device)
 
     def __post_init__(self) -> None:
-        n = self.num_qubits
+        n = self.num_qubits if self.label_width is None else self.label_width
         for observable in self.observables:
             for term in observable.terms:
                 if term.width and term.width != n:
@@ -140,6 +141,22 @@ class ObservableSet:
             for entry in meta
         )
         return cls(num_qubits, observables)
+
+    def remapped(self, order: tuple[int, ...]) -> ObservableSet:
+        """The same observables with qubit ``q`` moved to ``order[q]``."""
+        return ObservableSet(
+            self.num_qubits,
+            tuple(
+                Observable(
+                    o.name,
+                    tuple(
+                        PauliTerm(t.coeff, tuple(sorted((order[q], p) for q, p in t.factors)))
+                        for t in o.terms
+                    ),
+                )
+                for o in self.observables
+            ),
+        )
 
     def sparse_pauli_ops(self) -> list:
         """Each observable as a ``SparsePauliOp`` on all the circuit's qubits."""

@@ -251,6 +251,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("p2", ("--p2",), "2-qubit depolarizing probability", NOISE, _raw, field=None),
     _spec("readout", ("--readout",), "symmetric readout flip probability (default 0)", NOISE, _raw, field=None),
     _spec("calibration", ("--calibration",), "JSON or TOML file with per-qubit T1/T2 and per-gate errors", NOISE, _raw, field=None, metavar="FILE"),
+    _spec("backend", ("--backend",), "a device's noise instead of the rule: a fake device of qiskit_ibm_runtime.fake_provider (FakeTorino, FakeSherbrooke, ...); the circuit is transpiled to it and run on the qubits it uses", NOISE, _raw, field=None, metavar="NAME"),
     _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, _path, metavar="PATH"),
     _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default {default})", OUT, _integer(minimum=0), metavar="N"),
     _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
@@ -271,7 +272,6 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
     _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),
 )  # fmt: skip
-NOISE_RULE_OPTIONS = frozenset(spec.name for spec in OPTIONS if spec.field is None)
 BY_KEYWORD: dict[str, OptionSpec] = {
     keyword: spec for spec in OPTIONS for keyword in (spec.name, *spec.aliases)
 }
@@ -338,12 +338,31 @@ def make_options(circuit: object, **kwargs) -> RunOptions:
     return _run_options(circuit, fields)
 
 
-def make_run(circuit: object, **kwargs):
-    """``(RunOptions, NoiseParams)`` from the keyword options of ``noisefs.run``."""
+def make_run(circuit: object, noise_model: object | None = None, **kwargs):
+    """``(RunOptions, NoiseSource)`` from the keyword options of ``noisefs.run``: the noise
+    rule with its parameters, a user's ``noise_model``, or a device (``backend``)."""
     from noisefs.sim.noise import noise_params
 
     fields, noise = split_options(**kwargs)
-    return _run_options(circuit, fields), noise_params(**noise)
+    options = _run_options(circuit, fields)
+    backend = noise.pop("backend", None)
+    if noise_model is not None and backend is not None:
+        raise InputError("give noise_model= or backend=, not both")
+    if noise_model is None and backend is None:
+        return options, noise_params(**noise)
+    if noise:
+        which = "noise_model=" if noise_model is not None else "backend="
+        raise InputError(
+            f"{which} replaces the noise rule: drop {', '.join(sorted(noise))} (or put them "
+            "into the model)"
+        )
+    if noise_model is not None:
+        from noisefs.sim.noise_model import GivenNoise
+
+        return options, GivenNoise.from_model(noise_model)
+    from noisefs.sim.device import DeviceNoise, load_backend
+
+    return options, DeviceNoise(load_backend(backend))
 
 
 def _run_options(circuit: object, fields: dict) -> RunOptions:

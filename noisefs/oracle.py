@@ -37,7 +37,7 @@ def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
     shots = int(meta["trajectories"] if trajectories is None else trajectories)
     simulator = AerSimulator(method="statevector", noise_model=model)
     result = simulator.run(circuit, shots=shots, seed_simulator=int(meta["seed"])).result()
-    return np.asarray(result.data(0)["rho"])
+    return _as_recorded(meta, [None], [np.asarray(result.data(0)["rho"])])[0]
 
 
 def aer_reference_steps(meta: dict, steps) -> np.ndarray:
@@ -49,7 +49,32 @@ def aer_reference_steps(meta: dict, steps) -> np.ndarray:
         circuit.save_density_matrix(label=f"rho{step}")
 
     data = _run_with_saves(meta, steps, save)
-    return np.stack([np.asarray(data[f"rho{int(step)}"]) for step in steps])
+    return _as_recorded(meta, steps, [np.asarray(data[f"rho{int(step)}"]) for step in steps])
+
+
+def _step_order(meta: dict, step) -> tuple[int, ...] | None:
+    """The qubit order the run put the snapshot at ``step`` into (a device's routing)."""
+    order = (meta.get("step_orders") or {}).get(str(step))
+    return None if order is None else tuple(order)
+
+
+def _as_recorded(meta: dict, steps, rhos: list[np.ndarray]) -> np.ndarray:
+    """Aer's density matrices as the result holds them: in the user's qubit order, the spare
+    qubits of a device traced out."""
+    from noisefs.aggregate.linalg import partial_trace_dense, reorder_qubits
+
+    n = int(meta["num_qubits"])
+    device = meta.get("device")
+    user = int(device["user_qubits"]) if device else n
+    out = []
+    for step, rho in zip(steps, rhos, strict=True):
+        order = _step_order(meta, step)
+        if order is not None:
+            rho = reorder_qubits(rho[None], order, n, axes=2)[0]
+        if user < n:
+            rho = partial_trace_dense(rho[None], n, tuple(range(user)))
+        out.append(rho)
+    return np.stack(out)
 
 
 def aer_reference_expectations(meta: dict, steps) -> np.ndarray:
@@ -58,16 +83,17 @@ def aer_reference_expectations(meta: dict, steps) -> np.ndarray:
     from noisefs.observables import ObservableSet
 
     observables = ObservableSet.from_meta(meta["observables"], int(meta["num_qubits"]))
-    ops = observables.sparse_pauli_ops()
     qubits = list(range(observables.num_qubits))
 
     def save(circuit, step: int) -> None:
-        for m, op in enumerate(ops):
+        order = _step_order(meta, step)
+        placed = observables if order is None else observables.remapped(order)
+        for m, op in enumerate(placed.sparse_pauli_ops()):
             circuit.save_expectation_value(op, qubits, label=f"obs{step}_{m}")
 
     data = _run_with_saves(meta, steps, save)
     return np.array(
-        [[float(np.real(data[f"obs{int(s)}_{m}"])) for m in range(len(ops))] for s in steps]
+        [[float(np.real(data[f"obs{int(s)}_{m}"])) for m in range(len(observables))] for s in steps]
     )
 
 

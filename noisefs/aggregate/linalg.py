@@ -58,3 +58,22 @@ def partial_trace_dense(rhos: np.ndarray, num_qubits: int, keep: tuple[int, ...]
     spec = "Z" + "".join(row) + "".join(col) + "->Z" + "".join(out_row) + "".join(out_col)
     d = 2 ** len(keep)
     return np.einsum(spec, tensor).reshape(-1, d, d).sum(axis=0)
+
+
+def reorder_qubits(
+    stack: np.ndarray, order: tuple[int, ...], num_qubits: int, axes: int
+) -> np.ndarray:
+    """A (B, 2ⁿ) stack of states (``axes=1``) or (B, 2ⁿ, 2ⁿ) of density matrices (``axes=2``)
+    with its qubits reordered: qubit ``order[q]`` of the input becomes qubit ``q``.
+
+    Qiskit's order: qubit ``q`` is bit ``q`` of an index, the tensor axis ``n - 1 - q``."""
+    n = num_qubits
+    batch = stack.shape[0]
+    # output axis n-1-q (qubit q) takes input axis n-1-order[q]
+    perm = [n - 1 - order[n - 1 - axis] for axis in range(n)]
+    shape = (batch,) + (2,) * (n * axes)
+    full = [0] + [1 + p for p in perm]
+    if axes == 2:
+        full += [1 + n + p for p in perm]
+    out = stack.reshape(shape).transpose(full)
+    return np.ascontiguousarray(out).reshape(stack.shape)

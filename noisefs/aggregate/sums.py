@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noisefs.aggregate.linalg import partial_trace_dense, to_kept_matrix, z_expectations
+from noisefs.aggregate.linalg import (
+    partial_trace_dense,
+    reorder_qubits,
+    to_kept_matrix,
+    z_expectations,
+)
 from noisefs.observables import ObservableSet
 
 
@@ -36,10 +41,11 @@ class SumsShape:
     density: str
     keep: tuple[int, ...] | None
     observables: ObservableSet | None = None
+    orders: tuple[tuple[int, ...] | None, ...] | None = None
 
     def empty(self) -> Aggregator:
         return Aggregator(
-            self.num_qubits, self.num_steps, self.density, self.keep, self.observables
+            self.num_qubits, self.num_steps, self.density, self.keep, self.observables, self.orders
         )
 
 
@@ -50,6 +56,9 @@ class Aggregator:
     ``density`` is ``"full"`` (ρ over all qubits), ``"reduced"`` (ρ over ``keep``) or
     ``"none"`` (probabilities and ⟨Z⟩ only, for circuits above ``--max-dm-qubits``).
     ``observables`` are averaged too, with their per-trajectory spread, from each ψ or ρ.
+    ``orders[step]``, where given, reorders the qubits of that step's snapshots before they
+    are folded (snapshot qubit ``orders[step][q]`` becomes qubit ``q``: a device's routing
+    moved them).
     """
 
     num_qubits: int
@@ -57,6 +66,7 @@ class Aggregator:
     density: str = "full"
     keep: tuple[int, ...] | None = None
     observables: ObservableSet | None = None
+    orders: tuple[tuple[int, ...] | None, ...] | None = None
 
     def __post_init__(self) -> None:
         n, s = self.num_qubits, self.num_steps
@@ -81,7 +91,9 @@ class Aggregator:
 
     @property
     def shape(self) -> SumsShape:
-        return SumsShape(self.num_qubits, self.num_steps, self.density, self.keep, self.observables)
+        return SumsShape(
+            self.num_qubits, self.num_steps, self.density, self.keep, self.observables, self.orders
+        )
 
     # -- folding -------------------------------------------------------------------------
 
@@ -92,6 +104,9 @@ class Aggregator:
             raise ValueError(
                 f"expected a (B, {2**self.num_qubits}) stack of states, got {states.shape}"
             )
+        order = self.orders[step] if self.orders else None
+        if order is not None:
+            states = reorder_qubits(states, order, self.num_qubits, axes=1)
         if self.density == "full":
             self.rho_sum[step] = _zherk()(
                 1.0, states.T, beta=1.0, c=self.rho_sum[step], overwrite_c=1
@@ -112,6 +127,9 @@ class Aggregator:
             raise ValueError(
                 f"expected a (B, {d}, {d}) stack of density matrices, got {rhos.shape}"
             )
+        order = self.orders[step] if self.orders else None
+        if order is not None:
+            rhos = reorder_qubits(rhos, order, self.num_qubits, axes=2)
         if self.density == "full":
             self._add_upper(step, rhos.sum(axis=0))
         elif self.density == "reduced":

@@ -59,7 +59,7 @@ class TrajectoryRun:
             run.num_qubits,
             len(run.steps),
             opts.store,
-            run.kept_dim(opts.keep_qubits),
+            run.kept_dim(),
             executor_slots(opts),
             opts.workers,
         )
@@ -70,7 +70,7 @@ class TrajectoryRun:
 
         versions = library_versions()
         aggregator = Aggregator(
-            run.num_qubits, len(run.steps), run.density, opts.keep_qubits, run.observables
+            run.num_qubits, len(run.steps), run.density, run.keep, run.observables, run.orders
         )
         run_fingerprint = fingerprint(
             versions=versions,
@@ -78,9 +78,9 @@ class TrajectoryRun:
             executed_qasm=run.executed_qasm,
             steps=list(run.steps),
             trajectories=opts.trajectories,
-            noise_meta=self.noise.to_meta(),
+            noise_meta=run.noise.to_meta(),
             density=run.density,
-            keep_qubits=opts.keep_qubits,
+            keep_qubits=run.keep,
             observables=run.observables.to_meta() if run.observables else None,
         )
         start = start_state(opts.output, opts.resume, opts.seed, run_fingerprint, aggregator)
@@ -212,7 +212,13 @@ class TrajectoryRun:
             "circuit_sha256": run.prepared.source_sha256,
             "executed_qasm": run.executed_qasm,
             "num_qubits": run.num_qubits,
-            "noise": self.noise.to_meta(),
+            "noise": run.noise.to_meta(),
+            "device": run.device,
+            "step_orders": {
+                str(s): list(o) for s, o in zip(run.steps, run.orders, strict=True) if o
+            }
+            if run.orders
+            else None,
             "seed": seed,
             "seed_transpiler": opts.seed_transpiler,
             "optimize": opts.optimize,
@@ -228,18 +234,21 @@ class TrajectoryRun:
             "workers": opts.workers,
             "execution": parts.executor.meta(),
             "density": run.density,
-            "keep_qubits": list(opts.keep_qubits) if opts.keep_qubits else None,
+            "keep_qubits": list(run.keep) if run.keep else None,
             "arena": parts.sampler.meta(str(opts.arena_root or "")),
             "observables": run.observables.to_meta() if run.observables else None,
         }
         observed = run.observables is not None
+        user = run.num_user  # spare device qubits (after the user's) are summed out
+        probabilities = aggregator.probabilities()
+        probabilities = probabilities.reshape(len(run.steps), -1, 2**user).sum(axis=1)
         return Result(
             rho=aggregator.rho(),
-            probabilities=aggregator.probabilities(),
+            probabilities=probabilities,
             steps=np.asarray(run.steps, dtype=np.int64),
             trajectories=aggregator.folded,
-            z_mean=aggregator.z_mean(),
-            z_stderr=aggregator.z_stderr(),
+            z_mean=aggregator.z_mean()[:, :user],
+            z_stderr=aggregator.z_stderr()[:, :user],
             meta=meta,
             observables=aggregator.observables_mean() if observed else None,
             observables_stderr=aggregator.observables_stderr() if observed else None,

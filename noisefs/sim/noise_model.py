@@ -23,7 +23,7 @@ import numpy as np
 
 from noisefs.errors import InputError, one_line
 
-__all__ = ["KIND", "GivenNoise"]
+__all__ = ["KIND", "GivenNoise", "restricted_model"]
 
 KIND = "noise_model"
 
@@ -95,6 +95,28 @@ def _rebuild(record: dict):
         else:
             model.add_readout_error(error, entry["qubits"], warnings=False)
     return model
+
+
+def restricted_model(model, physical: tuple[int, ...]):
+    """``model`` on the qubits ``physical`` only, renumbered: qubit ``c`` of the result is
+    qubit ``physical[c]`` of ``model`` (errors on other qubits are left out; all-qubit errors
+    stay all-qubit). Custom noise passes are not carried over."""
+    from qiskit_aer.noise import NoiseModel
+
+    simulated = {p: c for c, p in enumerate(physical)}
+    out = NoiseModel(basis_gates=sorted(model.basis_gates))
+    for name, error in model._default_quantum_errors.items():
+        out.add_all_qubit_quantum_error(error, name, warnings=False)
+    for name, by_qubits in model._local_quantum_errors.items():
+        for qubits, error in by_qubits.items():
+            if all(q in simulated for q in qubits):
+                out.add_quantum_error(error, name, [simulated[q] for q in qubits], warnings=False)
+    if model._default_readout_error is not None:
+        out.add_all_qubit_readout_error(model._default_readout_error, warnings=False)
+    for qubits, error in model._local_readout_errors.items():
+        if all(q in simulated for q in qubits):
+            out.add_readout_error(error, [simulated[q] for q in qubits], warnings=False)
+    return out
 
 
 @dataclass(frozen=True)

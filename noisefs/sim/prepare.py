@@ -15,6 +15,7 @@ from qiskit import QuantumCircuit
 
 from noisefs.errors import CircuitError, InputError
 from noisefs.sim.declarations import check_qubit_count
+from noisefs.sim.device_layout import DeviceLayout, route_to_device
 from noisefs.sim.measurements import strip_counted
 from noisefs.sim.noise import BASIS_GATES
 from noisefs.sim.qasm import TEXT_LABEL, load_file, load_text, looks_like_qasm
@@ -51,6 +52,7 @@ class PreparedCircuit:
     name: str = "circuit"
     label: str = "circuit"
     source_kind: SourceKind = "file"
+    layout: DeviceLayout | None = None  # where the qubits went on a device (``device=``)
 
 
 def _short_name(raw: str | None) -> str:
@@ -126,6 +128,7 @@ def prepare(
     optimization_level: int = 0,
     seed_transpiler: int = 1234,
     basis: tuple[str, ...] = BASIS_GATES,
+    device: object | None = None,
 ) -> PreparedCircuit:
     """Load, strip final measurements and translate a circuit; errors name where it came from.
 
@@ -140,6 +143,8 @@ def prepare(
 
     The same circuit as a file, as that file's text, or as the ``QuantumCircuit`` that
     :func:`~noisefs.sim.qasm.load_circuit` reads from it gives the same executed circuit.
+    With ``device`` (a ``BackendV2``) the circuit is transpiled to the device instead and
+    cut down to the qubits it uses (:func:`~noisefs.sim.device_layout.route_to_device`).
     ``source_sha256`` is the SHA-256 of the file's bytes, of the text's UTF-8 bytes (so the
     text of a UTF-8 file hashes like the file), or of a ``QuantumCircuit``'s QPY bytes
     (:func:`circuit_sha256`; of the executed circuit's OpenQASM text should neither QPY nor
@@ -148,10 +153,18 @@ def prepare(
     """
     source_qc, digest, path, label, name, kind = _load(source)
     stripped, removed = strip_counted(source_qc)
+    layout = None
     try:
-        executed = translate(stripped, optimization_level, seed_transpiler, basis)
+        if device is None:
+            executed = translate(stripped, optimization_level, seed_transpiler, basis)
+        else:
+            executed, layout = route_to_device(
+                stripped, device, optimization_level, seed_transpiler
+            )
     except CircuitError as exc:
         raise CircuitError(f"{label}: {exc}", file=path, line=exc.line) from None
+    except InputError as exc:
+        raise InputError(f"{label}: {exc}") from None
     if digest is None:
         from noisefs.sim.snapshots import executed_qasm
 
@@ -168,4 +181,5 @@ def prepare(
         name=name,
         label=label,
         source_kind=kind,
+        layout=layout,
     )
