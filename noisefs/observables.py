@@ -264,11 +264,11 @@ def _term(text: str, coeff: float, name: str) -> PauliTerm:
 
 
 def _split_terms(text: str) -> list[tuple[float, str]]:
-    """``"0.5*Z0 Z1 - 1.2*X0"`` → [(0.5, "Z0 Z1"), (-1.2, "X0")]."""
-    pieces = re.split(r"(?<![eE])\s*([+-])\s*(?=[\d.IXYZ])", " " + text.strip())
+    """``"0.5*Z0 Z1 - 1.2*X0"`` → [(0.5, "Z0 Z1"), (-1.2, "X0")]; runs of signs multiply
+    (``"+ -1.0*Z0"`` is -1.0); a sign right after ``e``/``E`` belongs to an exponent."""
     terms: list[tuple[float, str]] = []
     sign = 1.0
-    for piece in pieces:
+    for piece in re.split(r"(?<![eE])([+-])", text):
         if piece in ("+", "-"):
             sign = -sign if piece == "-" else sign
             continue

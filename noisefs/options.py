@@ -56,6 +56,7 @@ class RunOptions:
     put_timeout_s: float = DEFAULT_PUT_TIMEOUT_S
     checkpoint_interval_s: float = 5.0
     observables: tuple[Observable, ...] = ()
+    probabilities: bool = True  # keep the 2ⁿ probabilities of each snapshot
 
     def replace(self, **changes) -> RunOptions:
         return dataclasses.replace(self, **changes)
@@ -141,6 +142,10 @@ def _text(flag: str, value: object) -> str:
 
 def _flag(flag: str, value: object) -> bool:
     return bool(value)
+
+
+def _negated(flag: str, value: object) -> bool:
+    return not value  # --no-X sets X to False
 
 
 def _raw(flag: str, value: object) -> object:
@@ -257,6 +262,7 @@ OPTIONS: tuple[OptionSpec, ...] = (
     _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
     _spec("observable", ("--observable",), "an observable to average, with its standard error, at every snapshot: a Pauli label (ZZIII), a sparse one (Z0 Z3) or a sum (0.5*Z0 Z1 - 1.2*X0); repeatable", OUT, _observables, field="observables", metavar="SPEC", repeatable=True),
     _spec("observables_file", ("--observables",), "a JSON or TOML file of names to observables", OUT, _observables_file, field="observables", metavar="FILE", repeatable=True, field_alias=False),
+    _spec("no_probabilities", ("--no-probabilities",), "keep no 2^n probabilities per snapshot (<Z>, observables and rho as asked; for 20+ qubits)", OUT, _negated, field="probabilities", is_flag=True, field_alias=False),
     _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, _flag, is_flag=True),
     _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default {default}; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
     _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, _path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),

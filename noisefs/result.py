@@ -30,7 +30,7 @@ class Result:
     (``_repr_html_``); :meth:`plot` draws it.
     """
 
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None  # None with no_probabilities
     steps: np.ndarray
     trajectories: int
     z_mean: np.ndarray
@@ -102,7 +102,6 @@ class Result:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the ``.npz`` atomically (a failure leaves no file at ``path``)."""
         arrays = {
-            "probabilities": np.asarray(self.probabilities, dtype=np.float64),
             "steps": np.asarray(self.steps, dtype=np.int64),
             "trajectories": np.int64(self.trajectories),
             "z_mean": np.asarray(self.z_mean, dtype=np.float64),
@@ -111,6 +110,8 @@ class Result:
         }
         if self.rho is not None:
             arrays["rho"] = np.asarray(self.rho, dtype=np.complex128)
+        if self.probabilities is not None:
+            arrays["probabilities"] = np.asarray(self.probabilities, dtype=np.float64)
         if self.observable_names is not None:
             arrays["observables"] = np.asarray(self.observables, dtype=np.float64)
             arrays["observables_stderr"] = np.asarray(self.observables_stderr, dtype=np.float64)
@@ -128,7 +129,9 @@ class Result:
             observed = "observable_names" in data.files
             return cls(
                 rho=np.array(data["rho"]) if "rho" in data.files else None,
-                probabilities=np.array(data["probabilities"]),
+                probabilities=(
+                    np.array(data["probabilities"]) if "probabilities" in data.files else None
+                ),
                 steps=np.array(data["steps"]),
                 trajectories=int(data["trajectories"]),
                 z_mean=np.array(data["z_mean"]),

@@ -253,3 +253,20 @@ def test_worker_processes_fold_the_observables_exactly(tmp_path, arena_root):
         np.abs(result.observables - aer_reference_expectations(result.meta, result.steps)).max()
         <= 1e-8
     )
+
+
+def test_without_probabilities_nothing_of_size_4n_or_2n_is_kept(tmp_path, run_kwargs):
+    out = tmp_path / "r.npz"
+    result = noisefs.run(
+        circuits.QFT4, trajectories=60, seed=6, max_dm_qubits=2, no_probabilities=True,
+        observables=["Z0 Z1", "X3"], output=out, quiet=True, **run_kwargs,
+    )  # fmt: skip
+    assert result.rho is None and result.probabilities is None
+    with np.load(out) as data:
+        assert "probabilities" not in data.files and "rho" not in data.files
+    loaded = Result.load(out)
+    assert loaded.probabilities is None and loaded.z_mean.shape == (len(loaded.steps), 4)
+    want = aer_reference_expectations(loaded.meta, loaded.steps)
+    assert np.abs(loaded.observables - want).max() <= 1e-8
+    shown = noisefs_cli("inspect", out)
+    assert shown.returncode == 0, shown.stderr

@@ -42,10 +42,17 @@ class SumsShape:
     keep: tuple[int, ...] | None
     observables: ObservableSet | None = None
     orders: tuple[tuple[int, ...] | None, ...] | None = None
+    keep_probabilities: bool = True
 
     def empty(self) -> Aggregator:
         return Aggregator(
-            self.num_qubits, self.num_steps, self.density, self.keep, self.observables, self.orders
+            self.num_qubits,
+            self.num_steps,
+            self.density,
+            self.keep,
+            self.observables,
+            self.orders,
+            self.keep_probabilities,
         )
 
 
@@ -67,6 +74,7 @@ class Aggregator:
     keep: tuple[int, ...] | None = None
     observables: ObservableSet | None = None
     orders: tuple[tuple[int, ...] | None, ...] | None = None
+    keep_probabilities: bool = True
 
     def __post_init__(self) -> None:
         n, s = self.num_qubits, self.num_steps
@@ -81,7 +89,7 @@ class Aggregator:
             dk = 0
         # One Fortran-ordered accumulator per step, so ZHERK updates it in place.
         self.rho_sum = [np.zeros((dk, dk), dtype=np.complex128, order="F") for _ in range(s)]
-        self.prob_sum = np.zeros((s, d), dtype=np.float64)
+        self.prob_sum = np.zeros((s, d if self.keep_probabilities else 0), dtype=np.float64)
         self.z_sum = np.zeros((s, n), dtype=np.float64)
         self.z_sqsum = np.zeros((s, n), dtype=np.float64)
         m = len(self.observables) if self.observables is not None else 0
@@ -92,7 +100,13 @@ class Aggregator:
     @property
     def shape(self) -> SumsShape:
         return SumsShape(
-            self.num_qubits, self.num_steps, self.density, self.keep, self.observables, self.orders
+            self.num_qubits,
+            self.num_steps,
+            self.density,
+            self.keep,
+            self.observables,
+            self.orders,
+            self.keep_probabilities,
         )
 
     # -- folding -------------------------------------------------------------------------
@@ -150,7 +164,8 @@ class Aggregator:
 
     def _fold_diagonals(self, step: int, probabilities: np.ndarray) -> None:
         z = z_expectations(probabilities, self.num_qubits)  # (B, n): ⟨Z_q⟩ of each trajectory
-        self.prob_sum[step] += probabilities.sum(axis=0)
+        if self.keep_probabilities:
+            self.prob_sum[step] += probabilities.sum(axis=0)
         self.z_sum[step] += z.sum(axis=0)
         self.z_sqsum[step] += np.square(z).sum(axis=0)
         self.count[step] += probabilities.shape[0]
@@ -220,7 +235,10 @@ class Aggregator:
             full /= max(1, self.count[step])
         return out
 
-    def probabilities(self) -> np.ndarray:
+    def probabilities(self) -> np.ndarray | None:
+        """(S, 2ⁿ) averaged probabilities, or None when they are not kept."""
+        if not self.keep_probabilities:
+            return None
         return self.prob_sum / np.maximum(1, self.count)[:, None]
 
     def z_mean(self) -> np.ndarray:

@@ -41,6 +41,7 @@ def fingerprint(
     density: str,
     keep_qubits: tuple[int, ...] | None,
     observables: list[dict] | None = None,
+    probabilities: bool = True,
 ) -> dict:
     """Everything that shapes the sums, as JSON-able values (batch sizes do not)."""
     return {
@@ -53,7 +54,9 @@ def fingerprint(
         "noise": noise_meta,
         "density": density,
         "keep_qubits": list(keep_qubits) if keep_qubits else None,
-        **({"observables": observables} if observables else {}),  # old checkpoints stay valid
+        # keys present only when used: checkpoints of earlier versions stay valid
+        **({"observables": observables} if observables else {}),
+        **({} if probabilities else {"probabilities": False}),
     }
 
 

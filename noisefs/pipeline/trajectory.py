@@ -70,7 +70,13 @@ class TrajectoryRun:
 
         versions = library_versions()
         aggregator = Aggregator(
-            run.num_qubits, len(run.steps), run.density, run.keep, run.observables, run.orders
+            run.num_qubits,
+            len(run.steps),
+            run.density,
+            run.keep,
+            run.observables,
+            run.orders,
+            opts.probabilities,
         )
         run_fingerprint = fingerprint(
             versions=versions,
@@ -82,6 +88,7 @@ class TrajectoryRun:
             density=run.density,
             keep_qubits=run.keep,
             observables=run.observables.to_meta() if run.observables else None,
+            probabilities=opts.probabilities,
         )
         start = start_state(opts.output, opts.resume, opts.seed, run_fingerprint, aggregator)
         if start.seed + opts.trajectories - 1 >= SEED_LIMIT:
@@ -241,7 +248,8 @@ class TrajectoryRun:
         observed = run.observables is not None
         user = run.num_user  # spare device qubits (after the user's) are summed out
         probabilities = aggregator.probabilities()
-        probabilities = probabilities.reshape(len(run.steps), -1, 2**user).sum(axis=1)
+        if probabilities is not None:
+            probabilities = probabilities.reshape(len(run.steps), -1, 2**user).sum(axis=1)
         return Result(
             rho=aggregator.rho(),
             probabilities=probabilities,
