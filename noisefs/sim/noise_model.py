@@ -51,30 +51,62 @@ def _error_record(error, instructions: list[str], qubits: list[int] | None) -> d
     }
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One error of a model: a ``QuantumError`` on ``instruction`` (``readout``: a
+    ``ReadoutError``), on ``qubits`` or on every qubit (``None``)."""
+
+    instruction: str | None  # None for a readout error
+    qubits: tuple[int, ...] | None
+    error: Any
+
+
+def _entries(model) -> tuple[list[_Entry], int]:
+    """Every error of ``model`` in a fixed order, and its number of custom noise passes:
+    the only place that reads the model's private tables."""
+    entries = [_Entry(name, None, e) for name, e in sorted(model._default_quantum_errors.items())]
+    for name, by_qubits in sorted(model._local_quantum_errors.items()):
+        entries += [_Entry(name, tuple(map(int, q)), e) for q, e in sorted(by_qubits.items())]
+    if model._default_readout_error is not None:
+        entries.append(_Entry(None, None, model._default_readout_error))
+    entries += [
+        _Entry(None, tuple(map(int, q)), e) for q, e in sorted(model._local_readout_errors.items())
+    ]
+    return entries, len(model._custom_noise_passes)
+
+
+def _add(model, entry: _Entry) -> None:
+    if entry.instruction is None and entry.qubits is None:
+        model.add_all_qubit_readout_error(entry.error, warnings=False)
+    elif entry.instruction is None:
+        model.add_readout_error(entry.error, list(entry.qubits), warnings=False)
+    elif entry.qubits is None:
+        model.add_all_qubit_quantum_error(entry.error, entry.instruction, warnings=False)
+    else:
+        model.add_quantum_error(entry.error, entry.instruction, list(entry.qubits), warnings=False)
+
+
 def _record(model) -> dict:
     """The record of ``model`` (see the module docstring)."""
-    errors = []
-    for name, error in sorted(model._default_quantum_errors.items()):
-        errors.append(_error_record(error, [name], None))
-    for name, by_qubits in sorted(model._local_quantum_errors.items()):
-        for qubits, error in sorted(by_qubits.items()):
-            errors.append(_error_record(error, [name], list(map(int, qubits))))
-    readout = []
-    if model._default_readout_error is not None:
-        readout.append({"qubits": None, "probabilities": _matrix(model._default_readout_error)})
-    for qubits, error in sorted(model._local_readout_errors.items()):
-        readout.append({"qubits": list(map(int, qubits)), "probabilities": _matrix(error)})
+    entries, passes = _entries(model)
+    quantum = [e for e in entries if e.instruction is not None]
     return {
         "kind": KIND,
         "basis_gates": sorted(model.basis_gates),
-        "quantum_errors": errors,
-        "readout_errors": readout,
-        "delay_passes": len(model._custom_noise_passes),
+        "quantum_errors": [
+            _error_record(e.error, [e.instruction], None if e.qubits is None else list(e.qubits))
+            for e in quantum
+        ],
+        "readout_errors": [
+            {
+                "qubits": None if e.qubits is None else list(e.qubits),
+                "probabilities": np.asarray(e.error.probabilities, dtype=float).tolist(),
+            }
+            for e in entries
+            if e.instruction is None
+        ],
+        "delay_passes": passes,
     }
-
-
-def _matrix(readout_error) -> list[list[float]]:
-    return np.asarray(readout_error.probabilities, dtype=float).tolist()
 
 
 def _rebuild(record: dict):
@@ -84,16 +116,12 @@ def _rebuild(record: dict):
     for entry in record["quantum_errors"]:
         circuits = _qpy_circuits(entry["circuits"])
         error = QuantumError(list(zip(circuits, entry["probabilities"], strict=True)))
-        if entry["qubits"] is None:
-            model.add_all_qubit_quantum_error(error, entry["instructions"], warnings=False)
-        else:
-            model.add_quantum_error(error, entry["instructions"], entry["qubits"], warnings=False)
+        qubits = None if entry["qubits"] is None else tuple(entry["qubits"])
+        for name in entry["instructions"]:
+            _add(model, _Entry(name, qubits, error))
     for entry in record["readout_errors"]:
-        error = ReadoutError(entry["probabilities"])
-        if entry["qubits"] is None:
-            model.add_all_qubit_readout_error(error, warnings=False)
-        else:
-            model.add_readout_error(error, entry["qubits"], warnings=False)
+        qubits = None if entry["qubits"] is None else tuple(entry["qubits"])
+        _add(model, _Entry(None, qubits, ReadoutError(entry["probabilities"])))
     return model
 
 
@@ -105,17 +133,12 @@ def restricted_model(model, physical: tuple[int, ...]):
 
     simulated = {p: c for c, p in enumerate(physical)}
     out = NoiseModel(basis_gates=sorted(model.basis_gates))
-    for name, error in model._default_quantum_errors.items():
-        out.add_all_qubit_quantum_error(error, name, warnings=False)
-    for name, by_qubits in model._local_quantum_errors.items():
-        for qubits, error in by_qubits.items():
-            if all(q in simulated for q in qubits):
-                out.add_quantum_error(error, name, [simulated[q] for q in qubits], warnings=False)
-    if model._default_readout_error is not None:
-        out.add_all_qubit_readout_error(model._default_readout_error, warnings=False)
-    for qubits, error in model._local_readout_errors.items():
-        if all(q in simulated for q in qubits):
-            out.add_readout_error(error, [simulated[q] for q in qubits], warnings=False)
+    for entry in _entries(model)[0]:
+        if entry.qubits is None:
+            _add(out, entry)
+        elif all(q in simulated for q in entry.qubits):
+            qubits = tuple(simulated[q] for q in entry.qubits)
+            _add(out, _Entry(entry.instruction, qubits, entry.error))
     return out
 
 
