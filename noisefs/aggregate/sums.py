@@ -9,7 +9,7 @@ standard errors. The whole state is plain arrays, so it checkpoints exactly.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -45,15 +45,7 @@ class SumsShape:
     keep_probabilities: bool = True
 
     def empty(self) -> Aggregator:
-        return Aggregator(
-            self.num_qubits,
-            self.num_steps,
-            self.density,
-            self.keep,
-            self.observables,
-            self.orders,
-            self.keep_probabilities,
-        )
+        return Aggregator(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @dataclass
@@ -99,15 +91,7 @@ class Aggregator:
 
     @property
     def shape(self) -> SumsShape:
-        return SumsShape(
-            self.num_qubits,
-            self.num_steps,
-            self.density,
-            self.keep,
-            self.observables,
-            self.orders,
-            self.keep_probabilities,
-        )
+        return SumsShape(**{f.name: getattr(self, f.name) for f in fields(SumsShape)})
 
     # -- folding -------------------------------------------------------------------------
 
