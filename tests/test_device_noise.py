@@ -129,6 +129,7 @@ def test_the_cli_takes_a_device_name_and_inspect_reads_the_result(tmp_path, aren
         (["--backend", "FakeNowhere"], "no fake device 'FakeNowhere'"),
         (["--backend", "FakeTorino", "--t1", "40us"], "drop t1"),
         (["--backend", "FakeTorino", "--snapshots", "every:2"], "--snapshots barriers or final"),
+        (["--backend", "FakeTorino", "--optimize", "3"], "use 2 or lower"),
     ],
 )
 def test_device_input_errors_are_one_line_exit_2(tmp_path, arena_root, args, message):

@@ -124,6 +124,10 @@ def route_to_device(
 
     if any(isinstance(inst.operation, ControlFlowOp) for inst in circuit.data):
         raise InputError("control flow is not supported with a device's noise yet")
+    if optimization_level > 2:
+        # level 3 moves the laid-out circuit onto other device qubits after routing (a post
+        # layout), which the walk below cannot see
+        raise InputError("--optimize 3 is not supported with a device's noise; use 2 or lower")
     num_user = circuit.num_qubits
     if num_user > backend.num_qubits:
         raise InputError(

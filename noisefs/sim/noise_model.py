@@ -187,7 +187,7 @@ class GivenNoise:
             raise InputError(
                 "this noise model relaxes qubits during delay instructions (a custom noise "
                 "pass of NoiseModel.from_backend), which cannot be recorded; remove the "
-                "delays, or give the device itself with backend="
+                "delays"
             )
 
     def model_for(self, num_qubits: int):
