@@ -13,7 +13,7 @@ reported. One untimed warm-up of each kind runs first (page cache, compiled byte
    1024 trajectories, seed 7. A = ``noisefs run`` (private arena on /dev/shm); B = the way users
    average with Aer today: the executed circuit noisefs records + the same noise model +
    ``save_density_matrix()``, ``AerSimulator(method="statevector").run(shots=1024,
-   seed_simulator=7)``. The two final density matrices must agree to 1e-8 (SPEC's
+   seed_simulator=7)``. The two final density matrices must agree to 1e-8 (the contract's
    reproducibility contract); otherwise the script exits 1. Target: noisefs / plain <= 0.2.
 2. Peak RSS of ``noisefs run`` at 512 vs 4096 trajectories (target ratio <= 1.2), and of plain
    Aer with ``save_statevector(pershot=True)`` at 512 vs 4096 shots (grows with the shots).
@@ -25,7 +25,7 @@ reported. One untimed warm-up of each kind runs first (page cache, compiled byte
    chosen so a case runs a few seconds (3-20 s on the development machine), seed 7, whole
    processes. A = ``noisefs run C --trajectories K --snapshots final --quiet``; a = the
    minimal script a user would write instead (``MINIMAL_SCRIPT``: load the file, ``transpile``
-   to ``rz, sx, x, cx`` at level 0, drop final measurements, SPEC's noise model written with
+   to ``rz, sx, x, cx`` at level 0, drop final measurements, the contract's noise model written with
    ``qiskit_aer.noise``, per-shot statevectors in batches, one ``Psi^T Psi*`` per batch, or
    ``sum |Psi|^2`` above ``--max-dm-qubits`` 12 as noisefs does), run first at each of a few
    batch sizes and then at its best one (reported); b = plain Aer ``save_density_matrix``

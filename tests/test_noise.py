@@ -1,4 +1,4 @@
-"""noisefs.sim.noise: the model equals SPEC's rule (checked against an independent numpy
+"""noisefs.sim.noise: the model equals the noise rule (docs/contract.md) (checked against an independent numpy
 computation), validation, calibration files."""
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def depolarize(rho, p, qubits, n):
 
 
 def reference(qc: QuantumCircuit, t1, t2, time_1q, time_2q, p1, p2) -> np.ndarray:
-    """SPEC's rule applied gate by gate; t1, t2 are per-qubit lists."""
+    """The contract's noise rule applied gate by gate; t1, t2 are per-qubit lists."""
     n = qc.num_qubits
     rho = np.zeros((2**n, 2**n), dtype=complex)
     rho[0, 0] = 1

@@ -74,7 +74,8 @@ def test_managed_takes_exactly_the_tables_managed_options():
             assert parameters & {spec.name, *spec.aliases}, spec.name
     for name in parameters - {"quiet"}:  # every other is a managed option of the table
         assert BY_KEYWORD[name].managed, name
-    assert {"quota", "max_files", "spill_dir", "batch", "root"} <= parameters  # SPEC's names
+    names = {"quota", "max_files", "spill_dir", "batch", "root"}  # the contract's names
+    assert names <= parameters
     with pytest.raises(InputError, match="size .lots."):
         noisefs.managed(quota="lots")  # the table's parser and message
 

@@ -1,4 +1,4 @@
-"""Every QASMBench circuit in shared/ against SPEC's oracle; the broken one exits 2."""
+"""Every QASMBench circuit in shared/ against the contract's oracle; the broken one exits 2."""
 
 from __future__ import annotations
 

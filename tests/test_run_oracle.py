@@ -1,4 +1,4 @@
-"""End-to-end runs judged by SPEC's oracle: Aer's own average to 1e-8, at every snapshot."""
+"""End-to-end runs judged by the contract's oracle (docs/contract.md): Aer's own average to 1e-8, at every snapshot."""
 
 from __future__ import annotations
 

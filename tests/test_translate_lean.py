@@ -1,7 +1,7 @@
 """The lean level-0 translation equals Qiskit's full ``transpile(..., optimization_level=0)``.
 
 noisefs translates with a pass manager built directly (``noisefs.sim.translate``) to skip the
-preset's start-up cost; SPEC's rule is Qiskit's level 0, so the executed circuit must be the
+preset's start-up cost; the contract's rule is Qiskit's level 0, so the executed circuit must be the
 one the full preset gives, on every circuit of the corpus and on circuits that exercise each
 pass (unitary synthesis, high-level synthesis, custom definitions, delays, control flow).
 """

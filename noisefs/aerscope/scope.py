@@ -24,7 +24,7 @@ _ENTERED: ContextVar[tuple[tuple[managed, Scope], ...]] = ContextVar(
 )
 
 
-class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (SPEC)
+class managed(ContextDecorator):  # noqa: N801 - the public name is lower case (docs/contract.md)
     """Batch every Aer backend ``run`` inside a function or a ``with`` block.
 
     ``@noisefs.managed(quota="256MiB", batch=256)`` or ``with noisefs.managed(...) as scope:``.
