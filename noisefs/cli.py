@@ -13,7 +13,7 @@ import sys
 import traceback
 
 from noisefs import __version__
-from noisefs.errors import EXIT_INPUT, EXIT_INTERRUPTED, NoiseFSError, exit_code_for
+from noisefs.errors import EXIT_INPUT, EXIT_INTERRUPTED, NoiseFSError, exit_code_for, one_line
 
 COMMANDS = ("run", "status", "gc", "daemon", "inspect")
 
@@ -22,7 +22,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line with exit code 2."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_INPUT, f"noisefs: error: {message} (see '{self.prog} --help')\n")
+        # one line, whatever the arguments it quotes hold (unrecognized ones are quoted raw)
+        self.exit(EXIT_INPUT, f"noisefs: error: {one_line(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code_for(exc)
         if debug or not isinstance(exc, NoiseFSError | OSError):
             traceback.print_exc()  # a bug: the traceback is what a report needs
-        message = str(exc) or type(exc).__name__
+        message = one_line(exc) or type(exc).__name__
         print(f"noisefs: error: {message}", file=sys.stderr)
         return code

@@ -33,6 +33,9 @@ class NoiseFSError(Exception):
 
     exit_code: int = 1
 
+    def __str__(self) -> str:  # one line, whatever user text (a file name) the message quotes
+        return one_line(super().__str__())
+
     def __reduce__(self):
         return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
@@ -85,7 +88,7 @@ class ArenaError(NoiseFSError, OSError):
         self.__dict__.update(facts)
 
     def __str__(self) -> str:
-        return self.message
+        return one_line(self.message)
 
     def __reduce__(self):  # survive pickling across process boundaries
         facts = {k: v for k, v in self.__dict__.items() if k != "message"}

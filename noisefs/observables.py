@@ -363,6 +363,8 @@ def parse_observables(value: object) -> tuple[Observable, ...]:
 def load_observables_file(path: str | os.PathLike) -> tuple[Observable, ...]:
     """A JSON or TOML file: a table of names to operator strings (``{"zz": "Z0 Z1"}``)."""
     name = str(path)
+    if "\x00" in name:  # open() would raise ValueError
+        raise InputError(f"{name!r}: not a file name (it holds a NUL byte)")
     try:
         data = Path(path).read_bytes()
     except OSError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,10 +118,13 @@ def _duration(flag: str, value: object) -> float:
 def _positive_float(flag: str, value: object) -> float:
     try:
         number = float(value)
+    except OverflowError:  # an int beyond any float (and its repr beyond int()'s digits)
+        shown = _shown(value) if isinstance(value, int) else f"a {type(value).__name__} too large"
+        raise InputError(f"{flag} takes a positive number, not {shown}") from None
     except (TypeError, ValueError):
         raise InputError(f"{flag} takes a positive number, not {value!r}") from None
-    if not number > 0:
-        raise InputError(f"{flag} must be positive, not {number}")
+    if not (number > 0 and math.isfinite(number)):
+        raise InputError(f"{flag} must be a positive finite number, not {number}")
     return number
 
 
@@ -224,7 +228,7 @@ class OptionSpec:
 def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
     field = name if field == "" else field
     if "{default}" in help:  # the default shown is RunOptions' own: written once
-        help = help.replace("{default}", _shown(_RUN_DEFAULTS[field]))
+        help = help.replace("{default}", _default_shown(_RUN_DEFAULTS[field]))
     # the field's name is a keyword too, unless another option owns it (--observables FILE)
     own_field = () if not kw.pop("field_alias", True) else (field,)
     aliases = tuple(a for a in own_field if a and a != name) + kw.pop("aliases", ())
@@ -234,7 +238,7 @@ def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
 _RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunOptions)}
 
 
-def _shown(value: object) -> str:
+def _default_shown(value: object) -> str:  # not _shown: that one writes integers in messages
     if isinstance(value, float):
         return f"{value:g}s"  # the float defaults are durations
     return str(value)
@@ -305,6 +309,33 @@ def add_arguments(parser: argparse.ArgumentParser, specs=OPTIONS) -> None:
             )  # fmt: skip
 
 
+_QUOTABLE_BITS = 14_000  # str() of an int raises beyond 4,300 digits (about 14,284 bits)
+_QUOTABLE_DEPTH = 8
+
+
+def _unquotable(value: object, depth: int = 0) -> str | None:
+    if isinstance(value, int) and value.bit_length() > _QUOTABLE_BITS:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        if depth >= _QUOTABLE_DEPTH:
+            return f"containers nested more than {_QUOTABLE_DEPTH} deep"
+        items = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
+        for item in items:
+            why = _unquotable(item, depth + 1)
+            if why is not None:
+                return why
+    return None
+
+
+def check_quotable(flag: str, value: object) -> None:
+    """Refuse a value no message can quote, before any parser tries: ``str()`` of an integer
+    of more than 4,300 digits raises ``ValueError`` and ``repr()`` of a list nested a
+    thousand deep ``RecursionError``; no option takes either."""
+    why = _unquotable(value)
+    if why is not None:
+        raise InputError(f"{flag} takes no value holding {why}")
+
+
 def split_options(**kwargs) -> tuple[dict, dict]:
     """Validate keyword options by the table: (RunOptions fields, noise parameters).
 
@@ -317,6 +348,7 @@ def split_options(**kwargs) -> tuple[dict, dict]:
             raise InputError(f"unknown run option {keyword!r}")
         if value is None:
             continue
+        check_quotable(spec.flag, value)
         if spec.field is None:
             noise[spec.name] = value
         elif spec.field == "observables" and spec.field in fields:  # --observable and a file

@@ -42,7 +42,23 @@ _NUMBER_WITH_UNIT = re.compile(
 )
 
 
+_MAX_DIGITS = 400  # digits in a size's number: far beyond 2**63 bytes, far below int()'s limit
+
+
+def _shown(value: object) -> str:
+    """A value for a message: its repr, cut short."""
+    if isinstance(value, int) and abs(value) >= 10**30:  # str() of 5,000 digits raises
+        return f"{'-' if value < 0 else ''}(an integer of {value.bit_length()} bits)"
+    shown = str(value) if isinstance(value, int) else repr(value)
+    return shown if len(shown) <= 40 else f"{shown[:30]}... ({len(shown)} characters)"
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)  # str() of one may raise (a huge int, depth)
+
+
 def _split(text: str, what: str) -> tuple[float, str]:
+    if isinstance(text, _CONTAINERS):
+        raise InputError(f"{what} must be a number or a string, not a {type(text).__name__}")
     match = _NUMBER_WITH_UNIT.match(str(text))
     if not match:
         raise InputError(f"cannot read {what} {text!r}")
@@ -61,8 +77,12 @@ def parse_size(text: str | int) -> int:
         raise InputError(f"size must be a number of bytes or a string like '512MiB', not {text!r}")
     if isinstance(text, int):
         if text < 0:
-            raise InputError(f"size {text} is negative")
+            raise InputError(f"size {_shown(text)} is negative")
+        if text >= 2**63:
+            raise InputError(f"size {_shown(text)} is too large")
         return text
+    if isinstance(text, _CONTAINERS):
+        raise InputError(f"size must be a number or a string, not a {type(text).__name__}")
     match = _NUMBER_WITH_UNIT.match(str(text))
     if not match:
         raise InputError(f"cannot read size {text!r}")
@@ -72,7 +92,11 @@ def parse_size(text: str | int) -> int:
         raise InputError(
             f"unknown size unit {unit!r} in {text!r} (use B, KiB, MiB, GiB, kB, MB, GB)"
         )
-    # exact arithmetic: '9007199254740993' must not round through a float
+    # exact arithmetic: '9007199254740993' must not round through a float; bounded first,
+    # since Fraction('1e99999999999') computes 10**99999999999 and 5,000 digits pass no int()
+    mantissa, _, exponent = match.group(1).lower().partition("e")
+    if len(mantissa) > _MAX_DIGITS or len(exponent.lstrip("+-")) > 4:
+        raise InputError(f"size {_shown(text)} is out of range")
     total = Fraction(match.group(1)) * factor
     if total < 0:
         raise InputError(f"size {text!r} is negative")

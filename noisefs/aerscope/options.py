@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from noisefs.errors import InputError
-from noisefs.options import BY_KEYWORD
+from noisefs.options import BY_KEYWORD, check_quotable
 
 DEFAULT_BATCH = 256
 _PREFIX = "noisefs.managed: "
@@ -37,6 +37,7 @@ def _parsed(keyword: str, value: object) -> object:
     if value is None:
         return None
     try:
+        check_quotable(keyword, value)
         return BY_KEYWORD[keyword].parse(keyword, value)
     except InputError as exc:
         text = str(exc)
@@ -66,6 +67,10 @@ def validate_options(
             f"(leave it out for {DEFAULT_BATCH})"
         )
     if not isinstance(quiet, bool):
+        try:
+            check_quotable("quiet", quiet)  # repr() below would raise for some values
+        except InputError as exc:
+            raise InputError(f"{_PREFIX}{exc}") from None
         raise InputError(f"{_PREFIX}quiet must be True or False, not {quiet!r}")
     spill, arena = _parsed("spill_dir", spill_dir), _parsed("root", root)
     return ManagedOptions(

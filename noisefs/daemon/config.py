@@ -130,7 +130,7 @@ def _int(where: str, name: str, value: object, low: int, high: int) -> int:
 
 
 def _path(where: str, name: str, value: object) -> Path:
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or "\x00" in value:  # no NUL in any path
         raise InputError(f"{where}: {name} must be a path string, not {value!r}")
     return Path(os.path.abspath(os.path.expanduser(value)))
 

@@ -149,8 +149,12 @@ def load_calibration(path: str | os.PathLike) -> dict:
     Returns ``{"globals": {...}, "per_qubit": {"qubits": {...}, "pairs": {...}} | None}`` with
     every time in seconds (``t1_s`` ...) and every key checked. Errors name the file.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"calibration must be a file path, not {type(path).__name__}")
     name = str(path)
     file = Path(os.fspath(path))
+    if "\x00" in name:  # open() would raise ValueError
+        raise InputError(f"{name!r}: not a file name (it holds a NUL byte)")
     try:
         data = file.read_bytes()
     except FileNotFoundError:

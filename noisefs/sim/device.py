@@ -23,9 +23,9 @@ _PROVIDER = "qiskit_ibm_runtime.fake_provider"
 
 def load_backend(value: object):
     """A ``BackendV2`` as given, or the fake device of that name (``FakeTorino``)."""
-    if not isinstance(value, str):
-        from qiskit.providers import BackendV2
+    from qiskit.providers import BackendV2
 
+    if not isinstance(value, str):
         if not isinstance(value, BackendV2):
             raise InputError(
                 f"backend must be a BackendV2 or a fake device's name, not {type(value).__name__}"
@@ -39,9 +39,14 @@ def load_backend(value: object):
             "pip install 'noisefs[devices]'",
             extra="devices",
         ) from None
+
+    def device(name: str) -> bool:  # the module holds providers too (FakeProviderForBackendV2)
+        cls = getattr(fakes, name, None)
+        return name.startswith("Fake") and isinstance(cls, type) and issubclass(cls, BackendV2)
+
     cls = getattr(fakes, value, None)
-    if not (isinstance(cls, type) and value.startswith("Fake")):
-        known = sorted(n for n in dir(fakes) if n.startswith("Fake") and not n.endswith("V1"))
+    if not device(value):
+        known = sorted(n for n in dir(fakes) if device(n) and not n.endswith("V1"))
         close = [n for n in known if n.lower().startswith(value.lower()[:6])][:5] or known[:5]
         raise InputError(f"no fake device {value!r} in {_PROVIDER} (e.g. {', '.join(close)})")
     try:

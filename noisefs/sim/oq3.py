@@ -20,6 +20,10 @@ from noisefs.errors import one_line
 __all__ = ["Qasm3Failure", "is_panic", "parse_qasm3"]
 
 _POSITION = re.compile(r"^(?:L)?(?P<line>\d+)(?:,|:C)(?P<col>\d+):\s*(?P<msg>.*)$", re.DOTALL)
+_BRACKET = re.compile(r"[()\[\]{}]")
+# Python's recursion limit stops the parser near 250 nested parentheses (50 blocks); antlr's
+# prediction scans the whole nest first, about a millisecond per level: 50,000 took 40 s.
+_MAX_NESTING = 512
 
 
 class Qasm3Failure(Exception):
@@ -68,6 +72,20 @@ def _syntax_tree(text: str):
     return parser.program()
 
 
+def _too_deep(text: str) -> int | None:
+    """The line where brackets (of any kind, comments included) first nest deeper than
+    the parser can follow, or ``None``: refused before antlr spends seconds on it."""
+    depth = 0
+    for match in _BRACKET.finditer(text):
+        if match.group() in "([{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                return text.count("\n", 0, match.start()) + 1
+        elif depth:
+            depth -= 1
+    return None
+
+
 def parse_qasm3(text: str) -> QuantumCircuit:
     """OpenQASM 3 text to a ``QuantumCircuit`` exactly as ``qiskit.qasm3.loads`` reads it.
 
@@ -79,6 +97,13 @@ def parse_qasm3(text: str) -> QuantumCircuit:
         from qiskit_qasm3_import import convert
     except ImportError as exc:  # pragma: no cover - qiskit[qasm3-import] is a dependency
         raise Qasm3Failure(f"OpenQASM 3 support is not installed: {exc}") from None
+    deep = _too_deep(text)
+    if deep is not None:
+        raise Qasm3Failure(
+            f"the program is nested too deeply to parse (more than {_MAX_NESTING} open"
+            " parentheses, brackets or braces)",
+            deep,
+        )
     try:
         tree = _syntax_tree(text)
         program = oq3.QASMNodeVisitor().visitProgram(tree)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -89,13 +90,54 @@ def _check_circuit(qc: QuantumCircuit, label: str) -> None:
     if qc.num_qubits == 0:
         raise CircuitError(f"{label}: the circuit has no qubits; declare some with qreg or qubit")
     check_qubit_count(qc.num_qubits, label)
+    _check_parameters(qc, label, "bind them with QuantumCircuit.assign_parameters")
+
+
+def _check_parameters(qc: QuantumCircuit, label: str, hint: str, file: str | None = None) -> None:
     if qc.parameters:
         names = ", ".join(p.name for p in list(qc.parameters)[:5])
         more = "" if len(qc.parameters) <= 5 else f" and {len(qc.parameters) - 5} more"
         raise CircuitError(
-            f"{label}: the circuit has unbound parameters ({names}{more}); "
-            "bind them with QuantumCircuit.assign_parameters before running it"
+            f"{label}: the circuit has unbound parameters ({names}{more}); {hint} before "
+            "running it",
+            file=file,
         )
+
+
+_INPUTS_HINT = "replace each OpenQASM 3 'input' by its value"
+
+
+def _check_values(qc: QuantumCircuit, label: str, file: str | None) -> None:
+    """Refuse what Aer would run, but not as written: a non-finite gate angle (``rz(1e400)``
+    reads as infinity), and a condition on a value its register cannot hold (Aer compares
+    ``c == 5`` on a 2-bit register as ``c == 1``: the value's low bits)."""
+    from qiskit.circuit import ClassicalRegister, Clbit
+
+    for instruction in qc.data:
+        op = instruction.operation
+        for value in op.params:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise CircuitError(
+                    f"{label}: {op.name} has the angle {value}; give a finite number", file=file
+                )
+        condition = getattr(op, "condition", None)  # (bit or register, value); or an Expr
+        if isinstance(condition, tuple) and isinstance(condition[0], (Clbit, ClassicalRegister)):
+            target, value = condition
+            width = 1 if isinstance(target, Clbit) else len(target)
+            if not 0 <= int(value) < 2**width:
+                what = "bit" if width == 1 else f"{width}-bit register"
+                raise CircuitError(
+                    f"{label}: a condition compares a {what} with {_shown(int(value))}, a value "
+                    "it never holds (Aer would compare its low bits); compare with what it can "
+                    "hold",
+                    file=file,
+                )
+        for block in getattr(op, "blocks", ()):
+            _check_values(block, label, file)
+
+
+def _shown(number: int) -> str:
+    return str(number) if abs(number) < 10**30 else f"an integer of {number.bit_length()} bits"
 
 
 def _load(
@@ -108,6 +150,7 @@ def _load(
         return source, circuit_sha256(source), None, label, _short_name(source.name), "circuit"
     if isinstance(source, str) and looks_like_qasm(source):
         qc = load_text(source)
+        _check_parameters(qc, TEXT_LABEL, _INPUTS_HINT)
         digest = hashlib.sha256(source.encode("utf-8", errors="replace")).hexdigest()
         return qc, digest, None, TEXT_LABEL, "circuit", "text"
     if isinstance(source, (str, os.PathLike)):
@@ -115,6 +158,7 @@ def _load(
         if not isinstance(path, str):
             path = os.fsdecode(path)
         qc, data = load_file(path)
+        _check_parameters(qc, path, _INPUTS_HINT, file=path)
         digest = hashlib.sha256(data).hexdigest()
         return qc, digest, path, path, _short_name(Path(path).stem), "file"
     raise InputError(
@@ -152,6 +196,7 @@ def prepare(
     where known (``<OpenQASM text>:LINE`` for text, ``circuit 'NAME'`` for a circuit).
     """
     source_qc, digest, path, label, name, kind = _load(source)
+    _check_values(source_qc, label, path)
     stripped, removed = strip_counted(source_qc)
     layout = None
     try:

@@ -47,6 +47,8 @@ def looks_like_qasm(text: str) -> bool:
 
 
 def _read_bytes(path: Path, name: str) -> bytes:
+    if "\x00" in name:  # open() would raise ValueError
+        raise _error(f"{name!r}: not a file name (it holds a NUL byte)", name)
     try:
         if path.is_dir():
             raise _error(f"{name}: is a directory, not an OpenQASM file", name)
@@ -119,7 +121,9 @@ def _header_version(text: str) -> tuple[str | None, int]:
 
 
 def _qasm2_error(name: str, exc: Exception) -> CircuitError:
-    message = one_line(str(exc).strip().strip('"'))
+    # QiskitError's str() is the repr of its message: quoted, its quotes and backslashes
+    # escaped; the message itself is what the parser said
+    message = one_line(getattr(exc, "message", None) or str(exc).strip().strip("\"'"))
     match = _QASM2_POS.match(message)
     if not match:
         return _error(f"{name}: {message}", name)
