@@ -177,25 +177,36 @@ class ObservableSet:
 
     def from_states(self, states: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
         """Each observable's value in each pure state: (B, M) from a (B, 2ⁿ) stack and its
-        (B, 2ⁿ) probabilities |ψ|²."""
-        base = _indices(self.num_qubits)
+        (B, 2ⁿ) probabilities |ψ|².
 
-        def term_values(x_mask: int) -> np.ndarray:
-            if x_mask == 0:
-                return probabilities.astype(np.complex128, copy=False)
-            return states[:, base ^ x_mask].conj() * states
+        The flip of a term's X/Y qubits is a reversed-axes view of ψ as a (2,)*n tensor (no
+        index gather); rows are taken a few at a time so that a product stays ~64 MiB."""
+        n = self.num_qubits
+        out = np.empty((states.shape[0], len(self.observables)))
+        rows = max(1, _CHUNK_ELEMENTS >> n)
+        for start in range(0, states.shape[0], rows):
+            chunk = states[start : start + rows]
+            tensor = chunk.reshape((chunk.shape[0],) + (2,) * n)
 
-        return self._values(states.shape[0], term_values)
+            def products(x_mask: int, chunk=chunk, tensor=tensor, start=start) -> np.ndarray:
+                if x_mask == 0:
+                    return probabilities[start : start + rows]
+                axes = tuple(n - q for q in range(n) if x_mask >> q & 1)
+                flipped = np.flip(tensor, axis=axes)
+                return (np.conj(flipped) * tensor).reshape(chunk.shape)
+
+            out[start : start + rows] = self._values(chunk.shape[0], products)
+        return out
 
     def from_densities(self, rhos: np.ndarray) -> np.ndarray:
         """Each observable's value ``Tr(Oρ)`` for a (B, 2ⁿ, 2ⁿ) stack: (B, M)."""
         base = _indices(self.num_qubits)
 
-        def term_values(x_mask: int) -> np.ndarray:
+        def products(x_mask: int) -> np.ndarray:
             # Tr(Pρ) = i^{#Y} Σ_k (-1)^{popcount(k & z)} ρ[k, k ^ x]
             return rhos[:, base, base ^ x_mask]
 
-        return self._values(rhos.shape[0], term_values)
+        return self._values(rhos.shape[0], products)
 
     def _values(self, batch: int, products) -> np.ndarray:
         out = np.zeros((batch, len(self.observables)), dtype=np.float64)
@@ -204,11 +215,17 @@ class ObservableSet:
             for term in observable.terms:
                 by_flip.setdefault(term.x_mask, []).append((m, term))
         for x_mask, terms in by_flip.items():
-            product = products(x_mask)  # (B, 2ⁿ): one gather shared by the terms
+            product = products(x_mask)  # (B, 2ⁿ): one flip shared by the terms
             for m, term in terms:
-                value = product @ _signs(self.num_qubits, term.z_mask)
+                if term.z_mask == 0:
+                    value = product.sum(axis=1)
+                else:
+                    value = product @ _signs(self.num_qubits, term.z_mask)
                 out[:, m] += term.coeff * (1j**term.num_y * value).real
         return out
+
+
+_CHUNK_ELEMENTS = 1 << 22  # amplitudes per product: 64 MiB of complex128
 
 
 @functools.lru_cache(maxsize=4)
@@ -216,7 +233,7 @@ def _indices(num_qubits: int) -> np.ndarray:
     return np.arange(2**num_qubits, dtype=np.int64)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=16)  # 8 MiB each at 20 qubits
 def _signs(num_qubits: int, z_mask: int) -> np.ndarray:
     """(-1)^{popcount(j & z)} for every basis index j (float64: a BLAS matrix-vector)."""
     j = _indices(num_qubits)
