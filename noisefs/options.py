@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from noisefs import option_values as values
 from noisefs.errors import InputError
-from noisefs.observables import Observable, load_observables_file, parse_observables
-from noisefs.units import parse_duration, parse_size
+from noisefs.observables import Observable
+from noisefs.option_values import STORES, check_quotable
 
-STORES = ("factored", "dense")
 DEFAULT_TRAJECTORIES = 1000
 DEFAULT_MAX_DM_QUBITS = 12
 DEFAULT_PUT_TIMEOUT_S = 120.0  # the arena's too (Arena(timeout_s=...)) and managed's
@@ -61,135 +60,6 @@ class RunOptions:
 
     def replace(self, **changes) -> RunOptions:
         return dataclasses.replace(self, **changes)
-
-
-# -- value parsers (each names the option it reads in its messages) ----------------------
-
-
-# Every count reaches numpy, SQLite or Aer's C++ configuration as a signed 64-bit integer.
-_INT64_MAX = 2**63 - 1
-_MAX_AER_THREADS = 4096  # Aer's thread option is a C int; more threads than this help no one
-
-
-def _shown(number: int) -> str:
-    """An integer for a message: written out when short, as its size when not."""
-    return str(number) if abs(number) < 10**30 else f"an integer of {number.bit_length()} bits"
-
-
-def _integer(minimum: int = 1, maximum: int = _INT64_MAX) -> Callable[[str, object], int]:
-    def parse(flag: str, value: object) -> int:
-        if isinstance(value, bool):
-            raise InputError(f"{flag} must be an integer, not {value!r}")
-        text = None if isinstance(value, int) else str(value).strip()
-        if text is not None and len(text) > 40:
-            raise InputError(f"{flag} must be an integer of at most {maximum}, not {text[:20]}...")
-        try:
-            number = value if text is None else int(text)
-        except ValueError:
-            raise InputError(f"{flag} must be an integer, not {value!r}") from None
-        if number < minimum:
-            raise InputError(f"{flag} must be at least {minimum}, not {_shown(number)}")
-        if number > maximum:
-            raise InputError(f"{flag} must be at most {maximum}, not {_shown(number)}")
-        return number
-
-    return parse
-
-
-def _seed(flag: str, value: object) -> int:
-    return _integer(minimum=0)(flag, value)  # below 2**63, as Aer's seed_simulator
-
-
-def _optimize(flag: str, value: object) -> int:
-    level = _integer(minimum=0)(flag, value)
-    if level > 3:
-        raise InputError(f"{flag} takes 0, 1, 2 or 3, not {level}")
-    return level
-
-
-def _size(flag: str, value: object) -> int:
-    return parse_size(value)
-
-
-def _duration(flag: str, value: object) -> float:
-    return parse_duration(value)
-
-
-def _positive_float(flag: str, value: object) -> float:
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond any float (and its repr beyond int()'s digits)
-        shown = _shown(value) if isinstance(value, int) else f"a {type(value).__name__} too large"
-        raise InputError(f"{flag} takes a positive number, not {shown}") from None
-    except (TypeError, ValueError):
-        raise InputError(f"{flag} takes a positive number, not {value!r}") from None
-    if not (number > 0 and math.isfinite(number)):
-        raise InputError(f"{flag} must be a positive finite number, not {number}")
-    return number
-
-
-def _path(flag: str, value: object) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise InputError(f"{flag} must be a file or directory path, not {value!r}")
-    return Path(value).expanduser()
-
-
-def _store(flag: str, value: object) -> str:
-    if str(value) not in STORES:
-        raise InputError(f"{flag} takes 'factored' or 'dense', not {value!r}")
-    return str(value)
-
-
-def _text(flag: str, value: object) -> str:
-    return str(value)
-
-
-def _flag(flag: str, value: object) -> bool:
-    return bool(value)
-
-
-def _negated(flag: str, value: object) -> bool:
-    return not value  # --no-X sets X to False
-
-
-def _raw(flag: str, value: object) -> object:
-    return value  # validated by its consumer (the noise model, the scheduler connection)
-
-
-def parse_keep_qubits(text: str | tuple | list | int | None) -> tuple[int, ...] | None:
-    """``"0,2,3"`` or a sequence of ints → sorted unique tuple."""
-    if text is None:
-        return None
-    if isinstance(text, int) and not isinstance(text, bool):
-        text = [text]
-    try:
-        items = text.split(",") if isinstance(text, str) else list(text)
-        values = [int(str(item).strip()) for item in items if str(item).strip()]
-    except (TypeError, ValueError):
-        raise InputError(
-            f"--keep-qubits takes comma-separated qubit indices, not {text!r}"
-        ) from None
-    if len(set(values)) != len(values):
-        raise InputError(f"--keep-qubits names a qubit twice: {text!r}")
-    # the reduced state keeps Qiskit's order: the lowest kept qubit is least significant
-    qubits = sorted(values)
-    if not qubits or qubits[0] < 0:
-        raise InputError(f"--keep-qubits takes non-negative qubit indices, not {text!r}")
-    return tuple(qubits)
-
-
-def _keep(flag: str, value: object) -> tuple[int, ...] | None:
-    return parse_keep_qubits(value)  # type: ignore[arg-type]
-
-
-def _observables(flag: str, value: object) -> tuple[Observable, ...]:
-    return parse_observables(value)
-
-
-def _observables_file(flag: str, value: object) -> tuple[Observable, ...]:
-    if isinstance(value, (list, tuple)):  # the flag given more than once
-        return tuple(o for path in value for o in load_observables_file(str(path)))
-    return load_observables_file(str(value))
 
 
 # -- the table -----------------------------------------------------------------------------
@@ -238,7 +108,9 @@ def _spec(name, flags, help, group, parse, field="", **kw) -> OptionSpec:
 _RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunOptions)}
 
 
-def _default_shown(value: object) -> str:  # not _shown: that one writes integers in messages
+def _default_shown(
+    value: object,
+) -> str:  # not option_values.shown: that one writes integers in messages
     if isinstance(value, float):
         return f"{value:g}s"  # the float defaults are durations
     return str(value)
@@ -246,41 +118,41 @@ def _default_shown(value: object) -> str:  # not _shown: that one writes integer
 
 SIM, NOISE, OUT, ARENA = "simulation", "noise", "output", "arena and execution"
 OPTIONS: tuple[OptionSpec, ...] = (
-    _spec("trajectories", ("--trajectories", "-k"), "number of trajectories (default {default})", SIM, _integer(), metavar="K"),
-    _spec("seed", ("--seed",), "trajectory i uses Aer shot seed S+i (default: random, recorded)", SIM, _seed, metavar="S"),
-    _spec("snapshots", ("--snapshots",), "final | barriers (default) | layers | every:N", SIM, _text, metavar="WHEN"),
-    _spec("optimize", ("--optimize",), "transpiler optimization level (default {default}: every gate you wrote suffers noise)", SIM, _optimize, metavar="N"),
-    _spec("seed_transpiler", ("--seed-transpiler",), "transpiler seed (default {default})", SIM, _integer(minimum=0), metavar="S"),
-    _spec("target_tol", ("--target-tol",), "stop once every <Z_q> standard error is at most X", SIM, _positive_float, metavar="X"),
-    _spec("t1", ("--t1",), "T1 relaxation time, e.g. 50us or 50e-6", NOISE, _raw, field=None),
-    _spec("t2", ("--t2",), "T2 dephasing time (at most 2*T1)", NOISE, _raw, field=None),
-    _spec("time_1q", ("--time-1q",), "duration of sx and x, e.g. 50ns", NOISE, _raw, field=None),
-    _spec("time_2q", ("--time-2q",), "duration of cx, e.g. 300ns", NOISE, _raw, field=None),
-    _spec("p1", ("--p1",), "1-qubit depolarizing probability", NOISE, _raw, field=None),
-    _spec("p2", ("--p2",), "2-qubit depolarizing probability", NOISE, _raw, field=None),
-    _spec("readout", ("--readout",), "symmetric readout flip probability (default 0)", NOISE, _raw, field=None),
-    _spec("calibration", ("--calibration",), "JSON or TOML file with per-qubit T1/T2 and per-gate errors", NOISE, _raw, field=None, metavar="FILE"),
-    _spec("backend", ("--backend",), "a device's noise instead of the rule: a fake device of qiskit_ibm_runtime.fake_provider (FakeTorino, FakeSherbrooke, ...); the circuit is transpiled to it and run on the qubits it uses", NOISE, _raw, field=None, metavar="NAME"),
-    _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, _path, metavar="PATH"),
-    _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default {default})", OUT, _integer(minimum=0), metavar="N"),
-    _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, _keep, metavar="LIST"),
-    _spec("observable", ("--observable",), "an observable to average, with its standard error, at every snapshot: a Pauli label (ZZIII), a sparse one (Z0 Z3) or a sum (0.5*Z0 Z1 - 1.2*X0); repeatable", OUT, _observables, field="observables", metavar="SPEC", repeatable=True),
-    _spec("observables_file", ("--observables",), "a JSON or TOML file of names to observables", OUT, _observables_file, field="observables", metavar="FILE", repeatable=True, field_alias=False),
-    _spec("no_probabilities", ("--no-probabilities",), "keep no 2^n probabilities per snapshot (<Z>, observables and rho as asked; for 20+ qubits)", OUT, _negated, field="probabilities", is_flag=True, field_alias=False),
-    _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, _flag, is_flag=True),
-    _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default {default}; stretched if writing them is slow)", OUT, _duration, field="checkpoint_interval_s", metavar="SECONDS"),
-    _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, _path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),
-    _spec("quota", ("--quota",), "arena quota, e.g. 512MiB; stored in the arena for every later user (default: the arena's stored quota, 1GiB for a new arena)", ARENA, _size, field="quota_bytes", metavar="SIZE", managed=True),
-    _spec("max_files", ("--max-files",), "arena inode bound; stored like --quota (default: the stored one, 10000 for a new arena)", ARENA, _integer(), metavar="N", managed=True),
-    _spec("spill", ("--spill",), "spill directory (default ~/.cache/noisefs/spill)", ARENA, _path, field="spill_dir", metavar="DIR", managed=True),
-    _spec("spill_quota", ("--spill-quota",), "bound of the spill tier (default: leave 5%% of its filesystem free)", ARENA, _size, field="spill_quota_bytes", metavar="SIZE", managed=True),
-    _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default {default})", ARENA, _duration, field="put_timeout_s", metavar="SECONDS", managed=True),
-    _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, _integer(), metavar="B", managed=True),
-    _spec("workers", ("--workers",), "local worker processes (default {default}: one simulation thread)", ARENA, _integer(), metavar="W"),
-    _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, _integer(maximum=_MAX_AER_THREADS), metavar="N"),
-    _spec("store", ("--store",), "snapshot form (default {default}: psi; dense: rho)", ARENA, _store, choices=STORES),
-    _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, _raw, metavar="ADDR"),
-    _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, _path, metavar="FILE"),
+    _spec("trajectories", ("--trajectories", "-k"), "number of trajectories (default {default})", SIM, values.integer(), metavar="K"),
+    _spec("seed", ("--seed",), "trajectory i uses Aer shot seed S+i (default: random, recorded)", SIM, values.seed, metavar="S"),
+    _spec("snapshots", ("--snapshots",), "final | barriers (default) | layers | every:N", SIM, values.text, metavar="WHEN"),
+    _spec("optimize", ("--optimize",), "transpiler optimization level (default {default}: every gate you wrote suffers noise)", SIM, values.optimize, metavar="N"),
+    _spec("seed_transpiler", ("--seed-transpiler",), "transpiler seed (default {default})", SIM, values.integer(minimum=0), metavar="S"),
+    _spec("target_tol", ("--target-tol",), "stop once every <Z_q> standard error is at most X", SIM, values.positive_float, metavar="X"),
+    _spec("t1", ("--t1",), "T1 relaxation time, e.g. 50us or 50e-6", NOISE, values.raw, field=None),
+    _spec("t2", ("--t2",), "T2 dephasing time (at most 2*T1)", NOISE, values.raw, field=None),
+    _spec("time_1q", ("--time-1q",), "duration of sx and x, e.g. 50ns", NOISE, values.raw, field=None),
+    _spec("time_2q", ("--time-2q",), "duration of cx, e.g. 300ns", NOISE, values.raw, field=None),
+    _spec("p1", ("--p1",), "1-qubit depolarizing probability", NOISE, values.raw, field=None),
+    _spec("p2", ("--p2",), "2-qubit depolarizing probability", NOISE, values.raw, field=None),
+    _spec("readout", ("--readout",), "symmetric readout flip probability (default 0)", NOISE, values.raw, field=None),
+    _spec("calibration", ("--calibration",), "JSON or TOML file with per-qubit T1/T2 and per-gate errors", NOISE, values.raw, field=None, metavar="FILE"),
+    _spec("backend", ("--backend",), "a device's noise instead of the rule: a fake device of qiskit_ibm_runtime.fake_provider (FakeTorino, FakeSherbrooke, ...); the circuit is transpiled to it and run on the qubits it uses", NOISE, values.raw, field=None, metavar="NAME"),
+    _spec("output", ("--output", "-o"), "result file (default <circuit stem>.noisefs.npz beside the circuit)", OUT, values.path, metavar="PATH"),
+    _spec("max_dm_qubits", ("--max-dm-qubits",), "keep full density matrices up to N qubits (default {default})", OUT, values.integer(minimum=0), metavar="N"),
+    _spec("keep_qubits", ("--keep-qubits",), "keep the reduced density matrix of these qubits, e.g. 0,1,2", OUT, values.keep, metavar="LIST"),
+    _spec("observable", ("--observable",), "an observable to average, with its standard error, at every snapshot: a Pauli label (ZZIII), a sparse one (Z0 Z3) or a sum (0.5*Z0 Z1 - 1.2*X0); repeatable", OUT, values.observables, field="observables", metavar="SPEC", repeatable=True),
+    _spec("observables_file", ("--observables",), "a JSON or TOML file of names to observables", OUT, values.observables_file, field="observables", metavar="FILE", repeatable=True, field_alias=False),
+    _spec("no_probabilities", ("--no-probabilities",), "keep no 2^n probabilities per snapshot (<Z>, observables and rho as asked; for 20+ qubits)", OUT, values.negated, field="probabilities", is_flag=True, field_alias=False),
+    _spec("resume", ("--resume",), "continue the interrupted run that writes the same --output", OUT, values.flag, is_flag=True),
+    _spec("checkpoint_interval", ("--checkpoint-interval",), "seconds between checkpoints beside --output (default {default}; stretched if writing them is slow)", OUT, values.duration, field="checkpoint_interval_s", metavar="SECONDS"),
+    _spec("arena", ("--arena",), "arena root (default /dev/shm/noisefs-<uid>)", ARENA, values.path, field="arena_root", metavar="DIR", aliases=("root",), managed=True),
+    _spec("quota", ("--quota",), "arena quota, e.g. 512MiB; stored in the arena for every later user (default: the arena's stored quota, 1GiB for a new arena)", ARENA, values.size, field="quota_bytes", metavar="SIZE", managed=True),
+    _spec("max_files", ("--max-files",), "arena inode bound; stored like --quota (default: the stored one, 10000 for a new arena)", ARENA, values.integer(), metavar="N", managed=True),
+    _spec("spill", ("--spill",), "spill directory (default ~/.cache/noisefs/spill)", ARENA, values.path, field="spill_dir", metavar="DIR", managed=True),
+    _spec("spill_quota", ("--spill-quota",), "bound of the spill tier (default: leave 5%% of its filesystem free)", ARENA, values.size, field="spill_quota_bytes", metavar="SIZE", managed=True),
+    _spec("put_timeout", ("--put-timeout",), "how long a snapshot waits for arena space before failing (default {default})", ARENA, values.duration, field="put_timeout_s", metavar="SECONDS", managed=True),
+    _spec("batch", ("--batch",), "trajectories per Aer job (default: sized by measured cost)", ARENA, values.integer(), metavar="B", managed=True),
+    _spec("workers", ("--workers",), "local worker processes (default {default}: one simulation thread)", ARENA, values.integer(), metavar="W"),
+    _spec("aer_threads", ("--aer-threads",), "Aer threads per simulating process (default: the cores, shared among the workers)", ARENA, values.integer(maximum=values.MAX_AER_THREADS), metavar="N"),
+    _spec("store", ("--store",), "snapshot form (default {default}: psi; dense: rho)", ARENA, values.store, choices=STORES),
+    _spec("scheduler", ("--scheduler",), "run on a Dask cluster, e.g. tcp://127.0.0.1:8786", ARENA, values.raw, metavar="ADDR"),
+    _spec("scheduler_file", ("--scheduler-file",), "run on the Dask cluster of this scheduler file", ARENA, values.path, metavar="FILE"),
 )  # fmt: skip
 BY_KEYWORD: dict[str, OptionSpec] = {
     keyword: spec for spec in OPTIONS for keyword in (spec.name, *spec.aliases)
@@ -307,33 +179,6 @@ def add_arguments(parser: argparse.ArgumentParser, specs=OPTIONS) -> None:
                 choices=spec.choices, help=spec.help,
                 action="append" if spec.repeatable else "store",
             )  # fmt: skip
-
-
-_QUOTABLE_BITS = 14_000  # str() of an int raises beyond 4,300 digits (about 14,284 bits)
-_QUOTABLE_DEPTH = 8
-
-
-def _unquotable(value: object, depth: int = 0) -> str | None:
-    if isinstance(value, int) and value.bit_length() > _QUOTABLE_BITS:
-        return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, (list, tuple, set, frozenset, dict)):
-        if depth >= _QUOTABLE_DEPTH:
-            return f"containers nested more than {_QUOTABLE_DEPTH} deep"
-        items = [x for kv in value.items() for x in kv] if isinstance(value, dict) else value
-        for item in items:
-            why = _unquotable(item, depth + 1)
-            if why is not None:
-                return why
-    return None
-
-
-def check_quotable(flag: str, value: object) -> None:
-    """Refuse a value no message can quote, before any parser tries: ``str()`` of an integer
-    of more than 4,300 digits raises ``ValueError`` and ``repr()`` of a list nested a
-    thousand deep ``RecursionError``; no option takes either."""
-    why = _unquotable(value)
-    if why is not None:
-        raise InputError(f"{flag} takes no value holding {why}")
 
 
 def split_options(**kwargs) -> tuple[dict, dict]:

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 
 from noisefs.errors import InputError
-from noisefs.options import BY_KEYWORD, check_quotable
+from noisefs.option_values import check_quotable
+from noisefs.options import BY_KEYWORD
 
 DEFAULT_BATCH = 256
 _PREFIX = "noisefs.managed: "
