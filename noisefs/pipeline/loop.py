@@ -229,7 +229,9 @@ class RunLoop:
                 finished, _ = wait(
                     list(self.in_flight), timeout=POLL_S, return_when=FIRST_COMPLETED
                 )
-                for future in finished:
+                # in submission order: a set's order is its members' addresses, and the
+                # sums must not depend on it (floating-point addition is not associative)
+                for future in sorted(finished, key=lambda f: self.in_flight[f].index):
                     self.in_flight.pop(future)
                     self._fold(future.result())
                 if not self.stopped_early and may_stop(self.aggregator, self.target_tol):
