@@ -51,15 +51,8 @@ def result_figure(result: Result) -> Figure:
     panels = 1 + (purity is not None) + bool(names)
     fig, axes = plt.subplots(panels, 1, figsize=(7, 3 * panels), sharex=True, squeeze=False)
     ax = axes[0, 0]
-    for q in range(result.num_qubits):
-        ax.errorbar(
-            steps,
-            result.z_mean[:, q],
-            yerr=result.z_stderr[:, q],
-            marker="o",
-            capsize=3,
-            label=f"Z{q}",
-        )
+    labels = [f"Z{q}" for q in range(result.num_qubits)]
+    _error_bars(ax, steps, result.z_mean, result.z_stderr, labels, marker="o")
     ax.set_ylabel("<Z_q> ± stderr")
     ax.set_ylim(-1.05, 1.05)
     ax.legend(ncol=min(result.num_qubits, 6), fontsize="small")
@@ -70,20 +63,20 @@ def result_figure(result: Result) -> Figure:
         axes[1, 0].set_ylim(0, 1.05)
     if names:
         ax = axes[-1, 0]
-        for m, name in enumerate(names):
-            ax.errorbar(
-                steps,
-                result.observables[:, m],
-                yerr=result.observables_stderr[:, m],
-                marker="d",
-                capsize=3,
-                label=name,
-            )
+        _error_bars(ax, steps, result.observables, result.observables_stderr, names, marker="d")
         ax.set_ylabel("observables ± stderr")
         ax.legend(ncol=min(len(names), 4), fontsize="small")
     axes[-1, 0].set_xlabel("snapshot step (instructions executed)")
     fig.tight_layout()
     return fig
+
+
+def _error_bars(ax, steps, means, errors, labels: list[str], marker: str) -> None:
+    """One line with Monte Carlo error bars per column of ``means`` (S, X)."""
+    for column, label in enumerate(labels):
+        ax.errorbar(
+            steps, means[:, column], yerr=errors[:, column], marker=marker, capsize=3, label=label
+        )
 
 
 def close_if_inline(fig: Figure) -> None:
