@@ -138,3 +138,84 @@ def test_spill_enospc_waits_then_succeeds(shm_root, small_spill):
             arena.info(key)["slot"]
         ]  # no partial file left
         assert arena.check() == []
+
+
+def _fill(mnt: Path) -> Path:
+    """Another program takes every free block of ``mnt``."""
+    tenant = mnt / "tenant"
+    with open(tenant, "wb") as f:
+        try:
+            f.write(b"\1" * (os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize))
+            f.flush()
+        except OSError:
+            pass
+    return tenant
+
+
+@pytest.fixture
+def roomy_inodes_tmpfs():
+    with mounted_tmpfs("size=8m,nr_inodes=4000") as mnt:
+        yield mnt
+
+
+def _handed_over(mnt: Path, spill: Path) -> tuple[Arena, list[str]]:
+    """An arena on ``mnt`` holding 400 published snapshots left for a consumer."""
+    arena = Arena(mnt / "arena", quota="64MiB", max_files=3000, spill_dir=spill, timeout_s=0.5)
+    keys = [arena.put(np.full(10, i, dtype=np.float64), run="h") for i in range(400)]
+    assert len(arena.keys()) == 400  # published: rows the close must hand to nobody
+    return arena, keys
+
+
+def test_ledger_full_during_close_keeps_the_live_owner_alive(
+    roomy_inodes_tmpfs, spill, monkeypatch
+):
+    """The ledger's filesystem is full while a handle closes: close waits (backpressure),
+    then raises ArenaFull in one line naming the arena -- and the owner stays registered
+    with its lock held, so another handle's gc neither takes the live process for dead
+    nor reclaims the snapshots it handed over. Before the fix the lock was dropped (and
+    its file unlinked inside the failed transaction): gc reclaimed all 400 snapshots."""
+    from noisefs.arena import owners
+    from noisefs.errors import ArenaFull
+
+    mnt = roomy_inodes_tmpfs
+    arena, keys = _handed_over(mnt, spill)
+    tenant = _fill(mnt)
+    with pytest.raises(ArenaFull) as info:
+        arena.close()
+    message = str(info.value)
+    assert "\n" not in message and str(mnt / "arena" / "ledger.db") in message
+    assert "/proc/self/fd" not in message
+    locks = os.listdir(mnt / "arena" / "owners")
+    assert len(locks) == 1  # its lock file is still there ...
+    monkeypatch.setattr(owners, "STARTING_GRACE_S", 0.0)  # (no start-up grace to hide behind)
+    tenant.unlink()
+    other = Arena(mnt / "arena", spill_dir=spill, timeout_s=2)
+    try:
+        assert len(other.live_owners()) == 2  # ... and held: the closing process is alive
+        report = other.gc()
+        assert report["dead_owners"] == 0 and report["snapshots"] == 0
+        assert sorted(other.keys()) == sorted(keys)
+        for i, key in enumerate(keys[:20]):
+            np.testing.assert_array_equal(other.get(key), np.full(10, i))
+        assert other.check() == []
+    finally:
+        other.close()
+
+
+def test_ledger_full_during_close_then_room_again_closes_cleanly(roomy_inodes_tmpfs, spill):
+    """The other program frees the space while close waits: close completes, the lock
+    file goes, the snapshots stay for a consumer (owned by nobody)."""
+    import threading
+
+    mnt = roomy_inodes_tmpfs
+    arena, keys = _handed_over(mnt, spill)
+    arena.timeout_s = 30.0  # the wait lasts until the tenant goes, whatever the load
+    tenant = _fill(mnt)
+    threading.Timer(0.3, tenant.unlink, kwargs={"missing_ok": True}).start()
+    arena.close()
+    assert not tenant.exists()
+    assert os.listdir(mnt / "arena" / "owners") == []
+    with Arena(mnt / "arena", spill_dir=spill, timeout_s=2) as other:
+        assert other.gc()["snapshots"] == 0
+        assert sorted(other.keys()) == sorted(keys)
+        assert other.check() == []

@@ -63,16 +63,22 @@ def leased_files(parts: ArenaParts, conn, owner_id: int) -> list[tuple[str, int]
     return out
 
 
-def drop_owner(parts: ArenaParts, conn, owner_id: int, lock_name: str) -> None:
+def drop_owner(
+    parts: ArenaParts, conn, owner_id: int, lock_name: str, unlink_lock: bool = True
+) -> None:
     """Remove an owner: its lock file, then its row and everything the row counts (its
-    lock inode, its lease, its foreign usage). Its files must be gone already."""
+    lock inode, its lease, its foreign usage). Its files must be gone already.
+
+    ``unlink_lock=False`` (close): the caller unlinks the lock file after the commit, so a
+    commit that fails (the ledger's filesystem full) leaves a live owner with its lock file."""
     found = conn.execute(
         "SELECT lease_bytes, lease_files, foreign_bytes, foreign_files FROM owners WHERE id = ?",
         (owner_id,),
     ).fetchone()
     if found is None:
         return
-    unlink_quiet(lock_name, parts.owners_fd)
+    if unlink_lock:
+        unlink_quiet(lock_name, parts.owners_fd)
     conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
     lb, lf, fb, ff = found
     ledger.bump(

@@ -107,8 +107,9 @@ DB_FILES = (DB_NAME, DB_NAME + "-journal")
 class Ledger:
     """One SQLite connection per thread per process, reopened when the pid changes."""
 
-    def __init__(self, db_path: str, create: bool = True) -> None:
+    def __init__(self, db_path: str, create: bool = True, shown: str | None = None) -> None:
         self.db_path = db_path
+        self.shown = shown or db_path  # the path messages name (db_path may be /proc/self/fd/N/...)
         self._local = threading.local()
         self._create = create
         if create:
@@ -185,7 +186,7 @@ class Ledger:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
                 raise ArenaFull(
-                    f"the filesystem holding the arena ledger {self.db_path} is full (another program "
+                    f"the filesystem holding the arena ledger {self.shown} is full (another program "
                     "filled it); free some space there"
                 ) from exc
             raise

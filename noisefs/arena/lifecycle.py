@@ -106,15 +106,35 @@ def register_owner(parts: ArenaParts, timeout_s: float) -> None:
     parts.owner.lock_name = name
 
 
-def unregister_owner(parts: ArenaParts) -> None:
+def unregister_owner(parts: ArenaParts, timeout_s: float = 0.0, before=None) -> None:
     """Close's half of the one reclaim path (gc's is ``audit``): the shared free list goes,
-    unfinished reservations go, ready snapshots stay for a consumer, the owner goes."""
-    with parts.ledger.transaction() as conn:
-        evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62)
-        rows = conn.execute(
-            "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE owner = ? AND state = 'writing'",
-            (parts.owner.id,),
-        ).fetchall()
-        audit.drop_rows(parts, conn, rows)
-        conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (parts.owner.id,))
-        audit.drop_owner(parts, conn, parts.owner.id, parts.owner.lock_name)
+    unfinished reservations go, ready snapshots stay for a consumer, the owner goes.
+
+    ``before`` (the lease's close) runs first, inside the same retries. A ledger whose
+    filesystem is full (``ArenaFull`` from a commit) is tried again for up to ``timeout_s``
+    (backpressure: another program may free space), then the ``ArenaFull`` is raised with
+    the owner registered and its lock file in place: the caller keeps the lock held, so
+    the live process never looks dead to gc. The lock file goes only after the commit."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if before is not None:
+                before()
+            with parts.ledger.transaction() as conn:
+                evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62)
+                rows = conn.execute(
+                    "SELECT id, tier, slot, alloc_bytes FROM snapshots "
+                    "WHERE owner = ? AND state = 'writing'",
+                    (parts.owner.id,),
+                ).fetchall()
+                audit.drop_rows(parts, conn, rows)
+                conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (parts.owner.id,))
+                audit.drop_owner(
+                    parts, conn, parts.owner.id, parts.owner.lock_name, unlink_lock=False
+                )
+            break
+        except ArenaFull:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    unlink_quiet(parts.owner.lock_name, parts.owners_fd)

@@ -121,7 +121,9 @@ class Arena:
             self._fds.append(self._owners_fd)
             db = fd_path(self._root_fd, ledger.DB_NAME, self.root)
             try:
-                self._ledger = ledger.Ledger(db, create=_register)
+                self._ledger = ledger.Ledger(
+                    db, create=_register, shown=str(self.root / ledger.DB_NAME)
+                )
             except sqlite3.OperationalError as exc:
                 raise ArenaError(
                     f"{self.root} is not a noisefs arena (no readable ledger: {exc})"
@@ -241,13 +243,19 @@ class Arena:
         if os.getpid() != self._pid:
             return
         self._maps.clear()
+        unregistered = False
         try:
             if self._owner.id is None:
+                unregistered = True
                 return  # maintenance handle: owns nothing
-            self._lease.close()
-            lifecycle.unregister_owner(self.parts)
+            lifecycle.unregister_owner(self.parts, self.timeout_s, before=self._lease.close)
+            unregistered = True
         finally:
             self._ledger.close()
+            if not unregistered:
+                # the owner is still in the ledger (its filesystem full, say): its lock stays
+                # held until this process exits, so gc never takes a live process for dead
+                self._owner.lock_fd = None
             self._close_fds()
 
     def put(self, array, run: str = "r1", step: int = 0, batch: int = 0) -> str:
