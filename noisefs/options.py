@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from noisefs import option_values as values
 from noisefs.errors import InputError
 from noisefs.observables import Observable
 from noisefs.option_values import STORES, check_quotable
+from noisefs.sim.device import DeviceNoise, load_backend
+from noisefs.sim.noise import noise_params
+from noisefs.sim.noise_model import GivenNoise
 
 DEFAULT_TRAJECTORIES = 1000
 DEFAULT_MAX_DM_QUBITS = 12
@@ -161,7 +166,7 @@ BY_KEYWORD: dict[str, OptionSpec] = {
 
 def add_arguments(parser: argparse.ArgumentParser, specs=OPTIONS) -> None:
     """Add ``specs`` to ``parser`` in their groups (every default None: unset)."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
+    groups: dict[str, Any] = {}  # argparse's group class is private
     for spec in specs:
         title = spec.group
         if spec.group == NOISE:
@@ -224,8 +229,6 @@ def make_options(circuit: object, **kwargs) -> RunOptions:
 def make_run(circuit: object, noise_model: object | None = None, **kwargs):
     """``(RunOptions, NoiseSource)`` from the keyword options of ``noisefs.run``: the noise
     rule with its parameters, a user's ``noise_model``, or a device (``backend``)."""
-    from noisefs.sim.noise import noise_params
-
     fields, noise = split_options(**kwargs)
     options = _run_options(circuit, fields)
     backend = noise.pop("backend", None)
@@ -240,11 +243,7 @@ def make_run(circuit: object, noise_model: object | None = None, **kwargs):
             "into the model)"
         )
     if noise_model is not None:
-        from noisefs.sim.noise_model import GivenNoise
-
         return options, GivenNoise.from_model(noise_model)
-    from noisefs.sim.device import DeviceNoise, load_backend
-
     return options, DeviceNoise(load_backend(backend))
 
 
@@ -265,7 +264,7 @@ def circuit_source(circuit: object) -> object:
         if "\n" in circuit or circuit.lstrip().upper().startswith("OPENQASM"):
             return circuit
         return Path(circuit)
-    from qiskit import QuantumCircuit
+    from qiskit import QuantumCircuit  # lazy: qiskit loads with a run, not with the CLI
 
     if isinstance(circuit, QuantumCircuit):
         return circuit
@@ -276,8 +275,6 @@ def circuit_source(circuit: object) -> object:
 
 def _check_dask(fields: dict) -> None:
     """``--scheduler``/``--scheduler-file``: one of them, and the Dask extra installed."""
-    import importlib.util
-
     if "scheduler" in fields and "scheduler_file" in fields:
         raise InputError("give --scheduler or --scheduler-file, not both")
     if importlib.util.find_spec("noisefs.execute.dask") is None:

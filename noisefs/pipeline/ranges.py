@@ -66,16 +66,19 @@ class TrajectoryRanges:
     def to_array(self) -> np.ndarray:
         return np.asarray(self._ranges, dtype=np.int64).reshape(-1, 2)
 
+    @property
+    def pairs(self) -> tuple[tuple[int, int], ...]:
+        """The ranges as sorted, disjoint, non-adjacent ``(start, stop)`` pairs."""
+        return tuple(self._ranges)
+
     def copy(self) -> TrajectoryRanges:
-        other = TrajectoryRanges()
-        other._ranges = list(self._ranges)
-        return other
+        return TrajectoryRanges(self._ranges)
 
     def __bool__(self) -> bool:
         return bool(self._ranges)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, TrajectoryRanges) and self._ranges == other._ranges
+        return isinstance(other, TrajectoryRanges) and self.pairs == other.pairs
 
     def __repr__(self) -> str:
         return f"TrajectoryRanges({self._ranges})"
