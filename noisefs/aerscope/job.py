@@ -26,6 +26,7 @@ from qiskit.providers import JobStatus, JobV1
 from qiskit.result import Result
 from qiskit_aer.backends.aerbackend import AerBackend
 
+from noisefs.aer_private import execute_circuits_job, format_results
 from noisefs.aerscope.aer_rules import automatic_picks_density_matrix
 from noisefs.aerscope.merge import ExperimentMerger, merge_outputs
 from noisefs.aerscope.plan import (
@@ -180,17 +181,11 @@ def _check(backend, circuits, parameter_binds, run_options: dict) -> _Planned:
     return _Planned(circuit_list, experiments, shots, seed, drawn)
 
 
-def _execute(backend, circuits, parameter_binds, options: dict, job_id: str) -> dict:
-    return backend._execute_circuits_job(
-        circuits, parameter_binds, dict(options), job_id=job_id, format_result=False
-    )
-
-
 def _execute_first(backend, circuits, parameter_binds, options: dict, job_id: str, what: str):
     """The probe's or the first batch's raw output; a :class:`_Passthrough` where Aer raises
     or fails (its own job then raises or fails as it would without noisefs)."""
     try:
-        raw = _execute(backend, circuits, parameter_binds, options, job_id)
+        raw = execute_circuits_job(backend, circuits, parameter_binds, options, job_id)
     except Exception as exc:  # noqa: BLE001
         raise _Passthrough(
             f"Aer raised {type(exc).__name__} on the {what}; Aer runs the job whole"
@@ -285,7 +280,7 @@ def _run_batched(scope: Scope, backend, planned: _Planned, parameter_binds, run_
                 raise _Passthrough(_miscount(len(results), len(mergers)))
             first_output = {k: v for k, v in raw.items() if k != "results"}
         else:
-            raw = _execute(backend, run_circuits, parameter_binds, options, job_id)
+            raw = execute_circuits_job(backend, run_circuits, parameter_binds, options, job_id)
             if not raw.get("success", False):
                 return _failed(backend, raw, planned.seed, index), {}
         for merger, result in zip(mergers, raw.pop("results"), strict=True):
@@ -309,7 +304,7 @@ def _run_batched(scope: Scope, backend, planned: _Planned, parameter_binds, run_
     output["metadata"]["noisefs"] = note
     output["job_id"] = job_id
     scope.record_batched(len(plan))
-    return type(backend)._format_results(output), note
+    return format_results(backend, output), note
 
 
 def _state_budget(scope: Scope) -> int:
@@ -326,4 +321,4 @@ def _failed(backend, raw: dict, seed: int, index: int) -> Result:
         "seed_simulator": seed,
         "failed_batch": index,
     }
-    return type(backend)._format_results(raw)
+    return format_results(backend, raw)

@@ -18,6 +18,7 @@ from typing import Any
 
 from qiskit import QuantumCircuit
 
+from noisefs.aer_private import converted_binds
 from noisefs.aerscope.rewrite import LabelSpec
 from noisefs.aerscope.verdict import aer_int, effective_option
 
@@ -50,8 +51,7 @@ def experiments_per_circuit(
     parameterization has values. Raises what Aer raises for binds it rejects."""
     if not parameter_binds:  # Aer's own test (so an array raises as it does in Aer)
         return [1] * len(circuits)
-    compiled, _ = backend._compile(list(circuits), **run_options)
-    table = backend._convert_binds(compiled, parameter_binds, [None] * len(compiled))
+    table = converted_binds(backend, circuits, parameter_binds, run_options)
     return [len(entries[0][1]) if entries else 1 for entries in table]
 
 

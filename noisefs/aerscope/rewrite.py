@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from qiskit import QuantumCircuit
 from qiskit_aer.library import SaveStatevector
 
+from noisefs.aer_private import save_subtype, set_save_subtype
 from noisefs.aerscope.aer_rules import ancestry, is_save
 
 STATE_SAVES = ("save_statevector",)
@@ -112,7 +113,7 @@ def _rewrite_save(circ, inst, state_qubits, specs: dict):
     """One save instruction, rewritten (see :func:`rewrite_circuit`); ``state_qubits``: the
     qubits a replacing per-shot ``save_statevector`` may cover, or None (no replacement)."""
     op = inst.operation
-    subtype = op._subtype
+    subtype = save_subtype(op)
     conditional = subtype.startswith("c_")
     base = subtype[2:] if conditional else subtype
     label = _label_of(op)
@@ -132,7 +133,7 @@ def _rewrite_save(circ, inst, state_qubits, specs: dict):
         return inst.replace(operation=new_op, qubits=qubits)
     if base == "average":
         new_op = copy.copy(op)
-        new_op._subtype = "c_list" if conditional else "list"
+        set_save_subtype(new_op, "c_list" if conditional else "list")
         kind = "density" if save_type in DENSITY_SAVES else "mean"
         width = len(inst.qubits)
         specs[label] = LabelSpec(label, kind, conditional, save_type, subtype, width=width)

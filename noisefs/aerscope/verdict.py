@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from qiskit_aer.backends.aer_compiler import _validate_option
 from qiskit_aer.backends.controller_wrappers import AerConfig
+
+from noisefs.aer_private import validate_option
 
 # Options whose presence (truthy, or an object) passes the job through whole.
 PASSTHROUGH_OPTIONS = {
@@ -45,7 +46,7 @@ def aer_int(name: str, value: object) -> int:
     Aer's DeprecationWarning), then its C++ setter's range (``shots``: 0 to 2^64-1,
     ``seed_simulator``: a signed 64-bit integer). Raises what Aer raises (``TypeError``)."""
     config = AerConfig()
-    setattr(config, name, _validate_option(name, value))
+    setattr(config, name, validate_option(name, value))
     return int(getattr(config, name))
 
 
