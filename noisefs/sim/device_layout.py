@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from qiskit import QuantumCircuit
 from qiskit.circuit import ControlFlowOp
 
+from noisefs.aer_private import unchecked_append
 from noisefs.errors import CircuitError, InputError, one_line
+from noisefs.sim.synthesis_plugins import lazy_synthesis_plugins
 
 __all__ = ["DeviceLayout", "compact_to_active", "route_to_device"]
 
@@ -89,8 +91,9 @@ def _mark_user_swaps(circuit: QuantumCircuit) -> QuantumCircuit:
     user_swap = Gate("user_swap", 2, [])
     user_swap.definition = definition.decompose()
     out = circuit.copy_empty_like()
+    append = unchecked_append(out)
     for inst in circuit.data:
-        out._append(inst.replace(operation=user_swap) if inst.operation.name == "swap" else inst)
+        append(inst.replace(operation=user_swap) if inst.operation.name == "swap" else inst)
     return out
 
 
@@ -134,9 +137,12 @@ def route_to_device(
             f"the circuit has {num_user} qubits but {backend.name} has {backend.num_qubits}"
         )
     try:
-        preset = generate_preset_pass_manager(
-            optimization_level=optimization_level, backend=backend, seed_transpiler=seed_transpiler
-        )
+        with lazy_synthesis_plugins():
+            preset = generate_preset_pass_manager(
+                optimization_level=optimization_level,
+                backend=backend,
+                seed_transpiler=seed_transpiler,
+            )
         routed = _staged(preset, _ROUTING_STAGES).run(_mark_user_swaps(circuit))
         *at_barriers, final = _walk(routed, num_user)
         translated = _staged(preset, _TRANSLATION_STAGES).run(routed)

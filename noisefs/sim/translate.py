@@ -7,7 +7,8 @@
   runs for a target with this basis and no coupling map (unitary synthesis, high-level
   synthesis, the basis translator over Qiskit's ``SessionEquivalenceLibrary``, and the unit
   conversion of delays), without building the preset's stage plugins, which costs a process
-  most of its first ``transpile`` call. The output equals ``transpile(qc, basis_gates=[...],
+  most of its first ``transpile`` call, and without importing every installed high-level
+  synthesis plugin (:mod:`noisefs.sim.synthesis_plugins`). The output equals ``transpile(qc, basis_gates=[...],
   optimization_level=0)`` (``tests/test_translate_lean.py`` checks it on the corpus). Levels
   1-3 use Qiskit's full preset pass manager.
 * **Layer order.** The executed circuit is written layer by layer (ASAP layers of the DAG,
@@ -29,9 +30,11 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import CONTROL_FLOW_OP_NAMES, CircuitInstruction, ControlFlowOp
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 
+from noisefs.aer_private import unchecked_append
 from noisefs.errors import CircuitError, InputError, one_line
 from noisefs.sim.measurements import read_bits
 from noisefs.sim.noise import BASIS_GATES
+from noisefs.sim.synthesis_plugins import lazy_synthesis_plugins
 
 if TYPE_CHECKING:
     from qiskit.transpiler import PassManager
@@ -84,17 +87,18 @@ def lean_pass_manager() -> PassManager:
     target = Target.from_configuration(
         basis_gates=basis, custom_name_mapping=get_control_flow_name_mapping()
     )
-    translation = generate_translation_passmanager(
-        target,
-        basis_gates=basis,
-        method="translator",
-        approximation_degree=1.0,
-        coupling_map=None,
-        unitary_synthesis_method="default",
-        unitary_synthesis_plugin_config=None,
-        hls_config=None,
-        qubits_initially_zero=True,
-    )
+    with lazy_synthesis_plugins():
+        translation = generate_translation_passmanager(
+            target,
+            basis_gates=basis,
+            method="translator",
+            approximation_degree=1.0,
+            coupling_map=None,
+            unitary_synthesis_method="default",
+            unitary_synthesis_plugin_config=None,
+            hls_config=None,
+            qubits_initially_zero=True,
+        )
     scheduling = generate_scheduling(target.durations(), None, target.timing_constraints(), target)
     translation.append(scheduling.to_flow_controller())
     return translation
@@ -110,12 +114,13 @@ def _run_passes(
         return out
     from qiskit import transpile
 
-    return transpile(
-        qc,
-        basis_gates=list(basis),
-        optimization_level=optimization_level,
-        seed_transpiler=seed_transpiler,
-    )
+    with lazy_synthesis_plugins():
+        return transpile(
+            qc,
+            basis_gates=list(basis),
+            optimization_level=optimization_level,
+            seed_transpiler=seed_transpiler,
+        )
 
 
 def _check_basis(qc: QuantumCircuit, basis: tuple[str, ...]) -> None:
@@ -169,8 +174,9 @@ def _layer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
     if order == list(range(len(qc.data))):
         return qc
     out = qc.copy_empty_like()
+    append = unchecked_append(out)
     for i in order:
-        out._append(qc.data[i])
+        append(qc.data[i])
     return out
 
 
@@ -179,15 +185,16 @@ def _unbox(qc: QuantumCircuit) -> QuantumCircuit:
     if not any(inst.operation.name == "box" for inst in qc.data):
         return qc
     out = qc.copy_empty_like()
+    append = unchecked_append(out)
     for inst in qc.data:
         if inst.operation.name != "box":
-            out._append(inst)
+            append(inst)
             continue
         body = _unbox(inst.operation.blocks[0])
         outer = dict(zip(body.qubits, inst.qubits, strict=True))
         outer.update(zip(body.clbits, inst.clbits, strict=True))
         for nested in body.data:
-            out._append(
+            append(
                 nested.replace(
                     qubits=[outer[q] for q in nested.qubits],
                     clbits=[outer[c] for c in nested.clbits],
@@ -214,19 +221,20 @@ def aer_ordered(qc: QuantumCircuit) -> QuantumCircuit:
         return qc
     out = qc.copy_empty_like()
     segment = qc.copy_empty_like()
+    append, append_to_segment = unchecked_append(out), unchecked_append(segment)
 
     def flush() -> None:
         if segment.data:
             for inst in dag_to_circuit(circuit_to_dag(segment)).data:
-                out._append(inst)
+                append(inst)
             segment.data.clear()
 
     for inst in qc.data:
         if isinstance(inst.operation, ControlFlowOp):
             flush()
-            out._append(inst)
+            append(inst)
         else:
-            segment._append(inst)
+            append_to_segment(inst)
     flush()
     return out
 
