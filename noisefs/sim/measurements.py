@@ -17,6 +17,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import CircuitInstruction, ClassicalRegister, Clbit
 from qiskit.circuit.classical import expr
 
+from noisefs.aer_private import unchecked_append
+
 __all__ = ["read_bits", "strip_counted", "strip_final_measurements"]
 
 
@@ -78,8 +80,9 @@ def _strip_data(
                 removed += n
                 if n:
                     new_block = block.copy_empty_like()
+                    append = unchecked_append(new_block)
                     for item in new_data:
-                        new_block._append(item)
+                        append(item)
                     block = new_block
                 blocks.append(block)
             inst = inst.replace(operation=op.replace_blocks(blocks))
@@ -94,8 +97,9 @@ def strip_counted(qc: QuantumCircuit) -> tuple[QuantumCircuit, int]:
     """:func:`strip_final_measurements` and the number of measurements it removed."""
     data, removed = _strip_data(qc.data, set(), set())
     out = qc.copy_empty_like()
+    append = unchecked_append(out)
     for inst in data:
-        out._append(inst)
+        append(inst)
     return out, removed
 
 

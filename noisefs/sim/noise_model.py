@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from noisefs.aer_private import noise_tables
 from noisefs.errors import InputError, one_line
 
 __all__ = ["KIND", "GivenNoise", "restricted_model"]
@@ -63,16 +64,17 @@ class _Entry:
 
 def _entries(model) -> tuple[list[_Entry], int]:
     """Every error of ``model`` in a fixed order, and its number of custom noise passes:
-    the only place that reads the model's private tables."""
-    entries = [_Entry(name, None, e) for name, e in sorted(model._default_quantum_errors.items())]
-    for name, by_qubits in sorted(model._local_quantum_errors.items()):
+    read through :func:`noisefs.aer_private.noise_tables`."""
+    tables = noise_tables(model)
+    entries = [_Entry(name, None, e) for name, e in sorted(tables.default_quantum.items())]
+    for name, by_qubits in sorted(tables.local_quantum.items()):
         entries += [_Entry(name, tuple(map(int, q)), e) for q, e in sorted(by_qubits.items())]
-    if model._default_readout_error is not None:
-        entries.append(_Entry(None, None, model._default_readout_error))
+    if tables.default_readout is not None:
+        entries.append(_Entry(None, None, tables.default_readout))
     entries += [
-        _Entry(None, tuple(map(int, q)), e) for q, e in sorted(model._local_readout_errors.items())
+        _Entry(None, tuple(map(int, q)), e) for q, e in sorted(tables.local_readout.items())
     ]
-    return entries, len(model._custom_noise_passes)
+    return entries, tables.custom_passes
 
 
 def _add(model, entry: _Entry) -> None:

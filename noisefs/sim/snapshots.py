@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.circuit import CircuitInstruction
 
+from noisefs.aer_private import unchecked_append
 from noisefs.errors import CircuitError, InputError, one_line
 from noisefs.sim.translate import layer_levels
 
@@ -98,16 +99,17 @@ def insert_saves(
     labels = [f"{label_prefix}{j}" for j in range(len(steps))]
     saves: dict[int, str] = dict(zip(steps, labels, strict=True))
     out = qc.copy_empty_like()
+    append = unchecked_append(out)
     qubits = tuple(qc.qubits)
 
     def save(step: int) -> None:
         if step in saves:
             op = SaveStatevector(qc.num_qubits, label=saves[step], pershot=True)
-            out._append(CircuitInstruction(op, qubits, ()))
+            append(CircuitInstruction(op, qubits, ()))
 
     for i, inst in enumerate(qc.data):
         save(i)
-        out._append(inst)
+        append(inst)
     save(end)
     return out, labels
 
