@@ -104,3 +104,64 @@ def test_an_empty_batch_changes_nothing():
     agg.fold_states(0, np.zeros((0, 4), dtype=complex))
     agg.fold_states(0, np.array([[1, 0, 0, 0]], dtype=complex))
     assert agg.count[0] == 1 and np.allclose(agg.z_mean()[0], [1, 1])
+
+
+def _batch_with_repeats(seed: int, dim: int = 16, distinct: int = 5, rows: int = 60):
+    rng = np.random.default_rng(seed)
+    pool = rng.standard_normal((distinct, dim)) + 1j * rng.standard_normal((distinct, dim))
+    pool /= np.linalg.norm(pool, axis=1, keepdims=True)
+    batch = pool[rng.integers(0, distinct, rows)].copy()
+    # near-twins: one element one ulp away, which must never be merged with its twin
+    batch[3, 2] = np.nextafter(batch[3, 2].real, np.inf) + 1j * batch[3, 2].imag
+    batch[7, 0] = batch[7, 0].real + 1j * np.nextafter(batch[7, 0].imag, -np.inf)
+    return batch
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_distinct_states_keep_every_row_with_its_count(seed):
+    from collections import Counter
+
+    from noisefs.aggregate.distinct import distinct_states
+
+    batch = _batch_with_repeats(seed)
+    distinct = distinct_states(batch)
+    assert distinct is not None
+    expected = Counter(row.tobytes() for row in batch)
+    got = Counter()
+    for row, count in zip(distinct.states, distinct.counts, strict=True):
+        got[row.tobytes()] += int(count)
+    assert got == expected
+    assert distinct.counts.sum() == len(batch)
+
+
+def test_a_batch_of_mostly_distinct_states_is_folded_as_it_is():
+    from noisefs.aggregate.distinct import distinct_states
+
+    rng = np.random.default_rng(1)
+    assert distinct_states(rng.standard_normal((40, 8)) + 0j) is None
+
+
+@pytest.mark.parametrize("density", ["full", "reduced", "none"])
+def test_folding_repeated_states_equals_the_plain_sums(density):
+    from qiskit.quantum_info import DensityMatrix, partial_trace
+
+    n = 4
+    batch = _batch_with_repeats(11, dim=2**n)
+    keep = (0, 2) if density == "reduced" else None
+    agg = Aggregator(n, 1, density, keep)
+    agg.fold_states(0, batch[:31])
+    agg.fold_states(0, batch[31:])
+    probabilities = np.abs(batch) ** 2
+    assert agg.folded == len(batch)
+    assert np.allclose(agg.probabilities()[0], probabilities.mean(axis=0), atol=1e-15)
+    z = probabilities @ z_signs(n)
+    assert np.allclose(agg.z_mean()[0], z.mean(axis=0), atol=1e-15)
+    assert np.allclose(agg.z_stderr()[0], z.std(axis=0, ddof=1) / np.sqrt(len(z)), atol=1e-14)
+    rho = sum(np.outer(p, p.conj()) for p in batch) / len(batch)
+    if density == "full":
+        assert np.max(np.abs(agg.rho()[0] - rho)) < 1e-14
+    elif density == "reduced":
+        expected = partial_trace(DensityMatrix(rho), [1, 3]).data
+        assert np.max(np.abs(agg.rho()[0] - expected)) < 1e-14
+    else:
+        assert agg.rho() is None

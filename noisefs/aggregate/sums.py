@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from noisefs.aggregate.distinct import distinct_states
 from noisefs.aggregate.linalg import (
     partial_trace_dense,
     reorder_qubits,
@@ -29,6 +30,11 @@ def _zherk():
     from scipy.linalg.blas import zherk
 
     return zherk
+
+
+def _weighted_sum(rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Σ_b rows[b], or Σ_u weights[u]·rows[u] for distinct rows with their counts."""
+    return rows.sum(axis=0) if weights is None else weights @ rows
 
 
 @dataclass(frozen=True)
@@ -96,26 +102,38 @@ class Aggregator:
     # -- folding -------------------------------------------------------------------------
 
     def fold_states(self, step: int, states: np.ndarray) -> None:
-        """Fold a batch of pure states Ψ (B × 2ⁿ), ρ_b = ψ_b ψ_b†."""
+        """Fold a batch of pure states Ψ (B × 2ⁿ), ρ_b = ψ_b ψ_b†.
+
+        Equal rows are folded once with their count (:mod:`noisefs.aggregate.distinct`)."""
         states = np.asarray(states, dtype=np.complex128)
         if states.ndim != 2 or states.shape[1] != 2**self.num_qubits:
             raise ValueError(
                 f"expected a (B, {2**self.num_qubits}) stack of states, got {states.shape}"
             )
+        trajectories = states.shape[0]
+        weights = None
+        distinct = distinct_states(states)
+        if distinct is not None:
+            states, weights = distinct.states, distinct.counts
         order = self.orders[step] if self.orders else None
         if order is not None:
             states = reorder_qubits(states, order, self.num_qubits, axes=1)
-        if self.density == "full":
+        if self.density != "none":
+            # Σ_u c_u ψ_u ψ_u† is the ZHERK of the rows scaled by √c_u
+            scaled = states if weights is None else states * np.sqrt(weights)[:, None]
+            if self.density == "full":
+                factor = scaled.T  # ρ-sum += factor · factor†
+            else:
+                factor = to_kept_matrix(scaled, self.num_qubits, self.keep)
             self.rho_sum[step] = _zherk()(
-                1.0, states.T, beta=1.0, c=self.rho_sum[step], overwrite_c=1
+                1.0, factor, beta=1.0, c=self.rho_sum[step], overwrite_c=1
             )
-        elif self.density == "reduced":
-            kept = to_kept_matrix(states, self.num_qubits, self.keep)
-            self.rho_sum[step] = _zherk()(1.0, kept, beta=1.0, c=self.rho_sum[step], overwrite_c=1)
         probabilities = states.real**2 + states.imag**2
         if self.observables is not None:
-            self._fold_observables(step, self.observables.from_states(states, probabilities))
-        self._fold_diagonals(step, probabilities)
+            values = self.observables.from_states(states, probabilities)
+            self._fold_observables(step, values, weights)
+        self._fold_diagonals(step, probabilities, weights)
+        self.count[step] += trajectories
 
     def fold_densities(self, step: int, rhos: np.ndarray) -> None:
         """Fold a batch of density matrices (B × 2ⁿ × 2ⁿ)."""
@@ -136,23 +154,28 @@ class Aggregator:
         if self.observables is not None:
             self._fold_observables(step, self.observables.from_densities(rhos))
         self._fold_diagonals(step, probabilities)
+        self.count[step] += rhos.shape[0]
 
     def _add_upper(self, step: int, matrix: np.ndarray) -> None:
         """Add a Hermitian matrix keeping ZHERK's convention: upper triangle only."""
         self.rho_sum[step] += np.triu(matrix)
 
-    def _fold_observables(self, step: int, values: np.ndarray) -> None:
-        """``values`` (B, M): each trajectory's value of each observable."""
-        self.obs_sum[step] += values.sum(axis=0)
-        self.obs_sqsum[step] += np.square(values).sum(axis=0)
+    def _fold_observables(
+        self, step: int, values: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
+        """``values`` (B, M): each trajectory's value of each observable (or each distinct
+        state's, occurring ``weights`` times)."""
+        self.obs_sum[step] += _weighted_sum(values, weights)
+        self.obs_sqsum[step] += _weighted_sum(np.square(values), weights)
 
-    def _fold_diagonals(self, step: int, probabilities: np.ndarray) -> None:
+    def _fold_diagonals(
+        self, step: int, probabilities: np.ndarray, weights: np.ndarray | None = None
+    ) -> None:
         z = z_expectations(probabilities, self.num_qubits)  # (B, n): ⟨Z_q⟩ of each trajectory
         if self.keep_probabilities:
-            self.prob_sum[step] += probabilities.sum(axis=0)
-        self.z_sum[step] += z.sum(axis=0)
-        self.z_sqsum[step] += np.square(z).sum(axis=0)
-        self.count[step] += probabilities.shape[0]
+            self.prob_sum[step] += _weighted_sum(probabilities, weights)
+        self.z_sum[step] += _weighted_sum(z, weights)
+        self.z_sqsum[step] += _weighted_sum(np.square(z), weights)
 
     # -- combining -----------------------------------------------------------------------
 
