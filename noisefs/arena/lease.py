@@ -10,10 +10,11 @@ served by the lease writes its file and records the snapshot here (*pending*); a
 unlinks it); neither commits anything.
 
 What must stay findable, and how (the trade-off): pending snapshots are published as
-``ready`` rows, in one transaction for all of them, by a background thread once the oldest
-is ``PUBLISH_DELAY_S`` old (a snapshot released sooner never costs a row), and at once by
-anything of this handle that reads rows (``keys``, ``stats``, ``check``, ``gc``, ``adopt``,
-``move``, ``cold_keys``, ``close``). So another process sees a new key up to
+``ready`` rows, in one transaction for all of them, by a background thread
+(:mod:`noisefs.arena.lease_publisher`) once the oldest is ``PUBLISH_DELAY_S`` old (a
+snapshot released sooner never costs a row), and at once by anything of this handle that
+reads rows (``keys``, ``stats``, ``check``, ``gc``, ``adopt``, ``move``, ``cold_keys``,
+``close``). So another process sees a new key up to
 ``PUBLISH_DELAY_S`` (plus a commit) late; its ``get``/``adopt``/``info``/``release`` of a key
 it was handed waits for the publication (lease keys ``run:step:batch:<owner>-<seq>`` name
 their owner, whose ``published_seq`` says when every key up to a sequence is in rows).
@@ -34,7 +35,6 @@ Lock order: ``Lease.lock`` is taken before a ledger transaction, never inside on
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -42,15 +42,11 @@ from dataclasses import dataclass
 from noisefs.arena import accounting, ledger
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission, Placement, pending
 from noisefs.arena.lease_keys import slot_prefix
+from noisefs.arena.lease_publisher import LeasePublisher
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.rows import INSERT_COLUMNS, INSERT_MARKS, SnapshotRow, signed_checksum
 
-log = logging.getLogger("noisefs.arena")
-
-PUBLISH_DELAY_S = 0.02  # pending snapshots older than this are published by the thread
 CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
-TICK_S = 0.01  # the background thread's period
-FIGURES_S = 0.1  # the owner row's used/free figures (other processes' stats) lag at most this
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
 CHUNK_FILES = 256  # ... and by at most this many inodes (and max_files / 16)
 
@@ -79,8 +75,8 @@ class Lease:
         self._files = 0
         self._next_check = 0.0
         self._global_free = 0  # the shared free list's size, as last seen
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._published_figures: tuple | None = None  # the owner row's, as last written
+        self._publisher = LeasePublisher(self, str(parts.root))
 
     # ------------------------------------------------------------------ placing
 
@@ -126,7 +122,7 @@ class Lease:
             self.pending[p.key] = Pending(row, p.seq)
             self.inodes[p.slot] = p.inode
             self.in_flight.discard(p.seq)
-        self._start_thread()
+        self._publisher.start()
 
     def rollback(self, p: Placement) -> None:
         """Forget a placement whose write failed: its file goes (and leaves the lease's use)."""
@@ -247,7 +243,7 @@ class Lease:
         if self._parts.owner.id is None:
             return  # a maintenance handle holds nothing
         with self.lock:
-            if not self.pending and not self.in_flight and not self._dirty():
+            if not self.pending and not self.in_flight and not self.figures_dirty():
                 return
             with self._parts.ledger.transaction() as conn:
                 apply = self._sync(conn)
@@ -257,8 +253,13 @@ class Lease:
     def _figures(self) -> tuple:
         return (self.bytes, self.files, self.used_bytes, self.used_files, self.free_bytes)
 
-    def _dirty(self) -> bool:
-        return getattr(self, "_published_figures", None) != self._figures()
+    def figures_dirty(self) -> bool:
+        """Whether the owner row's lease, used and free figures are not this lease's."""
+        return self._published_figures != self._figures()
+
+    def oldest_pending(self) -> float | None:
+        """When the oldest pending snapshot was created (``time.time()``), or None."""
+        return min((p.row.created for p in self.pending.values()), default=None)
 
     def _grow(self, alloc: int) -> bool:
         """Reserve room for ``alloc`` more (a chunk when there is room for one); publishes
@@ -380,36 +381,11 @@ class Lease:
         if waiters or over:
             self.give_back()
 
-    # ------------------------------------------------------------------ the thread
-
-    def _start_thread(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="noisefs-lease", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        synced = time.monotonic()
-        while not self._stop.wait(TICK_S):
-            try:
-                with self.lock:
-                    oldest = min((p.row.created for p in self.pending.values()), default=None)
-                    now = time.monotonic()
-                    if (oldest is not None and time.time() - oldest >= PUBLISH_DELAY_S) or (
-                        now - synced >= FIGURES_S and self._dirty()
-                    ):
-                        self.flush()  # also keeps the owner row's figures (stats) current
-                        synced = now
-                    self.check_pressure(force=True)
-            except Exception:  # noqa: BLE001 - retried next tick; close publishes for good
-                log.debug("lease thread of arena %s", self._parts.root, exc_info=True)
-
     def close(self) -> None:
         """Stop the thread, publish what is pending, unlink the private free list; the
         lease itself goes with the owner row (``lifecycle.unregister_owner``)."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        self._publisher.stop()
         with self.lock:
             self._drop_free()
-            if self.pending or self._dirty():
+            if self.pending or self.figures_dirty():
                 self.flush()

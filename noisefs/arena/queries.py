@@ -50,7 +50,7 @@ class Queries:
 
     def keys(self, run: str | None = None) -> list[str]:
         """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
-        snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
+        snapshots show up once published (``lease_publisher.PUBLISH_DELAY_S``)."""
         self._lease.flush()
         conn = self._parts.ledger.conn()
         if run is None:

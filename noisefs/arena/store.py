@@ -9,8 +9,8 @@ its reservation goes. Charged = data rows + leases + foreign files (``set_foreig
 entries) and a slack.
 
 Fast path (``lease.py``): a put, get and release in one process touch the ledger not at
-all; rows appear within ``lease.PUBLISH_DELAY_S`` (or at once when this handle lists,
-counts, moves or closes), and other processes that were handed a key wait for them.
+all; rows appear within ``lease_publisher.PUBLISH_DELAY_S`` (or at once when this handle
+lists, counts, moves or closes), and other processes that were handed a key wait for them.
 
 Tiers are objects (``tiers.py``: ``TmpfsTier``, ``SpillTier``); ``move`` (``move.py``)
 changes a ready snapshot's tier under the same key, atomically in the ledger, and leaves it
@@ -305,7 +305,7 @@ class Arena:
 
     def keys(self, run: str | None = None) -> list[str]:
         """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
-        snapshots show up once published (``lease.PUBLISH_DELAY_S``)."""
+        snapshots show up once published (``lease_publisher.PUBLISH_DELAY_S``)."""
         self._check()
         return self._queries.keys(run)
 
@@ -359,8 +359,8 @@ class Arena:
 
     def publish(self) -> None:
         """Make every snapshot this handle has put visible to other processes now, rather
-        than up to ``lease.PUBLISH_DELAY_S`` later: call it before handing keys to another
-        process, so that a handle that dies afterwards leaves rows, not unknown keys."""
+        than up to ``lease_publisher.PUBLISH_DELAY_S`` later: call it before handing keys to
+        another process, so that a handle that dies afterwards leaves rows, not unknown keys."""
         self._check()
         self._lease.flush()
 
