@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from noisefs import faults
 from noisefs.errors import InputError, OutputError
 
 
@@ -27,9 +28,12 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: int = 0o666) -> Iterator[BinaryIO]:
+def atomic_write(
+    path: str | os.PathLike, mode: int = 0o666, fault: str | None = None
+) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only if the block completes; its mode is
-    ``mode`` less the umask, as for any new file.
+    ``mode`` less the umask, as for any new file. ``fault``: the hold point (noisefs.faults)
+    between the complete temporary file and its rename.
 
     On any exception the temporary file is removed and ``path`` is untouched.
     """
@@ -41,6 +45,8 @@ def atomic_write(path: str | os.PathLike, mode: int = 0o666) -> Iterator[BinaryI
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, mode & ~_umask())
+        if fault is not None:
+            faults.hold_at(fault)
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

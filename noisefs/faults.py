@@ -9,7 +9,13 @@ cannot hold a comma). The variable is read when a point is reached, never at imp
 
 Three ways to use a point: :func:`fires` (an event, once), :func:`setting` (its value,
 every time it is reached: a hook that lasts), and the helpers :func:`kill_at`,
-:func:`signal_at` and :func:`pause_at` built on them.
+:func:`signal_at`, :func:`pause_at` and :func:`hold_at` built on them.
+
+The hold points (``HOLD_POINTS``, one per phase of a run's life, switched on as
+``point@n=PATH``) are where the crash matrix (tests/test_crash_matrix.py) signals a run:
+the first process of the run to reach the point for the n-th time writes its pid to PATH
+and waits until the test removes PATH; the test sends its signal meanwhile, then removes
+PATH to let a survivor go on.
 """
 
 from __future__ import annotations
@@ -47,6 +53,24 @@ POINTS = {
     "daemon.trace": "=PATH: the daemon appends '<file name> <time.time()>' to PATH for each "
     "file it folds (the ingest latency benchmark)",
 }
+
+# the phases of a run's life, in order, where hold_at stops it for a signal (=PATH)
+HOLD_POINTS = {
+    "run.started": "the interpreter started `noisefs`; nothing parsed or opened yet",
+    "run.arena-opened": "the run's arena is open; no executor yet",
+    "batch.reserved": "a put reserved room for a snapshot; nothing written",
+    "batch.written": "a put wrote a snapshot's file; not published",
+    "batch.published": "a batch's snapshots are put (a worker's rows not yet published)",
+    "batch.folding": "a batch is folded into its first snapshot step only",
+    "batch.folded": "a batch is folded into every step; its snapshots not released",
+    "batch.released": "a folded batch's snapshots are released",
+    "checkpoint.writing": "a checkpoint's temporary file is written; not renamed",
+    "checkpoint.written": "a checkpoint is in place",
+    "run.shutting-down": "the last batch is folded; the executor not shut down",
+    "result.writing": "the result's temporary file is written; not renamed",
+    "result.written": "the result file is in place; the checkpoint not removed",
+}
+POINTS.update({name: f"=PATH: hold (hold_at) where {what}" for name, what in HOLD_POINTS.items()})
 
 _armed: dict[str, tuple[int, str | None]] = {}
 _reached: Counter[str] = Counter()
@@ -117,6 +141,29 @@ def pause_at(point: str, limit_s: float = 10.0) -> None:
     deadline = time.monotonic() + limit_s
     while path.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def hold_at(point: str, limit_s: float = 120.0) -> None:
+    """When ``point@n=PATH`` fires in this process (its n-th time here) and no other
+    process of the run held at it before (``PATH.claimed`` is created once): write this
+    process's pid to PATH and wait until the test removes PATH (at most ``limit_s``).
+    Several processes (a run's workers) may reach a point; one of them holds."""
+    if not fires(point):
+        return
+    marker = setting(point)
+    if not marker:
+        return
+    try:
+        os.close(os.open(f"{marker}.claimed", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    temp = f"{marker}.{os.getpid()}.tmp"
+    with open(temp, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
+    os.replace(temp, marker)  # the test sees the whole pid or nothing
+    deadline = time.monotonic() + limit_s
+    while os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def environment(*points: str) -> dict[str, str]:

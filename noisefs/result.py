@@ -117,7 +117,7 @@ class Result:
             arrays["observables_stderr"] = np.asarray(self.observables_stderr, dtype=np.float64)
             arrays["observable_names"] = np.asarray(self.observable_names, dtype=np.str_)
         target = Path(path)
-        with atomic_write(target) as handle:
+        with atomic_write(target, fault="result.writing") as handle:
             np.savez(handle, **arrays)
         self.path = target
         return target

@@ -40,7 +40,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> None:
         "elapsed_s": checkpoint.elapsed_s,
     }
     folded = np.asarray(checkpoint.folded, dtype=np.int64).reshape(-1, 2)
-    with atomic_write(path, mode=0o600) as handle:
+    with atomic_write(path, mode=0o600, fault="checkpoint.writing") as handle:
         np.savez(handle, header=np.str_(json.dumps(header)), folded=folded, **arrays)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from noisefs import faults
 from noisefs.aggregate.sums import Aggregator
 
 log = logging.getLogger("noisefs")
@@ -45,10 +46,14 @@ def fold_batch(
         on_first_fold()
     for step, view in enumerate(views):
         fold(step, view)
+        if step == 0:
+            faults.hold_at("batch.folding")
     if on_folded is not None:
         on_folded()
+    faults.hold_at("batch.folded")
     del views, view  # drop the mappings before the snapshots' pages are recycled
     release_all(arena, keys)
+    faults.hold_at("batch.released")
 
 
 def release_all(arena, keys: Sequence[str]) -> None:

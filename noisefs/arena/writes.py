@@ -133,7 +133,9 @@ class Writer:
         """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
         ``'tmpfs full'`` (ENOSPC from the tmpfs itself: roll over to spill)."""
         try:
+            faults.hold_at("batch.reserved")
             check = self._write(placement, arr, src)
+            faults.hold_at("batch.written")
             if faults.fires("arena.publish-interrupted"):
                 raise KeyboardInterrupt  # as a Ctrl-C between the write and the publication
             self._publish(placement, check)

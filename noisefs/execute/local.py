@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from noisefs import faults
 from noisefs.aggregate import release_all
 from noisefs.execute.protocol import BatchDone
 from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
@@ -29,6 +30,7 @@ def run_batch(arena, job: SimulationJob, batch: Batch) -> BatchDone:
     except BaseException:
         release_all(arena, keys)
         raise
+    faults.hold_at("batch.published")
     return BatchDone(
         batch,
         keys=tuple(keys),

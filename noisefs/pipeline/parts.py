@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from noisefs import faults
 from noisefs.aggregate import Aggregator, release_all
 from noisefs.execute import Executor, make_executor
 from noisefs.execute.protocol import BatchDone, Sizer
@@ -80,6 +81,7 @@ def simulation_parts(
         spill_quota=options.spill_quota_bytes,
         timeout_s=options.put_timeout_s,
     ) as arena:
+        faults.hold_at("run.arena-opened")
         if options.spill_dir is not None:
             arena.prepare_spill()  # a bad --spill fails now, not when the tmpfs fills
         sampler = ArenaSampler(arena.stats())
@@ -99,6 +101,7 @@ def simulation_parts(
             yield SimulationParts(arena, executor, sizer, sampler, progress)
         finally:
             try:
+                faults.hold_at("run.shutting-down")
                 executor.shutdown()  # batches already running finish first
                 release_all(arena, arena.keys(run=job.run_name))  # what a failed release left
             finally:

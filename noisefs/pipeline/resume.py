@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from noisefs import faults
 from noisefs.aggregate import Aggregator
 from noisefs.aggregate.checkpoint import (
     Checkpoint,
@@ -131,6 +132,7 @@ class Checkpointer:
         )
         with writing(self.path, "checkpoint"):
             save_checkpoint(self.path, checkpoint)
+        faults.hold_at("checkpoint.written")
         self._interval = max(self._base_interval, 10 * (time.perf_counter() - started))
         self._last = time.monotonic()
 

@@ -168,6 +168,7 @@ class TrajectoryRun:
         result.meta["timing"] = dict(self.timing)
         with writing(self.options.output):
             result.save(self.options.output)
+        faults.hold_at("result.written")
         self.timing["write_s"] = time.perf_counter() - write_started
 
     def _keep_folded(
