@@ -39,19 +39,18 @@ import numpy as np
 from noisefs.arena import audit, ledger, lifecycle, tiers
 from noisefs.arena import lease as lease_mod
 from noisefs.arena.access import Reader
-from noisefs.arena.admission import FREE_FRACTION, Admission
-from noisefs.arena.maps import MAX_BYTES, MapCache
+from noisefs.arena.admission import Admission
+from noisefs.arena.maps import MapCache
 from noisefs.arena.parts import ArenaParts, Bounds, Owner, SpillPause
 from noisefs.arena.paths import (
     default_root,
-    default_spill_dir,
     fd_path,
     open_private_dir,
     open_subdir,
     validate_index,
 )
 from noisefs.arena.queries import Queries
-from noisefs.arena.settings import DEFAULT_SETTINGS, bounds_from, check_minimum
+from noisefs.arena.settings import StoredBounds
 from noisefs.arena.writes import Writer
 from noisefs.errors import (
     ArenaError,
@@ -108,6 +107,7 @@ class Arena:
         self._bounds: Bounds | None = None  # read from the ledger below
         self._spill_dir_fd: int | None = None
         self._maps = MapCache()
+        self._stored = StoredBounds(self.root, self._maps)
         self._spill_lock = threading.Lock()
         # spill files carry this tag: gc touches only its own arena's files in a shared dir
         self.spill_tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
@@ -129,22 +129,8 @@ class Arena:
                     f"{self.root} is not a noisefs arena (no readable ledger: {exc})"
                 ) from exc
             with self._ledger.transaction() as conn:
-                found = ledger.get_settings(conn)
-                stored = {**DEFAULT_SETTINGS, **found, **explicit}
-                # the spill dir is resolved once, by the creator, and stored: every process
-                # (whatever its $XDG_CACHE_HOME) must look for spilled snapshots in one place
-                stored["spill_dir"] = str(stored["spill_dir"] or default_spill_dir(self.root))
-                moved = found.get("spill_dir") not in (None, stored["spill_dir"])
-                if moved and ledger.counters(conn)["spill_files"]:
-                    raise ArenaError(
-                        f"arena {self.root} holds spilled snapshots in {found['spill_dir']}; it cannot "
-                        f"spill to {stored['spill_dir']} until they are consumed (or reclaimed by "
-                        "`noisefs gc`); leave --spill out to use the arena's own"
-                    )
-                self._apply_settings(stored)
-                check_minimum(self._root_fd, self._bounds, self.root)  # refused: never stored
-                if any(found.get(k) != stored[k] for k in DEFAULT_SETTINGS):
-                    ledger.put_settings(conn, {k: stored[k] for k in DEFAULT_SETTINGS})
+                self._stored.settle(conn, explicit, self._root_fd)
+            self._bounds = self._stored.bounds
             self.parts = ArenaParts(
                 root=self.root,
                 identity=self._identity,
@@ -158,7 +144,7 @@ class Arena:
                 owner=self._owner,
                 bounds=self._bounds,
                 spill_pause=SpillPause(),
-                refresh_bounds=self._refresh_settings,
+                refresh_bounds=self._stored.refresh,
             )
             self._admission = Admission(self.parts)
             self._lease = lease_mod.Lease(self.parts, self._admission)  # inert until registered
@@ -181,15 +167,6 @@ class Arena:
             self._close_fds()
             raise
 
-    def _apply_settings(self, stored: dict) -> None:
-        bounds = bounds_from(stored, self.root)
-        if self._bounds is None:
-            self._bounds = bounds
-        else:  # the parts hold this very record: update it in place
-            vars(self._bounds).update(vars(bounds))
-        # mappings kept beyond their file's life pin tmpfs pages: bound them like the free list
-        self._maps.max_bytes = int(min(MAX_BYTES, bounds.quota_bytes * FREE_FRACTION))
-
     @property
     def quota_bytes(self) -> int:
         return self._bounds.quota_bytes
@@ -205,13 +182,6 @@ class Arena:
     @property
     def spill_dir(self) -> Path:
         return self._bounds.spill_dir
-
-    def _refresh_settings(self, conn) -> None:
-        """Adopt bounds another process stored since this handle opened (one small query)."""
-        found = ledger.get_settings(conn)
-        if found.get("spill_dir") not in (None, str(self.spill_dir)):
-            found["spill_dir"] = str(self.spill_dir)  # an open handle keeps its spill dir
-        self._apply_settings({**DEFAULT_SETTINGS, **found})
 
     @classmethod
     def open_existing(cls, root=None) -> Arena:
