@@ -22,6 +22,7 @@ import secrets
 import numpy as np
 
 from noisefs.arena import snapfile
+from noisefs.arena.accounting import META_SLACK
 from noisefs.arena.maps import MapCache, map_file
 from noisefs.arena.paths import FILE_FLAGS, unlink_quiet
 from noisefs.arena.rows import signed_checksum
@@ -215,8 +216,6 @@ class TmpfsTier(Tier):
         return self.data_fd
 
     def headroom(self, st: os.statvfs_result) -> tuple[int, int]:
-        from noisefs.arena.accounting import META_SLACK
-
         byte_room, inode_room = tmpfs_headroom(st)
         return byte_room + META_SLACK, inode_room  # the ledger's growth lands here too
 

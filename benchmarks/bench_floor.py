@@ -1,0 +1,255 @@
+"""``noisefs run`` against the Aer floor, and the time to the first trajectory.
+
+    python benchmarks/bench_floor.py [--reps N] [--python PATH] [--only ghz9,qft7]
+
+The **floor** is what no tool built on Aer can beat on this machine: a process that imports
+qiskit and qiskit-aer, loads noisefs's own executed circuit (already translated, from the
+result's meta), builds the same noise model and runs **one** Aer job of the same K shots
+with a per-shot ``save_statevector``, doing nothing with the states. Before timing, a
+check run of the floor script averages its states and must equal noisefs's ρ to 1e-8
+(same circuit, noise and seeds), or the script exits 1.
+
+Circuits (``--snapshots final``, seed 7): GHZ-9, QFT-7 and a 6-qubit random circuit of
+depth 10 at K = 20,000; QFT-10 at K = 2,000; QFT-12 (K = 400) and QFT-14 (K = 40) reported.
+Each pair runs interleaved (A F A F ...) as fresh processes; medians of ``--reps`` (3).
+Printed per circuit: both walls, the ratio (target <= 1.10) and noisefs's phases from its
+``--json`` timing: start-up (wall minus the run's own clock), prepare (parse, translate,
+noise model), Aer (the jobs), store (states into the arena), fold, result file.
+
+Time to first trajectory: ``noisefs run GHZ-9 -k 1`` from ``Popen`` to its first Aer
+``run`` call (a ``sitecustomize`` probe), against ``python -c "import qiskit, qiskit_aer"``
+(target: + 0.3 s at most). ``--python`` picks the interpreter (e.g. a venv that also holds
+qiskit-experiments and qiskit-ibm-runtime); noisefs must be installed in it.
+
+The last line printed is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SEED = 7
+
+FLOOR = r"""
+import json, sys
+import qiskit, qiskit_aer
+from qiskit import qasm2
+from qiskit_aer import AerSimulator
+from qiskit_aer.noise import NoiseModel, depolarizing_error, thermal_relaxation_error
+
+qasm, noise, shots, seed, check = sys.argv[1:6]
+qc = qasm2.load(qasm, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+qc.save_statevector(pershot=True)
+p = json.loads(open(noise).read())
+model = NoiseModel(basis_gates=["rz", "sx", "x", "cx"])
+relax_1q = thermal_relaxation_error(p["t1_s"], p["t2_s"], p["time_1q_s"])
+model.add_all_qubit_quantum_error(depolarizing_error(p["p1"], 1).compose(relax_1q), ["sx", "x"])
+relax = thermal_relaxation_error(p["t1_s"], p["t2_s"], p["time_2q_s"])
+model.add_all_qubit_quantum_error(depolarizing_error(p["p2"], 2).compose(relax.expand(relax)), ["cx"])
+result = AerSimulator(method="statevector", noise_model=model).run(
+    qc, shots=int(shots), seed_simulator=int(seed)).result()
+if check != "-":
+    import numpy as np
+    psi = np.stack([np.asarray(s) for s in result.data(0)["statevector"]])
+    np.save(check, psi.T @ psi.conj() / len(psi))
+"""
+
+PROBE = r"""
+import importlib.abc, importlib.util, os, sys, time
+
+_OUT = os.environ.get("NOISEFS_BENCH_FIRST_RUN")
+
+
+class _Probe(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "qiskit_aer.backends.aerbackend":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        exec_module = spec.loader.exec_module
+
+        def exec_and_wrap(module):
+            exec_module(module)
+            original = module.AerBackend.run
+
+            def run(self, *args, **kwargs):
+                if not os.path.exists(_OUT):
+                    with open(_OUT, "w") as out:
+                        out.write(repr(time.time()))
+                return original(self, *args, **kwargs)
+
+            module.AerBackend.run = run
+
+        spec.loader.exec_module = exec_and_wrap
+        return spec
+
+
+if _OUT:
+    sys.meta_path.insert(0, _Probe())
+"""
+
+CIRCUITS = {  # name: trajectories
+    "ghz9": 20_000,
+    "qft7": 20_000,
+    "random6": 20_000,
+    "qft10": 2_000,
+    "qft12": 400,
+    "qft14": 40,
+}
+
+
+def circuit_text(name: str) -> str:
+    from qiskit import QuantumCircuit, qasm2
+    from qiskit.circuit.random import random_circuit
+    from qiskit.synthesis.qft import synth_qft_full
+
+    if name.startswith("ghz"):
+        n = int(name[3:])
+        qc = QuantumCircuit(n)
+        qc.h(0)
+        for q in range(n - 1):
+            qc.cx(q, q + 1)
+    elif name.startswith("qft"):
+        n = int(name[3:])
+        qc = QuantumCircuit(n)
+        qc.h(range(n))
+        qc.barrier()
+        qc.compose(synth_qft_full(n), inplace=True)
+    else:
+        qc = random_circuit(int(name[6:]), 10, max_operands=2, seed=11)
+    return qasm2.dumps(qc)
+
+
+class Runner:
+    def __init__(self, python: str, work: Path, arena: Path) -> None:
+        self.python = python
+        self.work = work
+        self.arena = arena
+        self.floor = work / "floor.py"
+        self.floor.write_text(FLOOR)
+        (work / "probe").mkdir()
+        (work / "probe" / "sitecustomize.py").write_text(PROBE)
+
+    def timed(self, cmd: list[str], probe: bool = False) -> tuple[float, str, float | None]:
+        env = dict(os.environ)
+        first = self.work / "first"
+        if probe:
+            env["NOISEFS_BENCH_FIRST_RUN"] = str(first)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first.parent / "probe"), env.get("PYTHONPATH")]))  # fmt: skip
+        epoch, started = time.time(), time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=self.work)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
+        first_s = None
+        if probe and first.exists():
+            first_s = float(first.read_text()) - epoch
+            first.unlink()
+        return wall, done.stdout, first_s
+
+    def noisefs(self, circuit: Path, k: int, out: Path, probe: bool = False, final: bool = True):
+        cmd = [self.python, "-m", "noisefs", "run", str(circuit), "-k", str(k), "--seed", str(SEED),
+               "--quiet", "--json", "-o", str(out), "--arena", str(self.arena)]  # fmt: skip
+        if final:
+            cmd += ["--snapshots", "final"]
+        wall, stdout, first_s = self.timed(cmd, probe)
+        return wall, json.loads(stdout.strip().splitlines()[-1]), first_s
+
+    def floor_run(self, qasm: Path, noise: Path, k: int, check: str = "-") -> float:
+        cmd = [self.python, str(self.floor), str(qasm), str(noise), str(k), str(SEED), check]
+        return self.timed(cmd)[0]
+
+
+def phases(summary: dict, wall: float) -> dict:
+    t = summary["timing"]
+    return {
+        "startup": wall - t["total_s"],
+        "prepare": t["prepare_s"],
+        "aer": t["simulate_s"],
+        "store": t["store_s"],
+        "fold": t["fold_s"],
+        "write": t.get("write_s", 0.0),
+    }
+
+
+def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
+    import numpy as np
+
+    circuit = runner.work / f"{name}.qasm"
+    circuit.write_text(circuit_text(name))
+    out = runner.work / f"{name}.npz"
+    runner.noisefs(circuit, k, out)  # warm-up; records the executed circuit
+    with np.load(out) as data:
+        meta = json.loads(str(data["meta"]))
+        rho = data["rho"][-1] if "rho" in data.files else None
+    qasm, noise = runner.work / f"{name}.executed.qasm", runner.work / f"{name}.noise.json"
+    qasm.write_text(meta["executed_qasm"])
+    noise.write_text(json.dumps(meta["noise"]))
+    if rho is not None:
+        check = runner.work / f"{name}.floor.npy"
+        runner.floor_run(qasm, noise, k, str(check))
+        error = float(np.abs(np.load(check) - rho).max())
+        if error > 1e-8:
+            sys.exit(f"{name}: the floor's states are not noisefs's (max |Δρ| {error:.2e})")
+    walls, floors, breakdowns = [], [], []
+    for _ in range(reps):
+        wall, summary, _ = runner.noisefs(circuit, k, out)
+        walls.append(wall)
+        breakdowns.append(phases(summary, wall))
+        floors.append(runner.floor_run(qasm, noise, k))
+    a, f = statistics.median(walls), statistics.median(floors)
+    median_phases = {p: statistics.median(b[p] for b in breakdowns) for p in breakdowns[0]}
+    print(f"{name:8s} K={k:6d}  noisefs {a:6.2f} s  floor {f:6.2f} s  ratio {a / f:5.2f}  | "
+          + "  ".join(f"{p} {v:.2f}" for p, v in median_phases.items()))  # fmt: skip
+    return {"k": k, "noisefs_s": a, "floor_s": f, "ratio": a / f, "phases": median_phases}
+
+
+def first_trajectory(runner: Runner, reps: int) -> dict:
+    circuit = runner.work / "ghz9.qasm"
+    circuit.write_text(circuit_text("ghz9"))
+    imports, firsts = [], []
+    for _ in range(reps):
+        imports.append(runner.timed([runner.python, "-c", "import qiskit, qiskit_aer"])[0])
+        _, _, first_s = runner.noisefs(circuit, 1, runner.work / "first.npz", probe=True)
+        firsts.append(first_s)
+    i, f = statistics.median(imports), statistics.median(firsts)
+    print(f"first trajectory (GHZ-9, K=1): {f:.2f} s; import qiskit, qiskit_aer: {i:.2f} s; "
+          f"difference {f - i:+.2f} s (target <= +0.30)")  # fmt: skip
+    return {"first_trajectory_s": f, "import_s": i, "difference_s": f - i}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--python", default=sys.executable, help="interpreter (venv) to run")
+    parser.add_argument("--only", default="", help="circuits, e.g. ghz9,qft10")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n] or list(CIRCUITS)
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    arena_dir = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-", dir=shm))
+    work = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-"))
+    runner = Runner(args.python, work, arena_dir / "arena")
+    figures: dict = {"python": args.python, "reps": args.reps, "cpus": os.cpu_count()}
+    try:
+        print(f"bench_floor: {args.python}, {args.reps} reps, {os.cpu_count()} CPUs")
+        figures["first"] = first_trajectory(runner, args.reps)
+        for name in names:
+            figures[name] = compare(runner, name, CIRCUITS[name], args.reps)
+    finally:
+        shutil.rmtree(arena_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
