@@ -1,10 +1,10 @@
-"""Batch sizes chosen by cost: big enough that Aer's fixed cost per job is ≤ 2 % of a
+"""Batch sizes chosen by cost: big enough that Aer's fixed cost per job is ≤ 0.5 % of a
 job's time, within the memory budget and the arena quota.
 
 Each job costs about ``a + b·B`` seconds for B trajectories. The first batches are small;
 after each finished batch the sizer refits ``a`` and ``b`` (least squares over the jobs
 seen, leaving out each worker's warm-up job once others exist) and grows the batch towards
-``B ≥ a / (0.02·b)`` — by at most 4× a step, and never past ``max_seconds`` of work per job
+``B ≥ a / (0.005·b)`` — by at most 4× a step, and never past ``max_seconds`` of work per job
 (so Ctrl-C, progress and checkpoints stay responsive). ``--batch`` fixes the size instead.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-FIXED_SHARE = 0.02
+FIXED_SHARE = 0.005  # a run pays Aer's fixed cost once per job; one Aer job pays it once
 GROWTH = 4
 FIRST_BATCH = 32
 
