@@ -165,3 +165,19 @@ def test_folding_repeated_states_equals_the_plain_sums(density):
         assert np.max(np.abs(agg.rho()[0] - expected)) < 1e-14
     else:
         assert agg.rho() is None
+
+
+@pytest.mark.parametrize("size", [1, 2, 127, 128, 300])
+def test_the_hermitian_fill_is_u_plus_u_dagger_over_the_count(size):
+    from noisefs.aggregate.linalg import hermitian_from_upper
+
+    rng = np.random.default_rng(size)
+    upper = np.asfortranarray(
+        np.triu(rng.standard_normal((size, size)) + 1j * rng.standard_normal((size, size)))
+    )
+    out = np.empty((size, size), dtype=np.complex128)
+    hermitian_from_upper(upper, 7, out)
+    expected = (upper + upper.conj().T) / 7
+    np.fill_diagonal(expected, upper.diagonal().real / 7)
+    assert np.allclose(out, expected, rtol=1e-15, atol=0)
+    assert np.array_equal(out, out.conj().T)

@@ -15,6 +15,7 @@ import numpy as np
 
 from noisefs.aggregate.distinct import distinct_states
 from noisefs.aggregate.linalg import (
+    hermitian_from_upper,
     partial_trace_dense,
     reorder_qubits,
     to_kept_matrix,
@@ -27,7 +28,7 @@ from noisefs.observables import ObservableSet
 def _zherk():
     """SciPy's BLAS ZHERK, imported on the first fold (~0.2 s of imports that then overlap
     the first Aer job instead of delaying it)."""
-    from scipy.linalg.blas import zherk
+    from scipy.linalg.blas import zherk  # lazy: SciPy's imports overlap the first Aer job
 
     return zherk
 
@@ -232,14 +233,7 @@ class Aggregator:
             return None
         out = np.empty((self.num_steps,) + self.rho_sum[0].shape, dtype=np.complex128)
         for step, upper in enumerate(self.rho_sum):
-            # In place, no temporaries (at 12 qubits each one is 256 MiB). The strict lower
-            # triangle of a running sum is always zero (see _add_upper), so U + U† is ρ
-            # with its diagonal doubled.
-            full = out[step]
-            np.conjugate(upper.T, out=full)
-            full += upper
-            full[np.diag_indices_from(full)] = upper.diagonal().real
-            full /= max(1, self.count[step])
+            hermitian_from_upper(upper, max(1, self.count[step]), out[step])
         return out
 
     def probabilities(self) -> np.ndarray | None:
