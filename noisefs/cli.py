@@ -12,7 +12,7 @@ import logging
 import sys
 import traceback
 
-from noisefs import __version__
+from noisefs import __version__, faults
 from noisefs.errors import EXIT_INPUT, EXIT_INTERRUPTED, NoiseFSError, exit_code_for, one_line
 
 COMMANDS = ("run", "status", "gc", "daemon", "inspect")
@@ -56,8 +56,12 @@ def _warnings_or_ours(record: logging.LogRecord) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        faults.hold_at("run.started")
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C as noisefs starts: one line as later, no traceback
+        print("noisefs: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     debug = getattr(args, "debug", False)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
