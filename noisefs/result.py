@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from noisefs.atomic import atomic_write
+from noisefs.display import result_html, summary_line
+from noisefs.npz import write_npz
+from noisefs.plotting import close_if_inline, result_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -48,14 +51,10 @@ class Result:
         return int(self.z_mean.shape[1])
 
     def __repr__(self) -> str:
-        from noisefs.display import summary_line
-
         return summary_line(self)
 
     def _repr_html_(self) -> str:
         """The table a notebook shows (IPython's rich display protocol)."""
-        from noisefs.display import result_html
-
         return result_html(self)
 
     def plot(self) -> Figure:
@@ -63,8 +62,6 @@ class Result:
         picture of ``noisefs inspect --plot``; in a notebook it shows inline. Without
         matplotlib, :class:`noisefs.errors.MissingExtra` (an ``ImportError``) says what to
         install."""
-        from noisefs.plotting import close_if_inline, result_figure
-
         fig = result_figure(self)
         close_if_inline(fig)
         return fig
@@ -84,7 +81,7 @@ class Result:
 
         With ``keep_qubits`` it is the reduced state of those qubits; without ``rho`` (more
         qubits than ``max_dm_qubits``) it raises ``ValueError``."""
-        from qiskit.quantum_info import DensityMatrix
+        from qiskit.quantum_info import DensityMatrix  # lazy: qiskit only for this view
 
         if self.rho is None:
             raise ValueError(
@@ -118,7 +115,7 @@ class Result:
             arrays["observable_names"] = np.asarray(self.observable_names, dtype=np.str_)
         target = Path(path)
         with atomic_write(target, fault="result.writing") as handle:
-            np.savez(handle, **arrays)
+            write_npz(handle, arrays)
         self.path = target
         return target
 
