@@ -31,4 +31,5 @@ def write_npz(handle: BinaryIO, arrays: Mapping[str, np.ndarray]) -> None:
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 header = np.lib.format.header_data_from_array_1_0(array)
                 np.lib.format.write_array_header_1_0(member, header)
-                member.write(memoryview(data).cast("B"))
+                if data.size:
+                    member.write(memoryview(data).cast("B"))
