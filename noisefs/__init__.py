@@ -12,6 +12,8 @@ Public surface (everything else is private)::
 
 from __future__ import annotations
 
+import importlib
+
 from noisefs.errors import (
     ArenaBusy,
     ArenaError,
@@ -69,8 +71,6 @@ _LAZY = {
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         module_name, attribute = _LAZY[name]
         value = getattr(importlib.import_module(module_name), attribute)
         globals()[name] = value

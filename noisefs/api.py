@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from noisefs.errors import InputError
+from noisefs.options import make_run
 from noisefs.result import Result
 
 
@@ -39,9 +41,7 @@ def run(
     ipywidgets), the bar on a terminal, nothing elsewhere; ``quiet=True`` (or
     ``progress=False``) switches it off, ``progress=True`` forces a bar on stderr.
     """
-    from noisefs.errors import InputError
-    from noisefs.options import make_run
-    from noisefs.pipeline.trajectory import TrajectoryRun
+    from noisefs.pipeline.trajectory import TrajectoryRun  # lazy: qiskit loads with the run
 
     run_options, noise = make_run(
         circuit, trajectories=trajectories, seed=seed, noise_model=noise_model, **options

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from noisefs.aggregate.linalg import partial_trace_dense, reorder_qubits
+from noisefs.observables import ObservableSet
+from noisefs.sim.noise_source import noise_from_meta
+
 
 def executed_circuit(meta: dict):
     """The executed circuit (without saves) that ``meta['executed_qasm']`` records."""
-    from noisefs.sim.circuit import load_circuit
+    from noisefs.sim.circuit import load_circuit  # lazy: qiskit, when the oracle runs
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "executed.qasm"
@@ -27,9 +31,7 @@ def executed_circuit(meta: dict):
 
 def aer_reference(meta: dict, trajectories: int | None = None) -> np.ndarray:
     """Aer's averaged final density matrix for the run that ``meta`` describes."""
-    from qiskit_aer import AerSimulator
-
-    from noisefs.sim.noise_source import noise_from_meta
+    from qiskit_aer import AerSimulator  # lazy: Aer, when the oracle runs
 
     circuit = executed_circuit(meta)
     circuit.save_density_matrix(label="rho")
@@ -61,8 +63,6 @@ def _step_order(meta: dict, step) -> tuple[int, ...] | None:
 def _as_recorded(meta: dict, steps, rhos: list[np.ndarray]) -> np.ndarray:
     """Aer's density matrices as the result holds them: in the user's qubit order, the spare
     qubits of a device traced out."""
-    from noisefs.aggregate.linalg import partial_trace_dense, reorder_qubits
-
     n = int(meta["num_qubits"])
     device = meta.get("device")
     user = int(device["user_qubits"]) if device else n
@@ -80,8 +80,6 @@ def _as_recorded(meta: dict, steps, rhos: list[np.ndarray]) -> np.ndarray:
 def aer_reference_expectations(meta: dict, steps) -> np.ndarray:
     """Aer's own average of each observable the run recorded (``meta["observables"]``) at
     each of ``steps``: ``save_expectation_value`` over the same shots and seeds. (S, M)."""
-    from noisefs.observables import ObservableSet
-
     observables = ObservableSet.from_meta(meta["observables"], int(meta["num_qubits"]))
     qubits = list(range(observables.num_qubits))
 
@@ -100,9 +98,7 @@ def aer_reference_expectations(meta: dict, steps) -> np.ndarray:
 def _run_with_saves(meta: dict, steps, save) -> dict:
     """Run the executed circuit in Aer with ``save(circuit, step)`` before each of ``steps``
     (the step past the last instruction: at the end), K shots from the run's seed."""
-    from qiskit_aer import AerSimulator
-
-    from noisefs.sim.noise_source import noise_from_meta
+    from qiskit_aer import AerSimulator  # lazy: Aer, when the oracle runs
 
     circuit = executed_circuit(meta)
     with_saves = circuit.copy_empty_like()

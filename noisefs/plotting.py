@@ -30,7 +30,7 @@ INLINE_BACKENDS = frozenset(
 def require_matplotlib(feature: str) -> None:
     """Raise :class:`MissingExtra` (an ``ImportError``) naming ``feature`` when matplotlib
     cannot be imported."""
-    try:
+    try:  # lazy: matplotlib, an optional extra, only to plot
         import matplotlib  # noqa: F401
     except ImportError:
         raise MissingExtra(
@@ -43,7 +43,7 @@ def result_figure(result: Result) -> Figure:
     snapshot step, below it the purity Tr ρ² when the result keeps ρ, and the requested
     observables with their error bars when there are any."""
     require_matplotlib("plotting a result")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: matplotlib, an optional extra
 
     steps = result.steps
     purity = result.purity()
@@ -83,6 +83,7 @@ def close_if_inline(fig: Figure) -> None:
     """Take ``fig`` off pyplot's list when the backend draws a cell's figures inline by itself:
     the figure returned as the cell's value is then shown once, not twice (Qiskit's drawers
     do the same). Elsewhere the figure stays open, for ``plt.show()``."""
+    # lazy: matplotlib, an optional extra
     import matplotlib
     import matplotlib.pyplot as plt
 

@@ -104,7 +104,7 @@ def _make_bar(mode: Mode, total: int, initial: int, unit: str, desc: str | None)
     ipywidgets too old or broken for tqdm) falls back to the text bar."""
     common = {"total": total, "initial": initial, "unit": unit, "desc": desc}
     if mode is Mode.WIDGET:
-        try:
+        try:  # lazy: tqdm's notebook widget, only in a notebook
             from tqdm.notebook import tqdm as notebook_tqdm
 
             return notebook_tqdm(**common, leave=True), mode
@@ -114,7 +114,7 @@ def _make_bar(mode: Mode, total: int, initial: int, unit: str, desc: str | None)
 
 
 def _text_bar(mode: Mode, common: dict):
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: only when a bar shows
 
     if mode is Mode.TEXT:  # a cell's output: no terminal size, the final state stays
         return tqdm(**common, ncols=100, file=sys.stderr, leave=True)

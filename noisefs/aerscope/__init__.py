@@ -28,7 +28,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "ManagedJob":  # lazy: the job module imports qiskit (about a second)
+    if name == "ManagedJob":
+        # lazy: the job module imports qiskit (about a second)
         from noisefs.aerscope.job import ManagedJob
 
         return ManagedJob

@@ -8,6 +8,8 @@ unsafe.
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import replace
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -46,13 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    import os
-
     # one ingest thread: BLAS thread pools only contend with it (a 256 x 64 ZHERK takes
     # 1.5 ms on one thread, 25 ms with OpenBLAS's threads on a busy 2-core machine)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    from noisefs.daemon import load_config, run_daemon
+    from noisefs.daemon import load_config, run_daemon  # lazy: numpy, watchdog: not at --help
 
     overrides = {
         "arenas": args.arena,
@@ -64,7 +64,5 @@ def main(args) -> int:
     }
     cfg = load_config(args.config, overrides)
     if getattr(args, "debug", False):
-        from dataclasses import replace
-
         cfg = replace(cfg, log_level="debug")
     return run_daemon(cfg, args.config, overrides)

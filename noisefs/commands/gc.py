@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from noisefs.units import format_bytes
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -32,8 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from noisefs.arena import Arena, default_root
-    from noisefs.units import format_bytes
+    from noisefs.arena import Arena, default_root  # lazy: numpy, not at --help
 
     root = args.arena or default_root()
     try:

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from noisefs.options import add_arguments
+from noisefs.options import OPTIONS, add_arguments, default_output, make_run
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -34,8 +34,7 @@ CLI_ONLY = ("json", "quiet")
 
 
 def main(args: argparse.Namespace) -> int:
-    from noisefs.options import OPTIONS, default_output, make_run
-    from noisefs.pipeline.trajectory import TrajectoryRun
+    from noisefs.pipeline.trajectory import TrajectoryRun  # lazy: qiskit, not at --help
 
     signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM checkpoints like Ctrl-C
     values = {spec.name: getattr(args, spec.name) for spec in OPTIONS}
@@ -58,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
 
 def describe(result) -> dict:
     """The one-object JSON summary that ``noisefs run --json`` prints."""
-    import numpy as np
+    import numpy as np  # lazy: not at --help
 
     meta = result.meta
     return {

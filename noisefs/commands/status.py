@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from noisefs.units import format_bytes as fb
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -25,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def collect(root) -> dict:
     """The status figures of the arena at ``root`` (``exists: false`` when there is none)."""
-    from noisefs.arena import Arena, default_root
+    from noisefs.arena import Arena, default_root  # lazy: numpy, not at --help
 
     root = root or default_root()
     try:
@@ -35,7 +37,7 @@ def collect(root) -> dict:
     with arena:
         figures = arena.stats()
         live = arena.live_owners()
-    from noisefs.daemon.statusfile import read_status
+    from noisefs.daemon.statusfile import read_status  # lazy: the daemon package (watchdog)
 
     figures["daemon"] = read_status(root)
     figures["exists"] = True
@@ -63,8 +65,6 @@ def _daemon_row(d: dict | None) -> str:
 
 
 def render(s: dict) -> str:
-    from noisefs.units import format_bytes as fb
-
     if not s.get("exists"):
         return f"no arena at {s['root']} (nothing to report; it is created on first use)"
     spill_bound = (

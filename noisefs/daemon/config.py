@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from noisefs.arena import default_root
 from noisefs.errors import InputError
 from noisefs.units import parse_size
 
@@ -202,8 +203,6 @@ def parse_config(
         if str(_path("--arena", "root", root)) not in known:
             tables.append({"root": root})
     if not tables:
-        from noisefs.arena import default_root
-
         tables = [{"root": str(default_root())}]
     arenas = tuple(_arena(f"{where} [[arena]] #{i + 1}", t, top) for i, t in enumerate(tables))
     roots = [a.root for a in arenas]

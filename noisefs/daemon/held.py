@@ -9,6 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from noisefs.arena import Arena
 from noisefs.arena.paths import open_private_dir
 from noisefs.daemon.config import ArenaConfig, DaemonConfig, default_state_dir
 from noisefs.daemon.ingest import Inbox
@@ -27,8 +28,6 @@ def new_counters() -> dict:
 
 def open_arena(cfg: ArenaConfig):
     """An arena handle with the configured bounds (stored in the arena when given)."""
-    from noisefs.arena import Arena
-
     return Arena(
         root=cfg.root,
         quota=cfg.quota_bytes,

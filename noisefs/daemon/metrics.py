@@ -54,6 +54,7 @@ class Metrics:
 
     def collect(self):
         """prometheus_client collector protocol."""
+        # lazy: prometheus_client, an optional extra, only with --metrics-port
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         with self._lock:
@@ -98,7 +99,7 @@ class Metrics:
 
     def start(self, port: int) -> int:
         """Serve on 127.0.0.1:``port`` (0: any free port); return the port."""
-        try:
+        try:  # lazy: prometheus_client, an optional extra, only with --metrics-port
             from prometheus_client import start_http_server
             from prometheus_client.registry import CollectorRegistry
         except ImportError:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noisefs import __version__
 from noisefs.aggregate import Aggregator
 from noisefs.atomic import atomic_write, writing
 
@@ -225,8 +226,6 @@ class RunAverage:
         """Write the averages atomically; None when nothing was folded."""
         if not self.steps:
             return None
-        from noisefs import __version__
-
         steps = sorted(self.steps)
         rho = np.stack([self.steps[s].rho() for s in steps])
         counts = np.array([self.steps[s].count for s in steps], np.int64)

@@ -80,6 +80,7 @@ class Watcher:
                 self._restart()
 
     def _start(self) -> None:
+        # lazy: watchdog's observer starts with the watch, not with the import
         from watchdog.observers import inotify_move_event_grouper as grouper
         from watchdog.observers.inotify import InotifyObserver
 

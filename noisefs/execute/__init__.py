@@ -6,6 +6,8 @@ a Dask cluster (``scheduler``), local worker processes (``workers > 1``), or a t
 
 from __future__ import annotations
 
+from noisefs.execute.local import LocalExecutor
+from noisefs.execute.processes import ProcessExecutor
 from noisefs.execute.protocol import BatchDone, Executor
 from noisefs.sim.aer import SimulationJob
 
@@ -27,15 +29,11 @@ def make_executor(
     need none of it. ``aer_threads`` is Aer's thread count in each simulating process
     (default: all cores for one thread of this process, the cores shared among workers)."""
     if scheduler is not None or scheduler_file is not None:
-        from noisefs.execute.dask import DaskExecutor
+        from noisefs.execute.dask import DaskExecutor  # lazy: distributed, an optional extra
 
         return DaskExecutor(arena, job, scheduler, scheduler_file=scheduler_file, **run)
     if workers > 1:
-        from noisefs.execute.processes import ProcessExecutor
-
         return ProcessExecutor(arena, job, workers, aer_threads=aer_threads)
-    from noisefs.execute.local import LocalExecutor
-
     return LocalExecutor(arena, job.with_threads(aer_threads or 0))
 
 

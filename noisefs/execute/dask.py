@@ -26,6 +26,11 @@ import threading
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from pathlib import Path
 
+import numpy
+import scipy
+
+from noisefs import __version__
+from noisefs.arena import default_root
 from noisefs.errors import InputError, NoiseFSError, SchedulerError
 from noisefs.execute.dask_connect import (
     QuietDaskLogs,
@@ -138,11 +143,6 @@ def run_digest(job: SimulationJob, shape: SumsShape, plan: Plan, identity: dict 
     one, a random digest that no other run can share."""
     if identity is None:
         return secrets.token_hex(8)
-    import numpy
-    import scipy
-
-    from noisefs import __version__
-
     described = {
         "identity": identity,
         "store": job.store,
@@ -229,8 +229,6 @@ class DaskExecutor:
 
     def _register_plugin(self, arena) -> str:
         """Open an arena in every worker process (present and future)."""
-        from noisefs.arena import default_root
-
         root = None if Path(arena.root) == Path(default_root()) else str(arena.root)
         plugin = ArenaPlugin(root, timeout_s=arena.timeout_s)
         settings = json.dumps([root, plugin.timeout_s])

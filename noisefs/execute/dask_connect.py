@@ -55,7 +55,7 @@ def address_from_file(path: str | os.PathLike, deadline_s: float = CONNECT_DEADL
 def connect(address: str, deadline_s: float = CONNECT_DEADLINE_S):
     """A :class:`distributed.Client` of the scheduler at ``address``, or SchedulerError
     within ``deadline_s``."""
-    try:
+    try:  # lazy: distributed, an optional extra, only for a Dask run
         from distributed import Client
     except ImportError:
         raise InputError(
@@ -101,6 +101,7 @@ def connect(address: str, deadline_s: float = CONNECT_DEADLINE_S):
 def _check_address(address: str) -> None:
     """Refuse a malformed address before Dask does (a half-built ``Client`` would print a
     traceback when Python exits)."""
+    # lazy: distributed, an optional extra, only for a Dask run
     from distributed.comm.addressing import get_address_host_port, parse_address
     from distributed.comm.registry import get_backend
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisefs.aggregate import SumsShape, fold_batch, release_all
+from noisefs.arena import Arena
+from noisefs.execute.local import run_batch
 from noisefs.options import DEFAULT_PUT_TIMEOUT_S
 from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
 from noisefs.sim.batches import Batch, batch_for
@@ -75,8 +77,6 @@ class ArenaPlugin(_PluginBase):
 
     def setup(self, worker=None) -> None:
         """Open the arena (in the worker process)."""
-        from noisefs.arena import Arena
-
         self.arena = Arena(root=self.root, timeout_s=self.timeout_s)
         self.threads = max(1, int(getattr(worker, "state", worker).nthreads or 1)) if worker else 1
         # Dask's nanny starts workers with OMP_NUM_THREADS=1, which caps Aer's OpenMP
@@ -99,7 +99,7 @@ class ArenaPlugin(_PluginBase):
 
 
 def _plugin(name: str) -> ArenaPlugin:
-    from distributed import get_worker
+    from distributed import get_worker  # lazy: distributed, an optional extra
 
     worker = get_worker()
     plugin = worker.plugins.get(name)
@@ -153,8 +153,6 @@ def run_leaf(job: SimulationJob, shape: SumsShape, leaf: Leaf, plugin_name: str)
 
 
 def _fold_whole(arena, job: SimulationJob, batch: Batch, aggregator, timing: list) -> None:
-    from noisefs.execute.local import run_batch
-
     done = run_batch(arena, job, batch)
     try:
         fold_batch(arena, done.keys, aggregator, job.store)

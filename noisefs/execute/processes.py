@@ -19,6 +19,7 @@ from pathlib import Path
 
 from noisefs import faults
 from noisefs.aggregate import release_all
+from noisefs.arena import Arena
 from noisefs.execute.local import run_batch
 from noisefs.execute.protocol import BatchDone
 from noisefs.sim.aer import SimulationJob
@@ -32,8 +33,6 @@ def _worker_init(
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent(parent)
-    from noisefs.arena import Arena
-
     _worker_state["arena"] = Arena(
         root=arena_root, quota=None, max_files=None, spill_dir=spill_dir, timeout_s=timeout_s
     )

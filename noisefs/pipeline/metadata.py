@@ -8,6 +8,7 @@ from noisefs import __version__
 
 
 def library_versions() -> dict[str, str]:
+    # lazy: qiskit and Aer are loaded by the run already; not by importing this module
     import qiskit
     import qiskit_aer
 

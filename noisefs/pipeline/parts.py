@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from noisefs import faults
 from noisefs.aggregate import Aggregator, release_all
+from noisefs.arena import Arena
 from noisefs.execute import Executor, make_executor
 from noisefs.execute.protocol import BatchDone, Sizer
 from noisefs.execute.sizing import CostSizer, FixedSizer
@@ -71,8 +72,6 @@ def simulation_parts(
     show_progress: bool | None,
 ) -> Iterator[SimulationParts]:
     """Open the run's parts (``initial``: trajectories folded before this session)."""
-    from noisefs.arena import Arena
-
     with Arena(
         root=options.arena_root,
         quota=options.quota_bytes,

@@ -9,6 +9,7 @@ from pathlib import Path
 from noisefs.errors import InputError, NoiseParameterError
 from noisefs.observables import ObservableSet
 from noisefs.options import RunOptions
+from noisefs.sim.circuit import executed_qasm, insert_saves, prepare, snapshot_points
 from noisefs.sim.device import DeviceNoise
 from noisefs.sim.device_layout import DeviceLayout
 from noisefs.sim.noise_source import NoiseSource
@@ -47,8 +48,6 @@ class PreparedRun:
 
 def prepare_run(options: RunOptions, noise: NoiseSource | DeviceNoise) -> PreparedRun:
     """Parse and translate the circuit, check the noise against it, insert the saves."""
-    from noisefs.sim.circuit import executed_qasm, insert_saves, prepare, snapshot_points
-
     device = noise if isinstance(noise, DeviceNoise) else None
     prepared = prepare(
         options.circuit,

@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from noisefs.pipeline.parts import LoopFeed, SimulationParts, simulation_parts
 from noisefs.pipeline.prepared import PreparedRun, executor_slots, memory_hints, prepare_run
 from noisefs.pipeline.resume import SEED_LIMIT, Checkpointer, fingerprint, start_state
 from noisefs.result import Result
+from noisefs.sim.aer import SimulationJob
 
 log = logging.getLogger("noisefs")
 
@@ -99,8 +101,6 @@ class TrajectoryRun:
         checkpointer = Checkpointer(
             opts.output, run_fingerprint, start.seed, opts.checkpoint_interval_s
         )
-        from noisefs.sim.aer import SimulationJob
-
         job = SimulationJob(
             run.circuit_with_saves,
             run.labels,
@@ -269,8 +269,6 @@ class TrajectoryRun:
 def _worker_failures(interrupts: DeferredInterrupts) -> Iterator[None]:
     """A dead worker process (``BrokenProcessPool``) as one clear error, or as the
     interrupt it was when Ctrl-C reached the workers too (one process group)."""
-    from concurrent.futures.process import BrokenProcessPool
-
     try:
         yield
     except BrokenProcessPool:

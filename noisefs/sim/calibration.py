@@ -13,6 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from noisefs.errors import InputError, NoiseParameterError, one_line
 from noisefs.units import parse_duration
 
@@ -177,11 +182,6 @@ def load_calibration(path: str | os.PathLike) -> dict:
 
 
 def _parse_calibration(text: str, name: str, suffix: str) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
     as_toml = suffix == ".toml" or (suffix != ".json" and not text.lstrip().startswith("{"))
     try:
         if as_toml:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noisefs.errors import CircuitTooLarge
+from noisefs.pipeline.budget import available_memory_bytes, format_gib, max_clbits, max_qubits
 
 __all__ = ["DeclaredSizes", "check_declared_sizes", "check_qubit_count", "declared_sizes"]
 
@@ -257,8 +258,6 @@ def check_qubit_count(num_qubits: int, label: str, *, line: int | None = None) -
     The bound is :func:`~noisefs.pipeline.budget.max_qubits` of the available memory: the
     smallest run of that many qubits must fit. ``label`` starts the message (a file and
     line, ``<OpenQASM text>:3`` or ``circuit 'NAME'``)."""
-    from noisefs.pipeline.budget import available_memory_bytes, format_gib, max_qubits
-
     available = available_memory_bytes()
     limit = max_qubits(available)
     if num_qubits > limit:
@@ -272,8 +271,6 @@ def check_qubit_count(num_qubits: int, label: str, *, line: int | None = None) -
 
 
 def _check_clbit_count(num_clbits: int, label: str, line: int | None) -> None:
-    from noisefs.pipeline.budget import available_memory_bytes, format_gib, max_clbits
-
     available = available_memory_bytes()
     limit = max_clbits(available)
     if num_clbits > limit:

@@ -23,7 +23,7 @@ _PROVIDER = "qiskit_ibm_runtime.fake_provider"
 
 def load_backend(value: object):
     """A ``BackendV2`` as given, or the fake device of that name (``FakeTorino``)."""
-    from qiskit.providers import BackendV2
+    from qiskit.providers import BackendV2  # lazy: qiskit, not with the options
 
     if not isinstance(value, str):
         if not isinstance(value, BackendV2):
@@ -31,7 +31,7 @@ def load_backend(value: object):
                 f"backend must be a BackendV2 or a fake device's name, not {type(value).__name__}"
             )
         return value
-    try:
+    try:  # lazy: qiskit-ibm-runtime, an optional extra, only for --backend
         import qiskit_ibm_runtime.fake_provider as fakes
     except ImportError:
         raise MissingExtra(
@@ -57,7 +57,7 @@ def load_backend(value: object):
 
 @functools.lru_cache(maxsize=4)
 def _full_model(backend):
-    from qiskit_aer.noise import NoiseModel
+    from qiskit_aer.noise import NoiseModel  # lazy: Aer, not with the options
 
     return NoiseModel.from_backend(backend)
 
@@ -85,7 +85,7 @@ class DeviceNoise:
     def to_meta(self) -> dict:
         """What the result records of the device (beside the cut-down model)."""
         version = None
-        try:
+        try:  # lazy: qiskit-ibm-runtime, an optional extra
             import qiskit_ibm_runtime
 
             version = qiskit_ibm_runtime.__version__

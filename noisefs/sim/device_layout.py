@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qiskit import QuantumCircuit
-from qiskit.circuit import ControlFlowOp
+from qiskit.circuit import ControlFlowOp, Gate
+from qiskit.transpiler import StagedPassManager, generate_preset_pass_manager
 
 from noisefs.aer_private import unchecked_append
 from noisefs.errors import CircuitError, InputError, one_line
@@ -69,8 +70,6 @@ class DeviceLayout:
 
 
 def _staged(preset, names: tuple[str, ...]):
-    from qiskit.transpiler import StagedPassManager
-
     stages = {}
     for name in names:
         for slot in (f"pre_{name}", name, f"post_{name}"):
@@ -84,8 +83,6 @@ def _mark_user_swaps(circuit: QuantumCircuit) -> QuantumCircuit:
     only the swaps routing inserts."""
     if not any(inst.operation.name == "swap" for inst in circuit.data):
         return circuit
-    from qiskit.circuit import Gate
-
     definition = QuantumCircuit(2, name="swap")
     definition.swap(0, 1)
     user_swap = Gate("user_swap", 2, [])
@@ -123,8 +120,6 @@ def route_to_device(
 ) -> tuple[QuantumCircuit, DeviceLayout]:
     """``circuit`` (final measurements already stripped) transpiled to ``backend``'s target
     and cut down to its active qubits, with its :class:`DeviceLayout`."""
-    from qiskit.transpiler import generate_preset_pass_manager
-
     if any(isinstance(inst.operation, ControlFlowOp) for inst in circuit.data):
         raise InputError("control flow is not supported with a device's noise yet")
     if optimization_level > 2:

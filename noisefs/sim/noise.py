@@ -210,6 +210,7 @@ def noise_params(
 def build_noise_model(params: NoiseParams, num_qubits: int):
     """The Aer ``NoiseModel`` of the rule in docs/contract.md "Noise model" for ``num_qubits``
     qubits (module docstring)."""
+    # lazy: Aer loads with a run, not with the options (the CLI's parser)
     from qiskit_aer.noise import (
         NoiseModel,
         ReadoutError,

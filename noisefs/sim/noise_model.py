@@ -30,7 +30,7 @@ KIND = "noise_model"
 
 
 def _qpy_text(circuits: list) -> str:
-    from qiskit import qpy
+    from qiskit import qpy  # lazy: qiskit, not with the options (the CLI's parser)
 
     buffer = io.BytesIO()
     qpy.dump(circuits, buffer)
@@ -38,7 +38,7 @@ def _qpy_text(circuits: list) -> str:
 
 
 def _qpy_circuits(text: str) -> list:
-    from qiskit import qpy
+    from qiskit import qpy  # lazy: qiskit, not with the options (the CLI's parser)
 
     return qpy.load(io.BytesIO(base64.b64decode(text.encode("ascii"))))
 
@@ -112,7 +112,7 @@ def _record(model) -> dict:
 
 
 def _rebuild(record: dict):
-    from qiskit_aer.noise import NoiseModel, QuantumError, ReadoutError
+    from qiskit_aer.noise import NoiseModel, QuantumError, ReadoutError  # lazy: as above
 
     model = NoiseModel(basis_gates=list(record["basis_gates"]))
     for entry in record["quantum_errors"]:
@@ -131,7 +131,7 @@ def restricted_model(model, physical: tuple[int, ...]):
     """``model`` on the qubits ``physical`` only, renumbered: qubit ``c`` of the result is
     qubit ``physical[c]`` of ``model`` (errors on other qubits are left out; all-qubit errors
     stay all-qubit). Custom noise passes are not carried over."""
-    from qiskit_aer.noise import NoiseModel
+    from qiskit_aer.noise import NoiseModel  # lazy: Aer, not with the options
 
     simulated = {p: c for c, p in enumerate(physical)}
     out = NoiseModel(basis_gates=sorted(model.basis_gates))
@@ -153,7 +153,7 @@ class GivenNoise:
 
     @classmethod
     def from_model(cls, model: object) -> GivenNoise:
-        from qiskit_aer.noise import NoiseModel
+        from qiskit_aer.noise import NoiseModel  # lazy: Aer, not with the options
 
         if not isinstance(model, NoiseModel):
             raise InputError(

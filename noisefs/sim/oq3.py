@@ -55,6 +55,7 @@ def _failure(exc: BaseException) -> Qasm3Failure:
 
 def _syntax_tree(text: str):
     """The antlr parse tree of ``text``; the first lexer or parser error raises."""
+    # lazy: the OpenQASM 3 parser (antlr4) only for OpenQASM 3 input
     from antlr4 import CommonTokenStream, InputStream
     from antlr4.error.ErrorListener import ErrorListener
     from openqasm3 import parser as oq3
@@ -92,7 +93,7 @@ def parse_qasm3(text: str) -> QuantumCircuit:
     Raises :class:`Qasm3Failure` for a syntax error (with antlr's line and column), for a
     construct Qiskit cannot represent (with the converter's position), for nesting deeper
     than Python's recursion limit and for a panic inside Qiskit. Prints nothing."""
-    try:
+    try:  # lazy: the OpenQASM 3 parser only for OpenQASM 3 input
         from openqasm3 import parser as oq3
         from qiskit_qasm3_import import convert
     except ImportError as exc:  # pragma: no cover - qiskit[qasm3-import] is a dependency

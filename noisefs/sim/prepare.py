@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from qiskit import QuantumCircuit
+from qiskit.circuit import ClassicalRegister, Clbit
 
 from noisefs.errors import CircuitError, InputError
 from noisefs.sim.declarations import check_qubit_count
@@ -20,6 +21,7 @@ from noisefs.sim.device_layout import DeviceLayout, route_to_device
 from noisefs.sim.measurements import strip_counted
 from noisefs.sim.noise import BASIS_GATES
 from noisefs.sim.qasm import TEXT_LABEL, load_file, load_text, looks_like_qasm
+from noisefs.sim.snapshots import executed_qasm
 from noisefs.sim.translate import translate
 
 __all__ = ["CircuitSource", "PreparedCircuit", "circuit_sha256", "prepare"]
@@ -72,7 +74,7 @@ def circuit_sha256(qc: QuantumCircuit) -> str | None:
     hashed instead; ``None`` when neither can write it (:func:`prepare` then hashes the
     executed circuit's OpenQASM text).
     """
-    from qiskit import qasm3, qpy
+    from qiskit import qasm3, qpy  # lazy: qiskit's QASM 3 and QPY modules, when asked
 
     try:
         buffer = io.BytesIO()
@@ -111,8 +113,6 @@ def _check_values(qc: QuantumCircuit, label: str, file: str | None) -> None:
     """Refuse what Aer would run, but not as written: a non-finite gate angle (``rz(1e400)``
     reads as infinity), and a condition on a value its register cannot hold (Aer compares
     ``c == 5`` on a 2-bit register as ``c == 1``: the value's low bits)."""
-    from qiskit.circuit import ClassicalRegister, Clbit
-
     for instruction in qc.data:
         op = instruction.operation
         for value in op.params:
@@ -211,8 +211,6 @@ def prepare(
     except InputError as exc:
         raise InputError(f"{label}: {exc}") from None
     if digest is None:
-        from noisefs.sim.snapshots import executed_qasm
-
         digest = hashlib.sha256(executed_qasm(executed).encode("utf-8")).hexdigest()
     return PreparedCircuit(
         path=path,

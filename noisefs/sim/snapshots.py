@@ -88,7 +88,7 @@ def insert_saves(
 ) -> tuple[QuantumCircuit, list[str]]:
     """A copy with ``save_statevector(label=f"{label_prefix}{j}", pershot=True)`` on all qubits
     after ``steps[j]`` top-level instructions; returns it and the labels in order."""
-    from qiskit_aer.library import SaveStatevector
+    from qiskit_aer.library import SaveStatevector  # lazy: Aer, not at import
 
     steps = list(steps)
     end = len(qc.data)

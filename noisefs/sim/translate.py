@@ -26,9 +26,19 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from qiskit import QuantumCircuit
-from qiskit.circuit import CONTROL_FLOW_OP_NAMES, CircuitInstruction, ControlFlowOp
+from qiskit import QuantumCircuit, transpile
+from qiskit.circuit import (
+    CONTROL_FLOW_OP_NAMES,
+    CircuitInstruction,
+    ControlFlowOp,
+    get_control_flow_name_mapping,
+)
 from qiskit.converters import circuit_to_dag, dag_to_circuit
+from qiskit.transpiler import Target
+from qiskit.transpiler.preset_passmanagers.common import (
+    generate_scheduling,
+    generate_translation_passmanager,
+)
 
 from noisefs.aer_private import unchecked_append
 from noisefs.errors import CircuitError, InputError, one_line
@@ -74,12 +84,6 @@ def lean_pass_manager() -> PassManager:
     that control flow is supported, which it is. ``seed_transpiler`` is used by none of
     these passes (it seeds layout and routing), so the result does not depend on it.
     """
-    from qiskit.circuit import get_control_flow_name_mapping
-    from qiskit.transpiler import Target
-    from qiskit.transpiler.preset_passmanagers.common import (
-        generate_scheduling,
-        generate_translation_passmanager,
-    )
 
     # The basis Qiskit derives from ``basis_gates``: the gates plus measure, delay, reset
     # and the control-flow operations (sorted: Qiskit builds it from a set).
@@ -112,8 +116,6 @@ def _run_passes(
             out = lean_pass_manager().run(qc)
         out.name = qc.name  # as ``transpile`` names its output
         return out
-    from qiskit import transpile
-
     with lazy_synthesis_plugins():
         return transpile(
             qc,
