@@ -9,6 +9,8 @@ import sys
 import zipfile
 
 from noisefs.atomic import atomic_write, check_writable, writing
+from noisefs.errors import InputError
+from noisefs.plotting import require_matplotlib, result_figure
 
 MAX_QUBITS_SHOWN = 8
 
@@ -31,8 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def load_result(path: str):
-    from noisefs.errors import InputError
-    from noisefs.result import Result
+    from noisefs.result import Result  # lazy: numpy, not at --help
 
     try:
         return Result.load(path)
@@ -121,15 +122,13 @@ def print_table(info: dict) -> None:
 def plot(result, path: str) -> None:
     """Write ``result``'s picture (:func:`noisefs.plotting.result_figure`) to ``path``, in
     the image format its extension names."""
-    from noisefs.errors import InputError
-    from noisefs.plotting import require_matplotlib, result_figure
-
     require_matplotlib("--plot")  # MissingExtra, an InputError: exit 2 with the pip line
+    # lazy: matplotlib, an optional extra, only for --plot
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    import matplotlib.pyplot as plt  # lazy: as above
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: as above
 
     image_format = os.path.splitext(path)[1].lstrip(".").lower()
     formats = FigureCanvasAgg.get_supported_filetypes()
