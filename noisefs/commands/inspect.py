@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tokenize
 import zipfile
 
 from noisefs.atomic import atomic_write, check_writable, writing
@@ -32,16 +33,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+# what zipfile and numpy's header parser raise for other damaged bytes (a flipped bit in a
+# zip header: an unknown compression method or version, the "encrypted" flag)
+DAMAGED = (
+    EOFError, NotImplementedError, RuntimeError, tokenize.TokenError, SyntaxError, MemoryError,
+)  # fmt: skip
+
+
 def load_result(path: str):
+    from noisefs.npzcheck import verify_npz
     from noisefs.result import Result  # lazy: numpy, not at --help
 
     try:
+        verify_npz(path)  # a flipped byte anywhere, not only in the members read
         return Result.load(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except KeyError:
         raise InputError(f"{path}: not a noisefs result file (an array is missing)") from None
-    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError):
+    except (ValueError, OSError, zipfile.BadZipFile, json.JSONDecodeError) + DAMAGED:
         # numpy's own message for a non-npz file suggests allow_pickle: never repeat that
         raise InputError(
             f"{path}: not a noisefs result file (expected the .npz that `noisefs run` writes)"

@@ -16,6 +16,7 @@ import os
 import queue
 import threading
 import time
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -31,9 +32,13 @@ from noisefs.errors import NoiseFSError
 log = logging.getLogger("noisefs.daemon")
 
 # what np.load and the header parse raise on a damaged checkpoint (a truncated or
-# overwritten zip: BadZipFile; a damaged member: zlib.error, EOFError; a bad header: ...)
+# overwritten zip: BadZipFile; a damaged member: zlib.error, EOFError; a bad header: ...;
+# a flipped bit in a zip header: NotImplementedError for an unknown compression method or
+# version, RuntimeError for the "encrypted" flag; numpy's header parser: TokenError,
+# SyntaxError)
 CORRUPT = (
     OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error,
+    NotImplementedError, RuntimeError, tokenize.TokenError, SyntaxError, MemoryError,
 )  # fmt: skip
 FINISHED_KEPT = 100  # finished runs the status file lists
 
