@@ -52,6 +52,9 @@ POINTS = {
     "the observer's emitters (and write 'dead'); it sees nothing while PATH exists",
     "daemon.trace": "=PATH: the daemon appends '<file name> <time.time()>' to PATH for each "
     "file it folds (the ingest latency benchmark)",
+    "run.snapshot-damaged": "[=flip|truncate]: before a run folds a batch, a byte in the "
+    "middle of its first snapshot's data is flipped (default) or the file is cut to half "
+    "(a bad disk, another program); the run must detect it and simulate the batch again",
 }
 
 # the phases of a run's life, in order, where hold_at stops it for a signal (=PATH)
@@ -164,6 +167,25 @@ def hold_at(point: str, limit_s: float = 120.0) -> None:
     deadline = time.monotonic() + limit_s
     while os.path.exists(marker) and time.monotonic() < deadline:
         time.sleep(0.005)
+
+
+def damage_at(point: str, arena, key: str) -> None:
+    """When ``point`` fires: damage the data file of snapshot ``key`` of ``arena`` in
+    place, as ``point=flip`` (the default: one byte in the middle of its data inverted)
+    or ``point=truncate`` (the file cut to half its size) says."""
+    if not fires(point):
+        return
+    info = arena.info(key)
+    directory = arena.root / "data" if info["tier"] == "tmpfs" else arena.spill_dir
+    fd = os.open(directory / info["slot"], os.O_RDWR | os.O_NOFOLLOW)
+    try:
+        if setting(point) == "truncate":
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
+        else:
+            at = 4096 + int(info["nbytes"]) // 2  # past the one-page header (snapfile.py)
+            os.pwrite(fd, bytes([os.pread(fd, 1, at)[0] ^ 0xFF]), at)
+    finally:
+        os.close(fd)
 
 
 def environment(*points: str) -> dict[str, str]:

@@ -160,9 +160,17 @@ class Tier:
         """The mapped file of ``row`` (cached for recycling tiers); CorruptSnapshot when
         it is missing or not the size its row says."""
         slot, nbytes = row.slot, row.nbytes
-        mm = self.maps.get(slot, False) if self.recycles else None
-        if mm is not None:
-            return mm
+        if self.recycles and self.maps.get(slot, False) is not None:
+            # one stat: a file truncated (or replaced) since it was mapped must not be read
+            # through the old map, which would SIGBUS past the new end of the file
+            try:
+                st = os.stat(slot, dir_fd=self.fd(), follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            mm = self.maps.get(slot, False, st.st_ino) if st is not None else None
+            if mm is not None and st.st_size >= snapfile.HEADER_BYTES + nbytes:
+                return mm
+            self.maps.forget([slot])
         dir_fd = self.fd()
         if dir_fd is None:  # the tier's directory is gone: never fall back to the cwd
             raise CorruptSnapshot(

@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from noisefs import faults
 from noisefs.aggregate import Aggregator, fold_batch, release_all
-from noisefs.errors import ArenaError
+from noisefs.errors import ArenaError, CorruptSnapshot
 from noisefs.execute.protocol import BatchDone, Executor, Sizer
 from noisefs.pipeline.ranges import TrajectoryRanges
 from noisefs.sim.batches import Batch, batch_for
@@ -139,14 +140,21 @@ class RunLoop:
         else:
             if self.executor.needs_adopt and not self._adopt(done):
                 return
-            fold_batch(
-                self.arena,
-                done.keys,
-                self.aggregator,
-                self.store,
-                on_first_fold=self._folding_starts,
-                on_folded=self._folded(done),
-            )
+            faults.damage_at("run.snapshot-damaged", self.arena, done.keys[0])
+            try:
+                fold_batch(
+                    self.arena,
+                    done.keys,
+                    self.aggregator,
+                    self.store,
+                    on_first_fold=self._folding_starts,
+                    on_folded=self._folded(done),
+                )
+            except CorruptSnapshot as exc:
+                if self.folding:  # (never: every snapshot is verified before any fold)
+                    raise
+                self._lost(done, f"one of them does not verify ({exc})")
+                return
         self._account(done, time.perf_counter() - started)
 
     def _adopt(self, done: BatchDone) -> bool:
@@ -158,6 +166,12 @@ class RunLoop:
             return True
         except KeyError:
             pass
+        self._lost(done, "their worker died?")
+        return False
+
+    def _lost(self, done: BatchDone, why: str) -> None:
+        """A batch whose snapshots are gone or damaged (nothing of it folded): simulated
+        again from its seeds, which gives the same trajectories."""
         release_all(self.arena, done.keys)  # what of the batch is still there
         batch = done.batch
         losses = self._losses[batch.index] = self._losses.get(batch.index, 0) + 1
@@ -168,13 +182,13 @@ class RunLoop:
                 "folded so far are checkpointed: rerun with --resume"
             )
         log.warning(
-            "the snapshots of trajectories %d-%d were lost before they were folded (their "
-            "worker died?); simulating them again",
+            "the snapshots of trajectories %d-%d were lost before they were folded (%s); "
+            "simulating them again",
             batch.start,
             batch.stop - 1,
+            why,
         )
         self.in_flight[self.executor.submit(batch)] = batch
-        return False
 
     def _folding_starts(self) -> None:
         self.folding = True
