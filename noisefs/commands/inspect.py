@@ -11,6 +11,7 @@ import zipfile
 
 from noisefs.atomic import atomic_write, check_writable, writing
 from noisefs.errors import InputError
+from noisefs.npzcheck import verify_npz
 from noisefs.plotting import require_matplotlib, result_figure
 
 MAX_QUBITS_SHOWN = 8
@@ -41,7 +42,6 @@ DAMAGED = (
 
 
 def load_result(path: str):
-    from noisefs.npzcheck import verify_npz
     from noisefs.result import Result  # lazy: numpy, not at --help
 
     try:
