@@ -4,7 +4,7 @@ job's time, within the memory budget and the arena quota.
 Each job costs about ``a + b·B`` seconds for B trajectories. The first batches are small;
 after each finished batch the sizer refits ``a`` and ``b`` (least squares over the jobs
 seen, leaving out each worker's warm-up job once others exist) and grows the batch towards
-``B ≥ a / (0.005·b)`` — by at most 4× a step, and never past ``max_seconds`` of work per job
+``B ≥ a / (0.005·b)`` — by at most 8× a step, and never past ``max_seconds`` of work per job
 (so Ctrl-C, progress and checkpoints stay responsive). ``--batch`` fixes the size instead.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 FIXED_SHARE = 0.005  # a run pays Aer's fixed cost once per job; one Aer job pays it once
-GROWTH = 4
+GROWTH = 8  # per step: a run reaches its size in few small jobs; max_seconds still bounds a job
 FIRST_BATCH = 32
 
 
