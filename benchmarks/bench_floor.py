@@ -12,7 +12,8 @@ check run of the floor script averages its states and must equal noisefs's ρ to
 Circuits (``--snapshots final``, seed 7): GHZ-9, QFT-7 and a 6-qubit random circuit of
 depth 10 at K = 20,000; QFT-10 at K = 2,000; QFT-12 (K = 400) and QFT-14 (K = 40) reported.
 Each pair runs interleaved (A F A F ...) as fresh processes; medians of ``--reps`` (3).
-Printed per circuit: both walls, the ratio (target <= 1.10) and noisefs's phases from its
+Printed per circuit: both walls, the ratio (target <= 1.10), the ratio of CPU seconds (user +
+sys of all threads: steadier than wall time on a loaded machine) and noisefs's phases from its
 ``--json`` timing: start-up (wall minus the run's own clock), prepare (parse, translate,
 noise model), Aer (the jobs), store (states into the arena), fold, result file.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -129,8 +131,14 @@ def circuit_text(name: str) -> str:
     return qasm2.dumps(qc)
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Runner:
     def __init__(self, python: str, work: Path, arena: Path) -> None:
+        self.last_cpu = 0.0  # CPU seconds (user + sys, all threads) of the last child
         self.python = python
         self.work = work
         self.arena = arena
@@ -145,9 +153,10 @@ class Runner:
         if probe:
             env["NOISEFS_BENCH_FIRST_RUN"] = str(first)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first.parent / "probe"), env.get("PYTHONPATH")]))  # fmt: skip
-        epoch, started = time.time(), time.perf_counter()
+        epoch, started, cpu = time.time(), time.perf_counter(), children_cpu()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=self.work)
         wall = time.perf_counter() - started
+        self.last_cpu = children_cpu() - cpu
         if done.returncode != 0:
             sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
         first_s = None
@@ -200,17 +209,22 @@ def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
         error = float(np.abs(np.load(check) - rho).max())
         if error > 1e-8:
             sys.exit(f"{name}: the floor's states are not noisefs's (max |Δρ| {error:.2e})")
-    walls, floors, breakdowns = [], [], []
+    walls, floors, breakdowns, cpus, floor_cpus = [], [], [], [], []
     for _ in range(reps):
         wall, summary, _ = runner.noisefs(circuit, k, out)
         walls.append(wall)
+        cpus.append(runner.last_cpu)
         breakdowns.append(phases(summary, wall))
         floors.append(runner.floor_run(qasm, noise, k))
+        floor_cpus.append(runner.last_cpu)
     a, f = statistics.median(walls), statistics.median(floors)
+    ac, fc = statistics.median(cpus), statistics.median(floor_cpus)
     median_phases = {p: statistics.median(b[p] for b in breakdowns) for p in breakdowns[0]}
-    print(f"{name:8s} K={k:6d}  noisefs {a:6.2f} s  floor {f:6.2f} s  ratio {a / f:5.2f}  | "
+    print(f"{name:8s} K={k:6d}  noisefs {a:6.2f} s  floor {f:6.2f} s  ratio {a / f:5.2f}  "
+          f"(CPU {ac:.2f} / {fc:.2f} s = {ac / fc:.2f})  | "
           + "  ".join(f"{p} {v:.2f}" for p, v in median_phases.items()))  # fmt: skip
-    return {"k": k, "noisefs_s": a, "floor_s": f, "ratio": a / f, "phases": median_phases}
+    return {"k": k, "noisefs_s": a, "floor_s": f, "ratio": a / f, "noisefs_cpu_s": ac,
+            "floor_cpu_s": fc, "cpu_ratio": ac / fc, "phases": median_phases}  # fmt: skip
 
 
 def first_trajectory(runner: Runner, reps: int) -> dict:
