@@ -20,7 +20,9 @@ import numpy as np
 
 __all__ = ["DistinctStates", "distinct_states"]
 
-WORTH_IT = 0.5  # fold every row as it is when more than this share of the rows is distinct
+# Above this share of distinct rows the batch is folded as it is: the copy of the distinct
+# rows then saves little (a 10-qubit QFT has ~73 % distinct, a 12-qubit one ~86 %).
+WORTH_IT = 0.9
 CHUNK_ROWS = 1024  # rows compared at a time (bounds the gathered copy)
 
 
@@ -39,8 +41,8 @@ def _probe(dim: int) -> np.ndarray:
 
 
 def distinct_states(states: np.ndarray) -> DistinctStates | None:
-    """The distinct rows of ``states`` (B × d) and their counts, or ``None`` when more than
-    half the rows are distinct (folding them as they are is then the cheaper way)."""
+    """The distinct rows of ``states`` (B × d) and their counts, or ``None`` when nearly all
+    rows are distinct (``WORTH_IT``): folding them as they are is then the cheaper way."""
     rows = states.shape[0]
     if rows < 2:
         return None
