@@ -144,7 +144,7 @@ class LoopFeed:
         self._interrupts.check()
         self._show(self._parts_done())
         if self._checkpointer.due():
-            self._checkpointer.write(self._aggregator, folded, self._elapsed())
+            self._checkpointer.periodic(self._aggregator, folded, self._elapsed())
 
     def _parts_done(self) -> int:
         return self._initial + self._parts.executor.completed

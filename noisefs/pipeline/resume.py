@@ -7,6 +7,7 @@ trajectory ranges, so a resumed run may choose other batch sizes and stays exact
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import secrets
@@ -23,7 +24,7 @@ from noisefs.aggregate.checkpoint import (
     save_checkpoint,
 )
 from noisefs.atomic import writing
-from noisefs.errors import InputError
+from noisefs.errors import InputError, OutputError
 from noisefs.pipeline.ranges import TrajectoryRanges
 
 log = logging.getLogger("noisefs")
@@ -108,6 +109,13 @@ def start_state(
     return StartState(seed)
 
 
+def full_disk(exc: BaseException) -> bool:
+    """Whether ``exc`` (an ``OutputError`` from :func:`noisefs.atomic.writing`) is a full
+    filesystem or quota: room may come back, so the write is worth trying again."""
+    cause = exc.__cause__ if isinstance(exc, OutputError) else exc
+    return isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 class Checkpointer:
     """Writes checkpoints beside ``output`` every ``interval_s``, stretched so that writing
     them never takes more than ~10 % of the run."""
@@ -118,9 +126,26 @@ class Checkpointer:
         self._seed = seed
         self._base_interval = self._interval = interval_s
         self._last = time.monotonic()
+        self._full = False  # the last checkpoint found the disk full
 
     def due(self) -> bool:
         return self.path is not None and time.monotonic() - self._last > self._interval
+
+    def periodic(self, aggregator: Aggregator, folded: TrajectoryRanges, elapsed_s: float) -> None:
+        """The due checkpoint. One that a full disk refuses is warned about once and tried
+        again at the next interval while the run goes on (what it folded stays in memory;
+        the result waits for room at the end); any other failure stops the run."""
+        try:
+            self.write(aggregator, folded, elapsed_s)
+        except OutputError as exc:
+            if not full_disk(exc):
+                raise
+            if not self._full:
+                log.warning("%s; the run goes on and tries again at the next checkpoint", exc)
+            self._full = True
+            self._last = time.monotonic()
+        else:
+            self._full = False
 
     def write(self, aggregator: Aggregator, folded: TrajectoryRanges, elapsed_s: float) -> None:
         """Write one now (nothing without an output or before anything is folded)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import numpy as np
 from noisefs import faults
 from noisefs.aggregate import Aggregator
 from noisefs.atomic import check_writable, remove_stale_temps, writing
-from noisefs.errors import InputError, WorkerDied
+from noisefs.errors import InputError, OutputError, WorkerDied
 from noisefs.interrupts import DeferredInterrupts
 from noisefs.options import RunOptions
 from noisefs.pipeline.budget import MemoryBudget, available_memory_bytes
@@ -28,7 +29,13 @@ from noisefs.pipeline.loop import RunLoop, within_tolerance
 from noisefs.pipeline.metadata import library_versions
 from noisefs.pipeline.parts import LoopFeed, SimulationParts, simulation_parts
 from noisefs.pipeline.prepared import PreparedRun, executor_slots, memory_hints, prepare_run
-from noisefs.pipeline.resume import SEED_LIMIT, Checkpointer, fingerprint, start_state
+from noisefs.pipeline.resume import (
+    SEED_LIMIT,
+    Checkpointer,
+    fingerprint,
+    full_disk,
+    start_state,
+)
 from noisefs.result import Result
 from noisefs.sim.aer import SimulationJob
 
@@ -145,7 +152,7 @@ class TrajectoryRun:
                     self.timing[name] = getattr(loop.stats, name)
                 result = self._result(run, aggregator, start.seed, loop, parts, versions)
                 if opts.output is not None:
-                    self._write(result)
+                    self._write(result, lambda: interrupts.pending)
             except BaseException as exc:
                 self._keep_folded(loop, aggregator, checkpointer)
                 if isinstance(exc, KeyboardInterrupt) and opts.output is not None:
@@ -161,13 +168,30 @@ class TrajectoryRun:
         result.meta["timing"] = dict(self.timing)
         return result
 
-    def _write(self, result: Result) -> None:
+    def _write(self, result: Result, interrupted) -> None:
+        """Write the result; on a full disk, wait for room (backpressure) up to
+        ``--put-timeout`` or an interrupt, then fail (exit 3: the checkpoint is written if
+        it fits, else the last one is kept)."""
         faults.signal_at("run.last-window")
         write_started = time.perf_counter()
         self.timing["total_s"] = self._elapsed()
         result.meta["timing"] = dict(self.timing)
-        with writing(self.options.output):
-            result.save(self.options.output)
+        deadline = time.monotonic() + self.options.put_timeout_s
+        waiting = False
+        while True:
+            try:
+                with writing(self.options.output):
+                    result.save(self.options.output)
+                break
+            except OutputError as exc:
+                if not full_disk(exc) or time.monotonic() >= deadline or interrupted():
+                    raise
+                if _never_fits(result, self.options.output):
+                    raise  # a filesystem smaller than the result: no use waiting
+                if not waiting:
+                    log.warning("%s; waiting up to %g s for room", exc, self.options.put_timeout_s)
+                    waiting = True
+                time.sleep(0.2)
         faults.hold_at("result.written")
         self.timing["write_s"] = time.perf_counter() - write_started
 
@@ -279,6 +303,14 @@ def _worker_failures(interrupts: DeferredInterrupts) -> Iterator[None]:
             "workers>1 needs the caller under `if __name__ == '__main__':`); with an output "
             "file the batches folded so far are checkpointed: rerun with --resume"
         ) from None
+
+
+def _never_fits(result: Result, output) -> bool:
+    """Whether ``output``'s filesystem is too small for ``result``'s arrays even empty."""
+    arrays = vars(result).values()
+    needed = sum(value.nbytes for value in arrays if isinstance(value, np.ndarray))
+    st = os.statvfs(Path(output).parent)
+    return st.f_blocks * st.f_frsize < needed
 
 
 def _safe_name(stem: str) -> str:
