@@ -110,7 +110,8 @@ class CheckpointStore:
         self._counters = counters
         self.runs: dict[str, RunAverage] = {}
         self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
-        self.pending_limit_bytes = 128 << 20  # set from the arena's quota by the daemon
+        self.pending_limit_bytes = 128 << 20  # set from the arena's bounds by the daemon
+        self.pending_limit_files = 2048
         self._last_ckpt = time.monotonic()
         self._ckpt_cost = 0.0
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -200,11 +201,11 @@ class CheckpointStore:
                     self._save_now(average)
             return
         now = time.monotonic()
-        # claimed files hold arena space until their checkpoint: bound them too
-        many = any(
-            len(r.pending) >= 2048 or r.pending_bytes >= self.pending_limit_bytes
-            for r in self.runs.values()
-            if r.run not in self._writer.in_flight
+        # claimed files hold arena space and inodes until their checkpoint: bound them too
+        waiting = [r for r in self.runs.values() if r.run not in self._writer.in_flight]
+        many = (
+            sum(len(r.pending) for r in waiting) >= self.pending_limit_files
+            or sum(r.pending_bytes for r in waiting) >= self.pending_limit_bytes
         )
         # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
         interval_s = max(interval_s, 20 * self._ckpt_cost)

@@ -121,9 +121,11 @@ class Inbox:
         """The descriptor of ``<root>/daemon`` (the status file's directory)."""
         return self._dirs.daemon_fd
 
-    def set_pending_limit(self, nbytes: int) -> None:
-        """Bound the claimed files of a run that wait for their checkpoint to ``nbytes``."""
+    def set_pending_limit(self, nbytes: int, nfiles: int) -> None:
+        """Bound the claimed files that wait for their checkpoint to ``nbytes`` and
+        ``nfiles`` (all runs together)."""
         self._store.pending_limit_bytes = nbytes
+        self._store.pending_limit_files = nfiles
 
     def reconfigure(self, cfg: ArenaConfig, daemon_cfg: DaemonConfig) -> None:
         """Apply a reloaded configuration: results directory (runs in progress included),

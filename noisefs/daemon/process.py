@@ -222,8 +222,11 @@ class Daemon:
         for held in self._arenas.values():
             held.inbox.refresh_usage(now)  # inbox files count from the moment they exist
             quota = held.police.figures.get("quota_bytes")
-            if quota:  # claimed files awaiting their checkpoint: at most 1/8 of it
-                held.inbox.set_pending_limit(max(16 << 20, min(256 << 20, quota // 8)))
+            max_files = held.police.figures.get("max_files")
+            if quota and max_files:  # claimed files awaiting their checkpoint: 1/8 of the
+                # bounds (a 16 MiB floor once let 4 MiB arenas hold 16 MiB of them, and
+                # their count was bounded by nothing but 2048)
+                held.inbox.set_pending_limit(min(256 << 20, quota // 8), max(1, max_files // 8))
             self._guard(
                 held, "police", held.police.enforce,
                 held.arena, held.root_fd, held.inbox.usage, held.cfg,
