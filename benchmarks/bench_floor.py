@@ -1,6 +1,6 @@
 """``noisefs run`` against the Aer floor, and the time to the first trajectory.
 
-    python benchmarks/bench_floor.py [--reps N] [--python PATH] [--only ghz9,qft7]
+    python benchmarks/bench_floor.py [--reps N] [--python PATH] [--only ghz9,qft7|none]
 
 The **floor** is what no tool built on Aer can beat on this machine: a process that imports
 qiskit and qiskit-aer, loads noisefs's own executed circuit (already translated, from the
@@ -42,6 +42,8 @@ from pathlib import Path
 SEED = 7
 
 FLOOR = r"""
+import time
+started = time.perf_counter()
 import json, sys
 import qiskit, qiskit_aer
 from qiskit import qasm2
@@ -57,8 +59,10 @@ relax_1q = thermal_relaxation_error(p["t1_s"], p["t2_s"], p["time_1q_s"])
 model.add_all_qubit_quantum_error(depolarizing_error(p["p1"], 1).compose(relax_1q), ["sx", "x"])
 relax = thermal_relaxation_error(p["t1_s"], p["t2_s"], p["time_2q_s"])
 model.add_all_qubit_quantum_error(depolarizing_error(p["p2"], 2).compose(relax.expand(relax)), ["cx"])
+prepared = time.perf_counter()
 result = AerSimulator(method="statevector", noise_model=model).run(
     qc, shots=int(shots), seed_simulator=int(seed)).result()
+print(json.dumps({"prepare_s": prepared - started, "aer_s": time.perf_counter() - prepared}))
 if check != "-":
     import numpy as np
     psi = np.stack([np.asarray(s) for s in result.data(0)["statevector"]])
@@ -173,9 +177,11 @@ class Runner:
         wall, stdout, first_s = self.timed(cmd, probe)
         return wall, json.loads(stdout.strip().splitlines()[-1]), first_s
 
-    def floor_run(self, qasm: Path, noise: Path, k: int, check: str = "-") -> float:
+    def floor_run(self, qasm: Path, noise: Path, k: int, check: str = "-") -> tuple[float, dict]:
+        """Wall seconds and the floor's own split: imports + circuit + noise model, Aer."""
         cmd = [self.python, str(self.floor), str(qasm), str(noise), str(k), str(SEED), check]
-        return self.timed(cmd)[0]
+        wall, stdout, _ = self.timed(cmd)
+        return wall, json.loads(stdout.strip().splitlines()[-1])
 
 
 def phases(summary: dict, wall: float) -> dict:
@@ -209,22 +215,27 @@ def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
         error = float(np.abs(np.load(check) - rho).max())
         if error > 1e-8:
             sys.exit(f"{name}: the floor's states are not noisefs's (max |Δρ| {error:.2e})")
-    walls, floors, breakdowns, cpus, floor_cpus = [], [], [], [], []
+    walls, floors, breakdowns, cpus, floor_cpus, floor_aer = [], [], [], [], [], []
     for _ in range(reps):
         wall, summary, _ = runner.noisefs(circuit, k, out)
         walls.append(wall)
         cpus.append(runner.last_cpu)
         breakdowns.append(phases(summary, wall))
-        floors.append(runner.floor_run(qasm, noise, k))
+        floor_wall, split = runner.floor_run(qasm, noise, k)
+        floors.append(floor_wall)
         floor_cpus.append(runner.last_cpu)
+        floor_aer.append(split["aer_s"])
     a, f = statistics.median(walls), statistics.median(floors)
     ac, fc = statistics.median(cpus), statistics.median(floor_cpus)
+    aer = statistics.median(floor_aer)
     median_phases = {p: statistics.median(b[p] for b in breakdowns) for p in breakdowns[0]}
     print(f"{name:8s} K={k:6d}  noisefs {a:6.2f} s  floor {f:6.2f} s  ratio {a / f:5.2f}  "
           f"(CPU {ac:.2f} / {fc:.2f} s = {ac / fc:.2f})  | "
-          + "  ".join(f"{p} {v:.2f}" for p, v in median_phases.items()))  # fmt: skip
+          + "  ".join(f"{p} {v:.2f}" for p, v in median_phases.items())
+          + f"  | floor: start-up {f - aer:.2f} Aer {aer:.2f}")  # fmt: skip
     return {"k": k, "noisefs_s": a, "floor_s": f, "ratio": a / f, "noisefs_cpu_s": ac,
-            "floor_cpu_s": fc, "cpu_ratio": ac / fc, "phases": median_phases}  # fmt: skip
+            "floor_cpu_s": fc, "cpu_ratio": ac / fc, "phases": median_phases,
+            "floor_aer_s": aer}  # fmt: skip
 
 
 def first_trajectory(runner: Runner, reps: int) -> dict:
@@ -245,9 +256,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--python", default=sys.executable, help="interpreter (venv) to run")
-    parser.add_argument("--only", default="", help="circuits, e.g. ghz9,qft10")
+    parser.add_argument(
+        "--only", default="", help=f"circuits of {', '.join(CIRCUITS)} (or none: start-up only)"
+    )
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(CIRCUITS)
+    if names == ["none"]:
+        names = []
+    if unknown := sorted(set(names) - set(CIRCUITS)):
+        parser.error(f"--only: unknown circuits {', '.join(unknown)}")
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     arena_dir = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-", dir=shm))
     work = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-"))
