@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_run import FIRST_RUN_PROBE  # the sitecustomize probe of Aer's first run
+
 SEED = 7
 
 FLOOR = r"""
@@ -69,39 +71,6 @@ if check != "-":
     np.save(check, psi.T @ psi.conj() / len(psi))
 """
 
-PROBE = r"""
-import importlib.abc, importlib.util, os, sys, time
-
-_OUT = os.environ.get("NOISEFS_BENCH_FIRST_RUN")
-
-
-class _Probe(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "qiskit_aer.backends.aerbackend":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        exec_module = spec.loader.exec_module
-
-        def exec_and_wrap(module):
-            exec_module(module)
-            original = module.AerBackend.run
-
-            def run(self, *args, **kwargs):
-                if not os.path.exists(_OUT):
-                    with open(_OUT, "w") as out:
-                        out.write(repr(time.time()))
-                return original(self, *args, **kwargs)
-
-            module.AerBackend.run = run
-
-        spec.loader.exec_module = exec_and_wrap
-        return spec
-
-
-if _OUT:
-    sys.meta_path.insert(0, _Probe())
-"""
 
 CIRCUITS = {  # name: trajectories
     "ghz9": 20_000,
@@ -149,7 +118,7 @@ class Runner:
         self.floor = work / "floor.py"
         self.floor.write_text(FLOOR)
         (work / "probe").mkdir()
-        (work / "probe" / "sitecustomize.py").write_text(PROBE)
+        (work / "probe" / "sitecustomize.py").write_text(FIRST_RUN_PROBE)
 
     def timed(self, cmd: list[str], probe: bool = False) -> tuple[float, str, float | None]:
         env = dict(os.environ)
