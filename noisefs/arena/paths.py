@@ -133,6 +133,16 @@ def _check_ancestors(path: Path, what: str) -> None:
                 "choose a path that does not go through other users' links with --arena",
                 what,
             )
+        mode = stat.S_IMODE(st.st_mode)
+        if stat.S_ISDIR(st.st_mode) and mode & 0o002 and not mode & stat.S_ISVTX:
+            # anyone may rename what lies in it (no sticky bit, unlike /tmp and /dev/shm):
+            # the directory could be swapped for another one between two runs
+            raise _refuse(
+                path,
+                f"{current} is writable by every user without the sticky bit (mode {mode:04o})",
+                "choose a path under directories that only you (or root) can change with --arena",
+                what,
+            )
 
 
 def open_private_dir(path: str | os.PathLike, create: bool = True, what: str = "arena") -> int:

@@ -31,13 +31,25 @@ def stderr_is_journal() -> bool:
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+def one_event(text: str) -> str:
+    """Continuation lines indented, carriage returns shown as ``\\r``: a name holding a
+    newline (an inbox entry, a path) can never forge a log line of its own."""
+    return text.replace("\r", "\\r").replace("\n", "\n  ")
+
+
 class JournalFormatter(logging.Formatter):
     """``<priority>message``, one line (continuations indented stay in the entry)."""
 
     def format(self, record: logging.LogRecord) -> str:
         prio = PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
-        text = super().format(record).replace("\n", "\n  ")
-        return f"<{prio}>{text}"
+        return f"<{prio}>{one_event(super().format(record))}"
+
+
+class HumanFormatter(logging.Formatter):
+    """Time, pid, level and message; continuation lines indented (see :func:`one_event`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_event(super().format(record))
 
 
 def setup_logging(level: str = "info") -> logging.Logger:
@@ -47,7 +59,7 @@ def setup_logging(level: str = "info") -> logging.Logger:
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(
-            logging.Formatter(
+            HumanFormatter(
                 "%(asctime)s noisefs-daemon[%(process)d] %(levelname)s: %(message)s",
                 "%Y-%m-%d %H:%M:%S",
             )

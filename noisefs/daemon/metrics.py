@@ -108,7 +108,13 @@ class Metrics:
             ) from None
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
-        server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        try:
+            server, _thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+        except OSError as exc:  # a port already taken: say which, in one line
+            raise InputError(
+                f"--metrics-port {port}: cannot listen on 127.0.0.1:{port} "
+                f"({exc.strerror or exc}); choose a free port, or 0 for any"
+            ) from None
         self._server = server
         self.port = int(server.server_address[1])
         return self.port
