@@ -102,12 +102,13 @@ class StateFolder:
         return max(1, quota // _QUOTA_SHARE // max(1, row_bytes))
 
     def take(self, experiment: int, label: str, key: str | None) -> np.ndarray | None:
-        """The averaged ρ of (experiment, label, key), or None when no shot saved it; its
-        running sums are dropped (each result is taken once)."""
+        """The averaged ρ of (experiment, label, key), or None when no shot saved it; made
+        in its running sum's own memory (each result is taken once: no sum is kept beside
+        the ρ it became)."""
         agg = self._aggs.pop((experiment, label, key), None)
         if agg is None or agg.count[0] == 0:
             return None
-        return agg.rho()[0]
+        return agg.take_rho(0)
 
     def keys(self, experiment: int, label: str) -> list[str | None]:
         """Memory keys seen for (experiment, label), in first-seen order."""

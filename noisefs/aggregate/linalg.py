@@ -90,8 +90,12 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
     One streaming pass writes U^T / divisor (contiguous: U is Fortran-ordered); then, tile
     by tile, each lower tile is mirrored into its upper twin and conjugated in place. A
     whole-matrix ``out += U`` would read U across rows, a cache miss per element: ~4x slower
-    at 12 qubits. Values equal that sum's bit for bit (only exact copies and conjugation)."""
+    at 12 qubits. Values equal that sum's bit for bit (only exact copies and conjugation).
+
+    ``out`` may be ``upper.T`` itself (ρ then takes the sum's own memory, no second matrix):
+    the diagonal is read before anything is written."""
     size = upper.shape[0]
+    diagonal_values = upper.diagonal().real.astype(np.complex128)
     np.divide(upper.T, divisor, out=out)  # lower triangle: conj(ρ); upper: zero
     tile = HERMITIAN_TILE
     for i in range(0, size, tile):
@@ -104,5 +108,5 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
             lower = out[j : j + tile, i : i + tile]
             out[i : i + tile, j : j + tile] = lower.T
             np.conjugate(lower, out=lower)
-    np.fill_diagonal(out, upper.diagonal().real.astype(np.complex128) / divisor)
+    np.fill_diagonal(out, diagonal_values / divisor)
     return out

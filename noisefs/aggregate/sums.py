@@ -102,20 +102,28 @@ class Aggregator:
 
     # -- folding -------------------------------------------------------------------------
 
-    def fold_states(self, step: int, states: np.ndarray) -> None:
-        """Fold a batch of pure states Ψ (B × 2ⁿ), ρ_b = ψ_b ψ_b†.
+    def fold_states(self, step: int, states: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Fold a batch of pure states Ψ (B × 2ⁿ), ρ_b = ψ_b ψ_b†; with ``counts``, row b
+        stands for ``counts[b]`` trajectories.
 
-        Equal rows are folded once with their count (:mod:`noisefs.aggregate.distinct`)."""
+        Without counts, equal rows are found and folded once with their count
+        (:mod:`noisefs.aggregate.distinct`)."""
         states = np.asarray(states, dtype=np.complex128)
         if states.ndim != 2 or states.shape[1] != 2**self.num_qubits:
             raise ValueError(
                 f"expected a (B, {2**self.num_qubits}) stack of states, got {states.shape}"
             )
-        trajectories = states.shape[0]
-        weights = None
-        distinct = distinct_states(states)
-        if distinct is not None:
-            states, weights = distinct.states, distinct.counts
+        if counts is None:
+            trajectories = states.shape[0]
+            weights = None
+            distinct = distinct_states(states)
+            if distinct is not None:
+                states, weights = distinct.states, distinct.counts
+        else:
+            weights = np.asarray(counts, dtype=np.float64)
+            if weights.shape != states.shape[:1] or not np.all(weights == np.round(weights)):
+                raise ValueError(f"counts must be {states.shape[0]} whole numbers")
+            trajectories = int(weights.sum())
         order = self.orders[step] if self.orders else None
         if order is not None:
             states = reorder_qubits(states, order, self.num_qubits, axes=1)
@@ -235,6 +243,18 @@ class Aggregator:
         for step, upper in enumerate(self.rho_sum):
             hermitian_from_upper(upper, max(1, self.count[step]), out[step])
         return out
+
+    def take_rho(self, step: int) -> np.ndarray | None:
+        """The averaged ρ of ``step``, equal to ``rho()[step]`` bit for bit, made in the
+        running sum's own memory (no second matrix): the step's sum is spent
+        (``rho_sum[step]`` is None after). None when ρ is not kept."""
+        if self.density == "none":
+            return None
+        upper = self.rho_sum[step]
+        if upper is None:
+            raise ValueError(f"the running sum of step {step} was taken")
+        self.rho_sum[step] = None
+        return hermitian_from_upper(upper, max(1, self.count[step]), upper.T)
 
     def probabilities(self) -> np.ndarray | None:
         """(S, 2ⁿ) averaged probabilities, or None when they are not kept."""
