@@ -18,10 +18,12 @@ import pytest
 
 from noisefs import faults
 from noisefs.aggregate.checkpoint import load_checkpoint
+from noisefs.arena import Arena
 from noisefs.oracle import aer_reference_steps
 from noisefs.result import Result
 from tests import circuits
 from tests.conftest import mounted_tmpfs
+from tests.test_concurrency import WIDE
 
 
 @pytest.fixture
@@ -140,3 +142,90 @@ def test_output_disk_full_to_the_end_is_one_error_line_exit_3_and_resume_is_exac
     )
     assert resumed.returncode == 0, resumed.stderr
     _assert_exact(out, 256)
+
+
+# -- the spill tier full or unwritable mid-run --------------------------------------------
+
+
+TRAJECTORIES = 640
+
+
+@pytest.fixture
+def spill_tmpfs():
+    with mounted_tmpfs("size=3m") as mnt:
+        yield mnt
+
+
+def _start_spilling(tmp_path, arena_root, spill_root: Path, put_timeout: float):
+    """A run whose 132 KiB snapshots overflow a 1 MiB arena into ``spill_root``; held
+    after its first checkpoint (``marker``). Its simulating thread goes on putting while
+    it is held, until both tiers are full: enough batches are left for after that."""
+    qasm = tmp_path / "wide.qasm"
+    qasm.write_text(WIDE)  # 8 qubits, eleven snapshots of 132 KiB a batch
+    out, marker = tmp_path / "r.npz", tmp_path / "hold"
+    args = [
+        "run", qasm, "-k", TRAJECTORIES, "--seed", 3, "--batch", 32, "--snapshots", "every:1",
+        "--checkpoint-interval", 0, "-o", out, "--put-timeout", put_timeout,
+        "--arena", arena_root, "--spill", spill_root / "spill", "--quota", "1MiB",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "noisefs", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=faults.environment(f"checkpoint.written@1={marker}"),
+    )
+    assert _wait_for(marker.exists), "the run never wrote its first checkpoint"
+    return args, out, marker, proc
+
+
+@pytest.mark.slow
+def test_spill_full_mid_run_waits_then_completes_exactly(tmp_path, arena_root, spill_tmpfs):
+    """Another program fills the spill filesystem mid-run and leaves a second later: the
+    run's spilling puts wait (backpressure) and the result is exact."""
+    args, out, marker, proc = _start_spilling(tmp_path, arena_root, spill_tmpfs, 600)
+    try:
+        tenant = _fill(spill_tmpfs)
+        threading.Timer(1.0, tenant.unlink).start()
+        marker.unlink()
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    _assert_exact(out, TRAJECTORIES)
+    with Arena.open_existing(arena_root) as arena:
+        assert arena.stats()["spilled_total_files"] > 0
+
+
+@pytest.mark.slow
+def test_spill_made_read_only_mid_run_is_one_error_line_and_resume_is_exact(
+    tmp_path, arena_root, spill_tmpfs
+):
+    """The spill filesystem is remounted read-only mid-run: puts wait up to --put-timeout,
+    then exit 3 with one error line that names the spill directory's refusal; no result;
+    the checkpoint holds what was folded; writable again, --resume is exact."""
+    args, out, marker, proc = _start_spilling(tmp_path, arena_root, spill_tmpfs, 1)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro", str(spill_tmpfs)], check=True)
+        marker.unlink()
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["mount", "-o", "remount,rw", str(spill_tmpfs)], check=False)
+    assert proc.returncode == 3, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr
+    assert "Read-only file system" in errors[0] and "spill" in errors[0], errors[0]
+    assert not out.exists()
+    checkpoint = load_checkpoint(Path(f"{out}.ckpt.npz"))
+    assert checkpoint is not None and checkpoint.folded[0][0] == 0
+    resumed = subprocess.run(
+        [sys.executable, "-m", "noisefs", *map(str, args), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_exact(out, TRAJECTORIES)

@@ -63,5 +63,6 @@ def release_all(arena, keys: Sequence[str]) -> None:
             arena.release(key)
         except KeyError:
             pass
-        except Exception:  # noqa: BLE001 - folded already; a stranded snapshot is gc's
-            log.warning("could not release folded snapshot %s", key, exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - folded already; a stranded one is gc's
+            log.warning("could not release folded snapshot %s (%s); gc reclaims it", key, exc)
+            log.debug("releasing %s", key, exc_info=True)

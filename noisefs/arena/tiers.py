@@ -316,8 +316,10 @@ class SpillTier(Tier):
             finally:
                 os.close(fd)
         except OSError as exc:
-            if _no_room(exc):
-                raise NoRoom(str(exc)) from exc
+            # full, or made unwritable under a running put (remounted read-only, chmod):
+            # both wait for the spill dir like a full one, and the error says which
+            if _no_room(exc) or exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise NoRoom(exc.strerror or str(exc)) from exc
             raise
         return check
 

@@ -146,6 +146,7 @@ class Writer:
             # the spill filesystem is full: wait like for any other lack of room
             self._parts.spill_pause.pause(0.25)
             log.info("spill tier full (%s); waiting for room", exc)
+            self._spill_error = str(exc)
             return "again"
         except tiers.StaleSlot:
             log.warning(
@@ -171,9 +172,14 @@ class Writer:
             f"arena {self._parts.root} is full: no room for a {format_bytes(alloc)} snapshot within {self._timeout_s:g} s "
             f"(tmpfs {format_bytes(s['bytes_used'])} of {format_bytes(self._parts.bounds.quota_bytes)}, "
             f"{s['files_used']} of {self._parts.bounds.max_files} files; spill {self._parts.bounds.spill_dir} holds "
-            f"{format_bytes(s['spilled_bytes'])}, bound {bound}); release snapshots, raise --quota or "
-            "--max-files, or free space for the spill directory"
+            f"{format_bytes(s['spilled_bytes'])}, bound {bound}{self._spill_refused()}); release "
+            "snapshots, raise --quota or --max-files, or free space for the spill directory"
         )
+
+    _spill_error = ""  # what the spill filesystem said when it last refused a write
+
+    def _spill_refused(self) -> str:
+        return f", and refused the last write: {self._spill_error}" if self._spill_error else ""
 
     def _write(self, p, arr: np.ndarray, src: np.ndarray) -> int:
         check = p.tier.write(p, arr, src)

@@ -218,6 +218,17 @@ class CheckpointStore:
                 arrays, header, names = average.snapshot()
                 self._writer.submit(average.run, average.ckpt_path, arrays, header, names)
 
+    def holding_too_many(self) -> bool:
+        """Whether the claimed files not yet freed by a checkpoint (those of a checkpoint
+        being written included) reach twice the pending limits: then no file is claimed
+        until the checkpoint frees them (they wait in the inbox, where a writer that
+        waits for its files to be taken sees them)."""
+        runs = self.runs.values()
+        return (
+            sum(len(r.pending) for r in runs) >= 2 * self.pending_limit_files
+            or sum(r.pending_bytes for r in runs) >= 2 * self.pending_limit_bytes
+        )
+
     def _save_now(self, average: RunAverage) -> None:
         names = average.save()
         faults.kill_at("daemon.checkpointed")

@@ -168,6 +168,8 @@ class Inbox:
         try:
             self._candidates.requeue_due()
             while self._candidates.queued and time.monotonic() < deadline:
+                if self._store.holding_too_many():
+                    break  # claimed files wait for their checkpoint: the rest stays queued
                 key = self._candidates.pop()
                 try:
                     self._take(key)
