@@ -181,3 +181,28 @@ def test_the_hermitian_fill_is_u_plus_u_dagger_over_the_count(size):
     np.fill_diagonal(expected, upper.diagonal().real / 7)
     assert np.allclose(out, expected, rtol=1e-15, atol=0)
     assert np.array_equal(out, out.conj().T)
+
+
+def test_a_factored_snapshot_stores_each_distinct_state_once_and_folds_to_the_same_sums():
+    from noisefs.aggregate.snapshots import encode_snapshot, fold_snapshot
+
+    n = 4
+    batch = _batch_with_repeats(21, dim=2**n, distinct=3, rows=200)
+    snapshot = encode_snapshot(batch, "factored")
+    assert snapshot.shape == (5, 1 + 2**n)  # 3 states and the two near-twins, each once
+    assert snapshot[:, 0].real.sum() == len(batch)
+    stored, direct = Aggregator(n, 1), Aggregator(n, 1)
+    fold_snapshot(stored, 0, snapshot, "factored")
+    direct.fold_states(0, batch)
+    assert stored.folded == direct.folded == len(batch)
+    expected = sum(np.outer(p, p.conj()) for p in batch) / len(batch)
+    assert np.max(np.abs(stored.rho()[0] - expected)) < 1e-14
+    assert np.allclose(stored.z_stderr(), direct.z_stderr(), rtol=1e-12, atol=0)
+
+
+def test_a_batch_of_distinct_states_is_stored_as_it_is():
+    from noisefs.aggregate.snapshots import encode_snapshot
+
+    rng = np.random.default_rng(4)
+    batch = random_states(rng, 30, 3)
+    assert encode_snapshot(batch, "factored") is batch

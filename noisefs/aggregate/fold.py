@@ -11,11 +11,10 @@ import logging
 from collections.abc import Callable, Sequence
 
 from noisefs import faults
+from noisefs.aggregate.snapshots import STORES, fold_snapshot
 from noisefs.aggregate.sums import Aggregator
 
 log = logging.getLogger("noisefs")
-
-STORES = ("factored", "dense")
 
 
 def fold_batch(
@@ -30,22 +29,21 @@ def fold_batch(
     """Fold the snapshots ``keys`` (one per snapshot step, in step order) into ``aggregator``
     and release them.
 
-    ``store`` says what each snapshot holds: ``"factored"`` a (B, 2ⁿ) stack of pure states,
-    ``"dense"`` a (B, 2ⁿ, 2ⁿ) stack of density matrices. ``on_first_fold`` runs once every
-    snapshot is verified, just before the first sum changes; ``on_folded`` right after the
-    last fold, before any release: the place to mark the batch done, so that bookkeeping
+    ``store`` says what each snapshot holds (:mod:`noisefs.aggregate.snapshots`).
+    ``on_first_fold`` runs once every snapshot is verified, just before the first sum
+    changes; ``on_folded`` right after the last fold, before any release: the place to mark
+    the batch done, so that bookkeeping
     never disagrees with the sums whatever fails afterwards.
     """
     if store not in STORES:
         raise ValueError(f"store must be one of {STORES}, not {store!r}")
     if len(keys) != aggregator.num_steps:
         raise ValueError(f"{len(keys)} snapshots for {aggregator.num_steps} steps")
-    fold = aggregator.fold_densities if store == "dense" else aggregator.fold_states
     views = [arena.get(key) for key in keys]  # verified, before any sum changes
     if on_first_fold is not None:
         on_first_fold()
     for step, view in enumerate(views):
-        fold(step, view)
+        fold_snapshot(aggregator, step, view, store)
         if step == 0:
             faults.hold_at("batch.folding")
     if on_folded is not None:

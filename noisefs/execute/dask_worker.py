@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from noisefs.aggregate import SumsShape, fold_batch, release_all
+from noisefs.aggregate.snapshots import encode_snapshot, fold_snapshot
 from noisefs.arena import Arena
 from noisefs.execute.local import run_batch
 from noisefs.options import DEFAULT_PUT_TIMEOUT_S
-from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
+from noisefs.sim.aer import SimulationJob, simulate
 from noisefs.sim.batches import Batch, batch_for
 
 log = logging.getLogger("noisefs")
@@ -167,16 +168,15 @@ def _fold_step_by_step(arena, job: SimulationJob, batch: Batch, aggregator, timi
     started = time.perf_counter()
     per_step = simulate(job, batch)
     timing[0] += time.perf_counter() - started
-    fold = aggregator.fold_densities if job.store == "dense" else aggregator.fold_states
     for step, states in enumerate(per_step):
         started = time.perf_counter()
         key = arena.put(
-            to_snapshot(states, job.store), run=job.run_name, step=step, batch=batch.index
+            encode_snapshot(states, job.store), run=job.run_name, step=step, batch=batch.index
         )
         timing[1] += time.perf_counter() - started
         try:
             view = arena.get(key)
-            fold(step, view)
+            fold_snapshot(aggregator, step, view, job.store)
             del view  # drop the mapping before the snapshot's pages are recycled
         finally:
             release_all(arena, [key])

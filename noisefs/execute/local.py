@@ -12,8 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from noisefs import faults
 from noisefs.aggregate import release_all
+from noisefs.aggregate.snapshots import encode_snapshot
 from noisefs.execute.protocol import BatchDone
-from noisefs.sim.aer import SimulationJob, simulate, to_snapshot
+from noisefs.sim.aer import SimulationJob, simulate
 from noisefs.sim.batches import Batch
 
 
@@ -25,7 +26,7 @@ def run_batch(arena, job: SimulationJob, batch: Batch) -> BatchDone:
     keys: list[str] = []
     try:
         for step, states in enumerate(per_step):
-            snapshot = to_snapshot(states, job.store)
+            snapshot = encode_snapshot(states, job.store)
             keys.append(arena.put(snapshot, run=job.run_name, step=step, batch=batch.index))
     except BaseException:
         release_all(arena, keys)

@@ -90,10 +90,3 @@ def _stacked(shots: list) -> np.ndarray:
 def _amplitudes(state) -> np.ndarray:
     data = getattr(state, "data", None)  # a qiskit Statevector holds its amplitudes there
     return data if isinstance(data, np.ndarray) else np.asarray(state)
-
-
-def to_snapshot(states: np.ndarray, store: str) -> np.ndarray:
-    """The array stored for one step: Ψ itself (factored) or every ψψ† (dense)."""
-    if store == "dense":
-        return states[:, :, None] * states.conj()[:, None, :]
-    return states
