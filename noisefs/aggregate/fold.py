@@ -32,8 +32,8 @@ def fold_batch(
     ``store`` says what each snapshot holds (:mod:`noisefs.aggregate.snapshots`).
     ``on_first_fold`` runs once every snapshot is verified, just before the first sum
     changes; ``on_folded`` right after the last fold, before any release: the place to mark
-    the batch done, so that bookkeeping
-    never disagrees with the sums whatever fails afterwards.
+    the batch done, so that bookkeeping never disagrees with the sums whatever fails
+    afterwards.
     """
     if store not in STORES:
         raise ValueError(f"store must be one of {STORES}, not {store!r}")
