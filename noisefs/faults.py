@@ -61,6 +61,7 @@ POINTS = {
 HOLD_POINTS = {
     "run.started": "the interpreter started `noisefs`; nothing parsed or opened yet",
     "run.arena-opened": "the run's arena is open; no executor yet",
+    "worker.starting": "a worker process started (Qiskit imported); its initializer not run",
     "batch.reserved": "a put reserved room for a snapshot; nothing written",
     "batch.written": "a put wrote a snapshot's file; not published",
     "batch.published": "a batch's snapshots are put (a worker's rows not yet published)",

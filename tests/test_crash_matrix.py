@@ -5,7 +5,8 @@ on (``noisefs.faults.HOLD_POINTS``: the first process of the run that gets there
 pid to a marker file and waits); the test waits for the marker (with a deadline), signals,
 and lets a survivor go on. SIGKILL goes to the whole process group (workers too, as the OOM
 killer or a crashing machine would), SIGINT to the group (a terminal's Ctrl-C), SIGTERM to
-the runner alone (`kill PID`). After each case:
+the runner alone (`kill PID`), and with ``--workers 2`` also SIGTERM to the group (systemd's
+stop). After each case:
 
 - a result file exists only when it is complete and exact (the seed oracle, every step);
 - the exit code is what the contract says for that moment (0 once the last batch is folded,
@@ -15,7 +16,9 @@ the runner alone (`kill PID`). After each case:
   again) ends with the complete result, equal to the seed oracle to 1e-8 at every step, no
   checkpoint left, and nothing in the arena.
 
-CI runs a deterministic sample (every ``STRIDE``-th case); the whole matrix runs with
+The same file kills a process inside ``noisefs.managed`` and the daemon while a writer
+streams files. CI runs a deterministic sample (every ``STRIDE``-th case and the pinned
+ones, a third of the managed cases, 3 daemon kills); the whole matrix runs with
 ``NOISEFS_CRASH_FULL=1 pytest -q tests/test_crash_matrix.py`` (``NOISEFS_CRASH_LOG=FILE``
 appends one JSON line per case: what each exit was).
 """
@@ -55,7 +58,7 @@ CONFIGS = {
     "twice": (["--batch", BATCH], 3, True),
 }
 SIGNALS = ("SIGKILL", "SIGTERM", "SIGINT")
-POINTS = tuple(faults.HOLD_POINTS)
+POINTS = tuple(p for p in faults.HOLD_POINTS if p != "worker.starting")
 AFTER_THE_LOOP = {"run.shutting-down", "result.writing", "result.written"}
 
 
@@ -71,8 +74,16 @@ class Case:
 
 
 MATRIX = [Case(c, p, s) for c in CONFIGS for p in POINTS for s in SIGNALS]
-# pinned in CI besides the stride: the cases that found defects
-PINNED = {"factored-run.started-SIGINT"}
+# systemd's stop (KillMode=control-group): SIGTERM to the runner and its workers at once
+MATRIX += [Case("workers2", p, "SIGTERM-group") for p in POINTS]
+# a worker process still starting (importing Qiskit): with workers only
+MATRIX += [Case("workers2", "worker.starting", s) for s in (*SIGNALS, "SIGTERM-group")]
+# pinned in CI besides the stride: the case that found a defect, and a group SIGTERM
+PINNED = {
+    "factored-run.started-SIGINT",
+    "workers2-worker.starting-SIGINT",
+    "workers2-batch.folded-SIGTERM-group",
+}
 SAMPLE = MATRIX if FULL else [c for i, c in enumerate(MATRIX) if i % STRIDE == 0 or c.id in PINNED]
 
 
@@ -90,6 +101,7 @@ def occurrence(point: str, batch: int) -> int:
 def allowed_exits(point: str, signame: str) -> set[int]:
     if signame == "SIGKILL":
         return {-signal.SIGKILL}
+    signame = signame.removesuffix("-group")
     if point in AFTER_THE_LOOP:
         return {0}  # the work is done: the result is written, the signal forgiven
     if point == "run.started" and signame == "SIGTERM":  # before its handler is set
@@ -197,6 +209,8 @@ class Runner:
                     os.killpg(proc.pid, signal.SIGKILL)
                 elif signame == "SIGINT":
                     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal's group
+                elif signame == "SIGTERM-group":
+                    os.killpg(proc.pid, signal.SIGTERM)
                 else:
                     os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the runner alone
                 marker.unlink()  # a survivor goes on from the point
@@ -256,14 +270,15 @@ def _record_line(figures: dict) -> None:
 
 def test_the_matrix_is_counted(capsys):
     """The matrix's dimensions and the cases this session runs (printed with -s)."""
-    assert len(MATRIX) == len(POINTS) * len(SIGNALS) * len(CONFIGS)
+    assert len(MATRIX) == len(POINTS) * (len(SIGNALS) * len(CONFIGS) + 1) + len(SIGNALS) + 1
     covered = {(c.point, c.signal) for c in SAMPLE}, {c.config for c in SAMPLE}
     assert {p for p, _ in covered[0]} == set(POINTS) or not FULL and len(SAMPLE) < len(POINTS)
-    assert {s for _, s in covered[0]} == set(SIGNALS) and covered[1] == set(CONFIGS)
+    assert {s for _, s in covered[0]} >= set(SIGNALS) and covered[1] == set(CONFIGS)
     with capsys.disabled():
         print(
             f"\ncrash matrix: {len(POINTS)} points x {len(SIGNALS)} signals x "
-            f"{len(CONFIGS)} configurations = {len(MATRIX)} cases; running {len(SAMPLE)}"
+            f"{len(CONFIGS)} configurations + {len(POINTS)} SIGTERM-to-the-group with "
+            f"--workers 2 + 4 at worker.starting = {len(MATRIX)} cases; running {len(SAMPLE)}"
         )
 
 

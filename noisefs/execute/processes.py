@@ -31,7 +31,11 @@ _worker_state: dict = {}
 def _worker_init(
     parent: int, arena_root: str, spill_dir: str | None, timeout_s: float, job: SimulationJob
 ) -> None:
+    faults.hold_at("worker.starting")
+    # a Ctrl-C that reached this process while it started (blocked since its spawn, see
+    # ProcessExecutor.submit) is dropped with the SIG_IGN before SIGINT is unblocked
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with_parent(parent)
     _worker_state["arena"] = Arena(
         root=arena_root, quota=None, max_files=None, spill_dir=spill_dir, timeout_s=timeout_s
@@ -100,7 +104,15 @@ class ProcessExecutor:
         return dict(self._meta)
 
     def submit(self, batch: Batch) -> Future[BatchDone]:
-        return self._pool.submit(_worker_run, batch)
+        # the pool spawns its workers here, on demand; SIGINT blocked meanwhile is blocked in
+        # the new worker too (the mask survives exec) until _worker_init ignores it: a
+        # Ctrl-C while a worker imports Qiskit no longer prints its KeyboardInterrupt
+        # traceback. In this process the signal only waits for the unblock.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return self._pool.submit(_worker_run, batch)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
