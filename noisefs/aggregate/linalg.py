@@ -87,16 +87,15 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
     strict lower triangle zero) and Fortran-ordered, as ZHERK leaves it; the diagonal is
     made real.
 
-    One streaming pass writes U^T / divisor (contiguous: U is Fortran-ordered); then, tile
-    by tile, each lower tile is mirrored into its upper twin and conjugated in place. A
-    whole-matrix ``out += U`` would read U across rows, a cache miss per element: ~4x slower
-    at 12 qubits. Values equal that sum's bit for bit (only exact copies and conjugation).
-
-    ``out`` may be ``upper.T`` itself (ρ then takes the sum's own memory, no second matrix):
-    the diagonal is read before anything is written."""
+    One streaming pass writes U^T / divisor (contiguous: U is Fortran-ordered; real and
+    imaginary parts divided as reals, each correctly rounded); then, tile by tile, each lower
+    tile is mirrored into its upper twin and conjugated in place. A whole-matrix
+    ``out += U`` would read U across rows, a cache miss per element: ~2-4x slower at 12
+    qubits."""
     size = upper.shape[0]
-    diagonal_values = upper.diagonal().real.astype(np.complex128)
-    np.divide(upper.T, divisor, out=out)  # lower triangle: conj(ρ); upper: zero
+    upper = np.asfortranarray(upper)  # as ZHERK leaves it (a copy only if it is not)
+    # lower triangle: conj(ρ); upper: zero
+    np.divide(upper.T.view(np.float64), divisor, out=out.view(np.float64))
     tile = HERMITIAN_TILE
     for i in range(0, size, tile):
         diagonal = out[i : i + tile, i : i + tile]
@@ -108,5 +107,5 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
             lower = out[j : j + tile, i : i + tile]
             out[i : i + tile, j : j + tile] = lower.T
             np.conjugate(lower, out=lower)
-    np.fill_diagonal(out, diagonal_values / divisor)
+    np.fill_diagonal(out, upper.diagonal().real / divisor)
     return out
