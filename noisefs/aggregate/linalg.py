@@ -91,9 +91,13 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
     imaginary parts divided as reals, each correctly rounded); then, tile by tile, each lower
     tile is mirrored into its upper twin and conjugated in place. A whole-matrix
     ``out += U`` would read U across rows, a cache miss per element: ~2-4x slower at 12
-    qubits."""
+    qubits.
+
+    ``out`` may be ``upper.T`` itself (ρ then takes the sum's own memory, no second matrix:
+    ``Aggregator.take_rho``): the diagonal is read before anything is written."""
     size = upper.shape[0]
     upper = np.asfortranarray(upper)  # as ZHERK leaves it (a copy only if it is not)
+    diagonal_values = upper.diagonal().real / divisor
     # lower triangle: conj(ρ); upper: zero
     np.divide(upper.T.view(np.float64), divisor, out=out.view(np.float64))
     tile = HERMITIAN_TILE
@@ -107,5 +111,5 @@ def hermitian_from_upper(upper: np.ndarray, divisor: float, out: np.ndarray) -> 
             lower = out[j : j + tile, i : i + tile]
             out[i : i + tile, j : j + tile] = lower.T
             np.conjugate(lower, out=lower)
-    np.fill_diagonal(out, upper.diagonal().real / divisor)
+    np.fill_diagonal(out, diagonal_values)
     return out
