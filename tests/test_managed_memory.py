@@ -16,6 +16,8 @@ from qiskit import QuantumCircuit
 from qiskit_aer import AerSimulator
 
 from noisefs.aerscope import managed
+from noisefs.aerscope.plan import MIN_STATE_BUDGET, bounded_batch, state_budget
+from noisefs.aerscope.rewrite import LabelSpec
 from noisefs.aggregate import Aggregator
 from tests.test_managed import noise_model
 
@@ -92,3 +94,24 @@ def test_a_job_holds_its_averaged_results_once_not_beside_their_sums(arena_root,
     states = with_list.result().data()["s4"]
     expected = sum(np.outer(v, np.conj(v)) for v in map(np.asarray, states)) / shots
     assert np.max(np.abs(np.asarray(saves[4]) - expected)) < 1e-12
+
+
+def _spec(width: int, keep: tuple[int, ...] | None = None, kind: str = "state") -> LabelSpec:
+    return LabelSpec("s", kind, False, "save_density_matrix", "average", keep, width)
+
+
+def test_the_sizer_bounds_a_batch_by_a_share_of_the_results_it_folds_into():
+    ten = [{f"s{k}": _spec(10) for k in range(5)}]  # 5 x 16 KiB per shot, 5 x 16 MiB of rho
+    budget = state_budget(ten, quota=256 << 20)
+    assert budget == 5 * (16 << 20) // 16
+    assert bounded_batch(256, ten, budget) == 64
+    # small results: the 4 MiB floor; a quota smaller than that: half of it
+    five = [{"s": _spec(5)}]
+    assert state_budget(five, quota=256 << 20) == MIN_STATE_BUDGET
+    assert state_budget(five, quota=1 << 20) == 1 << 19
+    # states folded to a few kept qubits: the results are small, the floor holds
+    kept = [{"s": _spec(20, keep=(0, 1))}]
+    assert state_budget(kept, quota=None) == MIN_STATE_BUDGET
+    assert bounded_batch(256, kept, MIN_STATE_BUDGET) == 1
+    # no per-shot state: the user's batch
+    assert bounded_batch(256, [{"m": LabelSpec("m", "mean", False, "x", "average")}], 1) == 256

@@ -36,6 +36,7 @@ from noisefs.aerscope.plan import (
     draw_seed,
     expand,
     experiments_per_circuit,
+    state_budget,
 )
 from noisefs.aerscope.registry import Scope
 from noisefs.aerscope.rewrite import rewrite_circuit
@@ -257,7 +258,8 @@ def _run_batched(scope: Scope, backend, planned: _Planned, parameter_binds, run_
     run_circuits = [r.circuit for r in rewritten]
     experiment_specs = expand([r.specs for r in rewritten], planned.experiments)
     method = _fix_method(backend, planned, parameter_binds, run_options, truncation, job_id)
-    batch = bounded_batch(scope.options.batch, experiment_specs, _state_budget(scope))
+    budget = state_budget(experiment_specs, scope.options.quota)
+    batch = bounded_batch(scope.options.batch, experiment_specs, budget)
     plan = BatchPlan(planned.shots, batch)
     folder = StateFolder(scope.arena, run_name=f"managed-{job_id[:8]}")
     mergers = [ExperimentMerger(i, specs, folder) for i, specs in enumerate(experiment_specs)]
@@ -305,13 +307,6 @@ def _run_batched(scope: Scope, backend, planned: _Planned, parameter_binds, run_
     output["job_id"] = job_id
     scope.record_batched(len(plan))
     return format_results(backend, output), note
-
-
-def _state_budget(scope: Scope) -> int:
-    """Bytes one batch's per-shot states may take in RAM: half the arena quota (1 GiB when
-    the arena keeps its own), so a batch also fits the arena."""
-    quota = scope.options.quota or 2**30
-    return max(1, quota // 2)
 
 
 def _failed(backend, raw: dict, seed: int, index: int) -> Result:

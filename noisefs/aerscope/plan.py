@@ -60,6 +60,24 @@ def expand(items: list, counts: list[int]) -> list:
     return [item for item, count in zip(items, counts, strict=True) for _ in range(count)]
 
 
+# One batch's per-shot states (as Aer returns them, all in RAM at once) take at most this
+# share of the averaged results they are folded into, or MIN_STATE_BUDGET where that is more:
+# the RAM a job holds beyond its results is bounded by a share of them, whatever the shots.
+RESULT_SHARE = 16
+MIN_STATE_BUDGET = 4 << 20
+DEFAULT_QUOTA = 1 << 30  # the budget's cap where the scope leaves the arena its own quota
+
+
+def state_budget(specs: list[dict[str, LabelSpec]], quota: int | None) -> int:
+    """Bytes one batch's per-shot states may take in RAM: 1/``RESULT_SHARE`` of the averaged
+    results of every per-shot state label of every experiment, at least
+    ``MIN_STATE_BUDGET``; and at most half the arena ``quota`` (so a batch also fits the
+    arena; 1 GiB where the arena keeps its own quota)."""
+    results = sum(spec.result_bytes() for labels in specs for spec in labels.values())
+    cap = max(1, (quota or DEFAULT_QUOTA) // 2)
+    return min(cap, max(MIN_STATE_BUDGET, results // RESULT_SHARE))
+
+
 def bounded_batch(batch: int, specs: list[dict[str, LabelSpec]], budget: int) -> int:
     """``batch``, lowered so that one batch's per-shot states (every label of every
     experiment, as Aer returns them) fit in ``budget`` bytes; at least 1."""

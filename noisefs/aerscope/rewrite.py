@@ -42,6 +42,15 @@ class LabelSpec:
             return 16 * 4**self.width
         return 0
 
+    def result_bytes(self) -> int:
+        """Bytes of the averaged ρ this label's per-shot states are folded into (one per
+        memory key where conditional; 0: not per-shot states)."""
+        if self.kind == "state":
+            return 16 * 4 ** (len(self.keep) if self.keep is not None else self.width)
+        if self.kind == "density":
+            return 16 * 4**self.width
+        return 0
+
 
 @dataclass
 class Rewritten:
