@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import random
+import re
 import subprocess
 import sys
 from functools import cache
@@ -229,3 +230,92 @@ def test_no_class_inherits_from_two_noisefs_classes():
                 if sum(base in ours for base in bases) >= 2:
                     mixed.append(f"{name}.{node.name}({', '.join(bases)})")
     assert mixed == []
+
+
+# -- the arena's SQL --------------------------------------------------------------------------
+
+# the ledger repository: the connection and transactions, and the statements on each table
+LEDGER_MODULES = {
+    "noisefs.arena.ledger",
+    "noisefs.arena.ledger_snapshots",
+    "noisefs.arena.ledger_owners",
+}
+SQL = re.compile(
+    r"\b(SELECT\b.+\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
+    r"PRAGMA\s+\w+|BEGIN(\s+IMMEDIATE)?\s*$|COMMIT\s*$|ROLLBACK\s*$|CREATE\s+(TABLE|INDEX)|"
+    r"ALTER\s+TABLE)",
+    re.DOTALL,
+)
+
+
+def _docstrings(module: ast.Module) -> set[int]:
+    """ids of the docstring nodes of a module and of its classes and functions."""
+    out = set()
+    for node in ast.walk(module):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                out.add(id(body[0].value))
+    return out
+
+
+def _literal_text(node: ast.AST) -> str | None:
+    """The text of a string literal; an f-string's literal parts joined by spaces."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return " ".join(
+            v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+        )
+    return None
+
+
+def sql_outside_the_ledger() -> list[str]:
+    """``file:line`` of every SQL statement outside the ledger modules: a call of
+    ``execute``/``executemany``/``executescript`` with arguments (a cursor's, whatever its
+    name) and a string literal that reads as SQL (docstrings aside)."""
+    found = []
+    for name, path in modules().items():
+        if name in LEDGER_MODULES:
+            continue
+        module = tree(name)
+        docs = _docstrings(module)
+        inner = {  # an f-string's parts are walked as constants too: judge the whole only
+            id(v)
+            for node in ast.walk(module)
+            if isinstance(node, ast.JoinedStr)
+            for v in node.values
+        }
+        where = path.relative_to(PACKAGE.parent)
+        for node in ast.walk(module):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("execute", "executemany", "executescript")
+                and (node.args or node.keywords)
+            ):
+                found.append(f"{where}:{node.lineno} {ast.unparse(node.func)}(...)")
+            if id(node) in docs or id(node) in inner:
+                continue
+            text = _literal_text(node)
+            if text is not None and SQL.search(text):
+                found.append(f"{where}:{node.lineno} {text[:60]!r}")
+    return found
+
+
+def test_no_sql_outside_the_ledger():
+    """Every SQL statement of the arena is a named function of the ledger repository
+    (``ledger``, ``ledger_snapshots``, ``ledger_owners``); the rest of noisefs calls those."""
+    assert sql_outside_the_ledger() == []
+
+
+def test_the_sql_check_finds_sql():
+    """The check above is not blind: it finds the statements of the ledger modules."""
+    found = []
+    for name in LEDGER_MODULES:
+        for node in ast.walk(tree(name)):
+            text = _literal_text(node)
+            if text is not None and SQL.search(text):
+                found.append(text)
+    assert len(found) >= 40
+    assert any(t.startswith("SELECT") for t in found) and any("DELETE FROM" in t for t in found)

@@ -9,11 +9,12 @@ import json
 import numpy as np
 
 from noisefs.arena import audit, lease_keys, ledger, tiers, views
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import FREE_FRACTION
 from noisefs.arena.lease import Lease
 from noisefs.arena.lifecycle import local_handles
 from noisefs.arena.parts import ArenaParts
-from noisefs.arena.rows import SNAPSHOT_COLUMNS, SnapshotRow
+from noisefs.arena.rows import SnapshotRow
 from noisefs.errors import CorruptSnapshot, InputError
 
 
@@ -29,11 +30,7 @@ class Reader:
         pending = self._lease.row(key)
         if pending is not None:
             return pending
-        conn = conn or self._parts.ledger.conn()
-        found = conn.execute(
-            f"SELECT {SNAPSHOT_COLUMNS} FROM snapshots WHERE key = ?", (key,)
-        ).fetchone()
-        return None if found is None else SnapshotRow._make(found)
+        return snapshot_rows.by_key(conn or self._parts.ledger.conn(), key)
 
     def get(self, key: str) -> np.ndarray:
         """A read-only array (memory-mapped) of snapshot ``key``; its checksum is verified.
@@ -132,12 +129,10 @@ class Reader:
             return bool(found)
 
     def _release_in(self, conn, key: str, live: bool):
-        row = conn.execute(
-            "SELECT id, tier, slot, alloc_bytes, state FROM snapshots WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None or row[4] != "ready":
+        row = snapshot_rows.file_by_key(conn, key)
+        if row is None or row.state != "ready":
             return False
-        row_id, tier, slot, alloc, _ = row
+        row_id, tier, slot, alloc = row.id, row.tier, row.slot, row.alloc_bytes
         if not live and self._parts.tier(tier).recycles:  # a published file of this lease?
             taken = self._lease.take_back(conn, row_id, slot, alloc)
             if taken is not None:
@@ -149,13 +144,10 @@ class Reader:
             and c["free_bytes"] + self._lease.free_bytes + alloc
             <= self._parts.bounds.quota_bytes * FREE_FRACTION
         ):
-            conn.execute(
-                "UPDATE snapshots SET state = 'free', key = NULL, owner = NULL, run = NULL WHERE id = ?",
-                (row_id,),
-            )
+            snapshot_rows.mark_free(conn, row_id)
             ledger.bump(conn, free_bytes=alloc, free_files=1)
             return True
-        audit.drop_rows(self._parts, conn, [(row_id, tier, slot, alloc)])
+        audit.drop_rows(self._parts, conn, [row])
         return True
 
     def adopt(self, keys) -> None:
@@ -170,15 +162,10 @@ class Reader:
             missing = []
             with self._parts.ledger.transaction() as conn:
                 for key in keys:
-                    if not conn.execute(
-                        "SELECT 1 FROM snapshots WHERE key = ? AND state = 'ready'", (key,)
-                    ).fetchone():
+                    if not snapshot_rows.is_ready(conn, key):
                         missing.append(key)
                 if not missing:
-                    conn.executemany(
-                        "UPDATE snapshots SET owner = ? WHERE key = ?",
-                        [(self._parts.owner.id, key) for key in keys],
-                    )
+                    snapshot_rows.set_owner(conn, self._parts.owner.id, keys)
                     return
             if attempt or not any([self._await_published(key) for key in missing]):
                 break

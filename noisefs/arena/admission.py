@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 
 from noisefs.arena import accounting, ledger
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.accounting import META_SLACK, Metadata  # noqa: F401 - re-exported
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.tiers import SPILL_KEEP_FREE, Tier  # noqa: F401 - re-exported
@@ -50,15 +52,9 @@ def meta_bytes(root_fd: int) -> int:
 def pending(conn: sqlite3.Connection, tier: Tier) -> tuple[int, int]:
     """Bytes and inodes reserved on ``tier`` that may not be allocated yet: rows being
     written, and the unused part of every lease (tmpfs)."""
-    files, nbytes = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots WHERE state = 'writing' AND tier = ?",
-        (tier.name,),
-    ).fetchone()
+    files, nbytes = snapshot_rows.writing_totals(conn, tier.name)
     if tier.charged:
-        lb, lf = conn.execute(
-            "SELECT COALESCE(SUM(MAX(lease_bytes - used_bytes, 0)), 0), "
-            "COALESCE(SUM(MAX(lease_files - used_files, 0)), 0) FROM owners"
-        ).fetchone()
+        lb, lf = owner_rows.unused_leases(conn)
         nbytes, files = nbytes + lb, files + lf
     return int(nbytes), int(files)
 
@@ -72,16 +68,10 @@ def new_key(prefix: str, row_id: int) -> str:
 def insert_row(conn, key_prefix: str | None, meta: tuple, tier: Tier, alloc: int, owner: int):
     """A ``writing`` row on ``tier``; its key (None without ``key_prefix``: a move target
     gets its key when it is published) and slot."""
-    run, step, batch, nbytes, dtype, shape = meta
-    cur = conn.execute(
-        "INSERT INTO snapshots(key, run, step, batch, tier, slot, alloc_bytes, nbytes, dtype, shape, "
-        "state, owner, created) VALUES (NULL, ?, ?, ?, ?, '', ?, ?, ?, ?, 'writing', ?, ?)",
-        (run, step, batch, tier.name, alloc, nbytes, dtype, shape, owner, time.time()),
-    )
-    row_id = cur.lastrowid
+    row_id = snapshot_rows.insert_writing(conn, meta, tier.name, alloc, owner, time.time())
     key = new_key(key_prefix, row_id) if key_prefix is not None else None
     slot = tier.new_slot(row_id)
-    conn.execute("UPDATE snapshots SET key = ?, slot = ? WHERE id = ?", (key, slot, row_id))
+    snapshot_rows.name_row(conn, row_id, key, slot)
     return row_id, key, slot
 
 
@@ -91,18 +81,14 @@ def evict_free(
     """Unlink free-list files (oldest first) until ``need_*`` are given back; return slots."""
     gone: list[str] = []
     freed_bytes = freed_files = 0
-    rows = conn.execute(
-        "SELECT id, slot, alloc_bytes FROM snapshots WHERE state = 'free' AND tier = ? ORDER BY id",
-        (tmpfs.name,),
-    ).fetchall()
-    for row_id, slot, alloc in rows:
+    for row in snapshot_rows.free_list(conn, tmpfs.name):
         if freed_bytes >= need_bytes and freed_files >= need_files:
             break
-        tmpfs.unlink(slot)  # file first, row second: the ledger stays >= reality
-        conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
-        freed_bytes += alloc
+        tmpfs.unlink(row.slot)  # file first, row second: the ledger stays >= reality
+        snapshot_rows.delete(conn, row.id)
+        freed_bytes += row.alloc_bytes
         freed_files += 1
-        gone.append(slot)
+        gone.append(row.slot)
     ledger.bump(
         conn,
         **tmpfs.counter_deltas(-freed_bytes, -freed_files),
@@ -152,19 +138,13 @@ class Admission:
     ) -> Placement | None:
         a = self._parts
         if allow_tmpfs:
-            rows = conn.execute(
-                "SELECT id, slot FROM snapshots WHERE state = 'free' AND tier = 'tmpfs' AND alloc_bytes = ? LIMIT 16",
-                (alloc,),
-            ).fetchall()
+            rows = snapshot_rows.free_of_size(conn, alloc)
             if rows:
-                row_id, slot = next((r for r in rows if r[1] in preferred), rows[0])
+                found = next((r for r in rows if r.slot in preferred), rows[0])
+                row_id, slot = found.id, found.slot
                 key = new_key(key_prefix, row_id)
-                run, step, batch, nbytes, dtype, shape = meta_row
-                conn.execute(  # the row and its file are reused as they are: one UPDATE
-                    "UPDATE snapshots SET key = ?, run = ?, step = ?, batch = ?, nbytes = ?, dtype = ?, "
-                    "shape = ?, checksum = NULL, state = 'writing', owner = ?, created = ? WHERE id = ?",
-                    (key, run, step, batch, nbytes, dtype, shape, a.owner.id, time.time(), row_id),
-                )
+                # the row and its file are reused as they are: one UPDATE
+                snapshot_rows.reuse_free(conn, row_id, key, meta_row, a.owner.id, time.time())
                 ledger.bump(conn, free_bytes=-alloc, free_files=-1)
                 return Placement(row_id, key, a.tmpfs, slot, alloc, True)
         # new bytes are about to be admitted: by the bounds stored now, which another

@@ -17,10 +17,13 @@ import stat
 import time
 
 from noisefs.arena import accounting, ledger, owners
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import evict_free
 from noisefs.arena.lease_keys import lease_prefixes, slot_prefix
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
+from noisefs.arena.rows import FileRow
 from noisefs.arena.tiers import SpillTier
 from noisefs.errors import CorruptSnapshot
 
@@ -30,32 +33,26 @@ ORPHAN_AGE_S = 5.0
 GC_CHUNK_ROWS = 100  # rows per gc transaction: writers never wait for a whole reclaim
 
 
-def drop_rows(parts: ArenaParts, conn, rows, unlink: bool = True) -> None:
-    """Delete rows ``(id, tier, slot, alloc)``; each file is unlinked before its row goes."""
-    for row_id, tier, slot, alloc in rows:
-        found = conn.execute("SELECT state FROM snapshots WHERE id = ?", (row_id,)).fetchone()
-        if found is None:
+def drop_rows(parts: ArenaParts, conn, rows: list[FileRow], unlink: bool = True) -> None:
+    """Delete ``rows``; each file is unlinked before its row goes."""
+    for row in rows:
+        state = snapshot_rows.state_of(conn, row.id)
+        if state is None:
             continue
-        where = parts.tier(tier)
+        where = parts.tier(row.tier)
         if unlink:
-            where.unlink(slot)
-        conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
-        ledger.bump(conn, **where.counter_deltas(-alloc, -1))
-        if found[0] == "free":
-            ledger.bump(conn, free_bytes=-alloc, free_files=-1)
+            where.unlink(row.slot)
+        snapshot_rows.delete(conn, row.id)
+        ledger.bump(conn, **where.counter_deltas(-row.alloc_bytes, -1))
+        if state == "free":
+            ledger.bump(conn, free_bytes=-row.alloc_bytes, free_files=-1)
 
 
 def leased_files(parts: ArenaParts, conn, owner_id: int) -> list[tuple[str, int]]:
     """(slot, allocated bytes) of the tmpfs files made under ``owner_id``'s lease that have
     no row: its unpublished snapshots, partial writes and private free list."""
     prefix = slot_prefix(owner_id)
-    known = {
-        r[0]
-        for r in conn.execute(
-            "SELECT slot FROM snapshots WHERE tier = ? AND slot >= ? AND slot < ?",
-            (parts.tmpfs.name, prefix, prefix + "~"),
-        )
-    }
+    known = snapshot_rows.slots_between(conn, parts.tmpfs.name, prefix, prefix + "~")
     out = []
     for name, st in _listing(parts.tmpfs.fd()).items():
         if name.startswith(prefix) and name not in known:
@@ -71,23 +68,19 @@ def drop_owner(
 
     ``unlink_lock=False`` (close): the caller unlinks the lock file after the commit, so a
     commit that fails (the ledger's filesystem full) leaves a live owner with its lock file."""
-    found = conn.execute(
-        "SELECT lease_bytes, lease_files, foreign_bytes, foreign_files FROM owners WHERE id = ?",
-        (owner_id,),
-    ).fetchone()
+    found = owner_rows.charges(conn, owner_id)
     if found is None:
         return
     if unlink_lock:
         unlink_quiet(lock_name, parts.owners_fd)
-    conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
-    lb, lf, fb, ff = found
+    owner_rows.delete(conn, owner_id)
     ledger.bump(
         conn,
         owner_files=-1,
-        lease_bytes=-lb,
-        lease_files=-lf,
-        foreign_bytes=-fb,
-        foreign_files=-ff,
+        lease_bytes=-found.lease_bytes,
+        lease_files=-found.lease_files,
+        foreign_bytes=-found.foreign_bytes,
+        foreign_files=-found.foreign_files,
     )
 
 
@@ -96,17 +89,10 @@ def figures(parts: ArenaParts, conn) -> dict:
     meta = accounting.measure(parts.root_fd)
     used_bytes = used_files = own_free_bytes = own_free_files = 0
     if parts.ledger.current:  # (an older release's ledger has no leases)
-        used_bytes, used_files, own_free_bytes, own_free_files = conn.execute(
-            "SELECT COALESCE(SUM(used_bytes), 0), COALESCE(SUM(used_files), 0), "
-            "COALESCE(SUM(free_bytes), 0), COALESCE(SUM(free_files), 0) FROM owners"
-        ).fetchone()
+        used_bytes, used_files, own_free_bytes, own_free_files = owner_rows.lease_usage(conn)
     bytes_used, files_used = accounting.in_use(c, used_bytes, used_files, meta)
-    runs = dict(
-        conn.execute("SELECT run, COUNT(*) FROM snapshots WHERE state = 'ready' GROUP BY run")
-    )
-    unowned = conn.execute(
-        "SELECT COUNT(*) FROM snapshots WHERE state = 'ready' AND owner IS NULL"
-    ).fetchone()[0]
+    runs = snapshot_rows.ready_per_run(conn)
+    unowned = snapshot_rows.unowned_ready_count(conn)
     return {
         "root": str(parts.root),
         "spill_dir": str(parts.bounds.spill_dir),
@@ -150,17 +136,13 @@ def _reclaim_owner(
     limit = -1 if dry_run else GC_CHUNK_ROWS  # a dry run deletes nothing: one pass
     while True:
         with parts.ledger.transaction() as conn:
-            rows = conn.execute(
-                "SELECT id, tier, slot, alloc_bytes, state FROM snapshots "
-                "WHERE owner = ? AND state != 'free' ORDER BY id LIMIT ?",
-                (owner_id, limit),
-            ).fetchall()
-            report["partial_files"] += sum(1 for r in rows if r[4] == "writing")
-            report["snapshots"] += sum(1 for r in rows if r[4] == "ready")
-            report["bytes"] += sum(r[3] for r in rows if parts.tier(r[1]).charged)
-            report["files"] += sum(1 for r in rows if parts.tier(r[1]).charged)
+            rows = snapshot_rows.owned_not_free(conn, owner_id, limit)
+            report["partial_files"] += sum(1 for r in rows if r.state == "writing")
+            report["snapshots"] += sum(1 for r in rows if r.state == "ready")
+            report["bytes"] += sum(r.alloc_bytes for r in rows if parts.tier(r.tier).charged)
+            report["files"] += sum(1 for r in rows if parts.tier(r.tier).charged)
             if not dry_run:
-                drop_rows(parts, conn, [r[:4] for r in rows])
+                drop_rows(parts, conn, rows)
             if not dry_run and len(rows) == GC_CHUNK_ROWS:
                 continue  # commit this chunk; the next transaction takes the next one
             unpublished = leased_files(parts, conn, owner_id)
@@ -180,11 +162,7 @@ def _evict_shared_free_list(parts: ArenaParts, report: dict, dry_run: bool) -> N
     writers; after a crash its files (named under the dead owner's lease) would otherwise
     stay for as long as no handle closes cleanly."""
     with parts.ledger.transaction() as conn:
-        files, alloc = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(alloc_bytes), 0) FROM snapshots "
-            "WHERE state = 'free' AND tier = ?",
-            (parts.tmpfs.name,),
-        ).fetchone()
+        files, alloc = snapshot_rows.free_totals(conn, parts.tmpfs.name)
         report["free_files"] += files
         report["bytes"] += alloc
         report["files"] += files
@@ -224,9 +202,7 @@ def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
     try:
         with parts.ledger.transaction() as conn:
             dead = []
-            for owner_id, pid, lock_name, started in conn.execute(
-                "SELECT id, pid, lock_name, started FROM owners"
-            ).fetchall():
+            for owner_id, pid, lock_name, started in owner_rows.all_owners(conn):
                 if owner_id == parts.owner.id:
                     continue
                 state, fd = owners.try_take(parts.owners_fd, lock_name, pid, started)
@@ -242,27 +218,21 @@ def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
             _evict_shared_free_list(parts, report, dry_run)
         with parts.ledger.transaction() as conn:
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
-            stray = conn.execute(
-                "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'writing' AND "
-                "(owner IS NULL OR owner NOT IN (SELECT id FROM owners)) AND created < ?",
-                (now - ORPHAN_AGE_S,),
-            ).fetchall()
+            stray = snapshot_rows.stray_writing(conn, now - ORPHAN_AGE_S)
             report["partial_files"] += len(stray)
             if not dry_run:
                 drop_rows(parts, conn, stray)
             if unowned:  # asked for: snapshots that handles closed without consuming
-                left = conn.execute(
-                    "SELECT id, tier, slot, alloc_bytes FROM snapshots WHERE state = 'ready' AND owner IS NULL"
-                ).fetchall()
+                left = snapshot_rows.unowned_ready(conn)
                 report["unowned_snapshots"] = len(left)
-                report["bytes"] += sum(r[3] for r in left if parts.tier(r[1]).charged)
-                report["files"] += sum(1 for r in left if parts.tier(r[1]).charged)
+                report["bytes"] += sum(r.alloc_bytes for r in left if parts.tier(r.tier).charged)
+                report["files"] += sum(1 for r in left if parts.tier(r.tier).charged)
                 if not dry_run:
                     drop_rows(parts, conn, left)
             _files_vs_rows(parts, conn, report, dry_run, now)
         if not dry_run:  # give the pages of deleted rows back to the tmpfs (best effort)
             try:
-                parts.ledger.conn().execute("PRAGMA incremental_vacuum").fetchall()
+                ledger.incremental_vacuum(parts.ledger.conn())
             except sqlite3.OperationalError:
                 log.debug("incremental_vacuum skipped", exc_info=True)
     finally:
@@ -272,8 +242,8 @@ def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
 
 
 def _files_vs_rows(parts: ArenaParts, conn, report, dry_run, now) -> None:
-    rows = conn.execute("SELECT id, tier, slot, alloc_bytes, state FROM snapshots").fetchall()
-    known = {(r[1], r[2]) for r in rows}
+    rows = snapshot_rows.all_files(conn)
+    known = {(r.tier, r.slot) for r in rows}
     # a tier whose directory cannot be opened is not listed at all: its rows are never
     # taken for rows whose file vanished (an unmounted or renamed spill dir loses nothing)
     fds = {tier.name: tier.fd() for tier in parts.tiers}
@@ -296,12 +266,14 @@ def _files_vs_rows(parts: ArenaParts, conn, report, dry_run, now) -> None:
                     continue  # never recurse into something we did not make
                 unlink_quiet(name, fds[tier.name])
     missing = [
-        r[:4] for r in rows if r[4] != "writing" and r[1] in listings and r[2] not in listings[r[1]]
+        r
+        for r in rows
+        if r.state != "writing" and r.tier in listings and r.slot not in listings[r.tier]
     ]
     report["missing_files"] += len(missing)
     if not dry_run:
         drop_rows(parts, conn, missing, unlink=False)
-    lock_names = {r[0] for r in conn.execute("SELECT lock_name FROM owners")}
+    lock_names = owner_rows.lock_names(conn)
     for name, st in _listing(parts.owners_fd).items():
         if name in lock_names or now - st.st_mtime < ORPHAN_AGE_S:
             continue
@@ -325,11 +297,9 @@ def check(parts: ArenaParts, lease, read, fix: bool = False) -> list[str]:
             if stored[name] != value:
                 messages.append(f"counter {name} is {stored[name]}, rows say {value}")
                 if fix:
-                    conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+                    ledger.set_counter(conn, name, value)
         report = {k: 0 for k in ("orphan_files", "missing_files", "lock_files", "bytes", "files")}
-        rows = conn.execute(
-            "SELECT id, tier, slot, alloc_bytes, state, key FROM snapshots"
-        ).fetchall()
+        rows = snapshot_rows.all_files(conn)
         for _, tier, slot, alloc, state, _ in rows:
             fd = parts.tier(tier).fd()
             try:
@@ -364,7 +334,7 @@ def check(parts: ArenaParts, lease, read, fix: bool = False) -> list[str]:
             )
         if fix and report["missing_files"]:
             messages.append(f"{report['missing_files']} row(s) without a file removed")
-        ready = [r[5] for r in rows if r[4] == "ready"]
+        ready = [r.key for r in rows if r.state == "ready"]
     for key in ready:
         try:
             read(key)

@@ -40,11 +40,13 @@ import time
 from dataclasses import dataclass
 
 from noisefs.arena import accounting, ledger
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission, Placement, pending
 from noisefs.arena.lease_keys import slot_prefix
 from noisefs.arena.lease_publisher import LeasePublisher
 from noisefs.arena.parts import ArenaParts
-from noisefs.arena.rows import INSERT_COLUMNS, INSERT_MARKS, SnapshotRow, signed_checksum
+from noisefs.arena.rows import SnapshotRow, signed_checksum
 
 CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
@@ -170,7 +172,7 @@ class Lease:
             return None
         if self.free_bytes + alloc > a.bounds.quota_bytes * FREE_FRACTION - self._global_free:
             return None
-        conn.execute("DELETE FROM snapshots WHERE id = ?", (row_id,))
+        snapshot_rows.delete(conn, row_id)
         ledger.bump(conn, **a.tmpfs.counter_deltas(-alloc, -1), lease_bytes=alloc, lease_files=1)
         new = (self.bytes + alloc, self.files + 1, self.used_bytes + alloc, self.used_files + 1)
         published = min(self.in_flight) - 1 if self.in_flight else self.seq
@@ -194,10 +196,7 @@ class Lease:
         a = self._parts
         items = sorted(self.pending.items(), key=lambda kv: kv[1].seq)
         if items:
-            conn.executemany(
-                f"INSERT INTO snapshots(key, {INSERT_COLUMNS}) VALUES ({INSERT_MARKS})",
-                [(key, *p.row[1:]) for key, p in items],
-            )
+            snapshot_rows.insert_ready(conn, [(key, p.row) for key, p in items])
         moved_bytes = sum(p.row.alloc_bytes for _, p in items)
         moved_files = len(items)
         ledger.bump(
@@ -230,11 +229,9 @@ class Lease:
     ) -> None:
         """The owner row's lease, used and free figures (``free``: this handle's own unless
         a change about to be applied says otherwise)."""
-        fb, ff = free if free is not None else (self.free_bytes, self.free_files)
-        conn.execute(
-            "UPDATE owners SET lease_bytes = ?, lease_files = ?, used_bytes = ?, used_files = ?, "
-            "free_bytes = ?, free_files = ?, published_seq = ? WHERE id = ?",
-            (lb, lf, ub, uf, fb, ff, published, self._parts.owner.id),
+        free = free if free is not None else (self.free_bytes, self.free_files)
+        owner_rows.set_lease_figures(
+            conn, self._parts.owner.id, (lb, lf), (ub, uf), free, published
         )
 
     def flush(self) -> None:
@@ -301,10 +298,7 @@ class Lease:
                 moved_b = sum(p.row.alloc_bytes for p in self.pending.values())
                 moved_f = len(self.pending)
                 granted = (self.bytes - moved_b + grant_b, self.files - moved_f + grant_f)
-                conn.execute(
-                    "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
-                    (*granted, a.owner.id),
-                )
+                owner_rows.set_lease(conn, a.owner.id, *granted)
                 ledger.bump(conn, lease_bytes=grant_b, lease_files=grant_f)
                 ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))
         apply()
@@ -314,9 +308,7 @@ class Lease:
         return True
 
     def _waiters(self, conn) -> int:
-        return conn.execute(
-            "SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?", (self._parts.owner.id,)
-        ).fetchone()[0]
+        return owner_rows.waiters(conn, self._parts.owner.id)
 
     # ------------------------------------------------------------------ giving back
 
@@ -342,10 +334,7 @@ class Lease:
                 moved = sum(p.row.alloc_bytes for p in self.pending.values()), len(self.pending)
                 keep_b, keep_f = self.used_bytes - moved[0], self.used_files - moved[1]
                 had_b, had_f = self.bytes - moved[0], self.files - moved[1]
-                conn.execute(
-                    "UPDATE owners SET lease_bytes = ?, lease_files = ? WHERE id = ?",
-                    (keep_b, keep_f, self._parts.owner.id),
-                )
+                owner_rows.set_lease(conn, self._parts.owner.id, keep_b, keep_f)
                 ledger.bump(conn, lease_bytes=keep_b - had_b, lease_files=keep_f - had_f)
             apply()
             self.bytes, self.files = keep_b, keep_f
@@ -363,18 +352,7 @@ class Lease:
         ):
             return  # nothing unused to give
         a = self._parts
-        waiters, nbytes, nfiles, quota, max_files = (
-            a.ledger.conn()
-            .execute(
-                "SELECT (SELECT COUNT(*) FROM owners WHERE waiting > 0 AND id != ?), "
-                "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_bytes', 'lease_bytes', 'foreign_bytes')), "
-                "(SELECT SUM(value) FROM counters WHERE name IN ('tmpfs_files', 'lease_files', 'foreign_files', 'owner_files')), "
-                "(SELECT value FROM settings WHERE name = 'quota_bytes'), "
-                "(SELECT value FROM settings WHERE name = 'max_files')",
-                (a.owner.id,),
-            )
-            .fetchone()
-        )
+        waiters, nbytes, nfiles, quota, max_files = owner_rows.pressure(a.ledger.conn(), a.owner.id)
         over = nbytes > (quota or a.bounds.quota_bytes) or nfiles > (
             max_files or a.bounds.max_files
         )

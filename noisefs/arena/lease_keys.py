@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from noisefs.arena import ledger_owners as owner_rows
 from noisefs.arena import owners
 
 AWAIT_S = 5.0  # how long a reader waits for another process to publish a key it was given
@@ -22,7 +23,7 @@ def slot_prefix(owner_id: int) -> str:
 
 def lease_prefixes(conn: sqlite3.Connection) -> tuple[str, ...]:
     """The slot prefixes of every registered owner (their unpublished files have no row)."""
-    return tuple(slot_prefix(r[0]) for r in conn.execute("SELECT id FROM owners"))
+    return tuple(slot_prefix(owner) for owner in owner_rows.ids(conn))
 
 
 def parse_key(key: str) -> tuple[int, int] | None:
@@ -43,16 +44,17 @@ def await_published(conn: sqlite3.Connection, owners_fd: int, owner: int, seq: i
     deadline = time.monotonic() + AWAIT_S
     delay, next_probe = 0.001, time.monotonic() + 0.2
     while True:
-        found = conn.execute(
-            "SELECT published_seq, pid, lock_name, started FROM owners WHERE id = ?", (owner,)
-        ).fetchone()
-        if found is None or found[0] >= seq:
+        found = owner_rows.publication(conn, owner)
+        if found is None:
+            return True
+        published, row = found
+        if published >= seq:
             return True
         now = time.monotonic()
         if now >= deadline:
             return False
         if now >= next_probe:
-            if not owners.is_live(owners_fd, found[2], found[1], found[3]):
+            if not owners.is_live(owners_fd, row.lock_name, row.pid, row.started):
                 return False
             next_probe = now + 0.2
         time.sleep(delay)

@@ -1,5 +1,10 @@
 """The SQLite ledger: which files exist, who owns them, what they cost.
 
+The ledger repository is this module (the connection, transactions, counters, settings)
+with :mod:`noisefs.arena.ledger_snapshots` and :mod:`noisefs.arena.ledger_owners` (the
+statements on each table, as named functions returning typed rows): no other module of
+noisefs holds SQL.
+
 SQLite gives transactional, crash-safe accounting shared by any number of processes (a
 hand-written fcntl-locked file would be a reinvention). Every state change is one
 ``BEGIN IMMEDIATE`` transaction; size and count totals are kept in ``counters`` by the
@@ -278,3 +283,13 @@ def recompute_counters(conn: sqlite3.Connection) -> dict[str, int]:
         owner_files=owners, lease_bytes=lb, lease_files=lf, foreign_bytes=fb, foreign_files=ff
     )
     return out
+
+
+def set_counter(conn: sqlite3.Connection, name: str, value: int) -> None:
+    """Set one counter (``check --fix``: to what the rows say)."""
+    conn.execute("UPDATE counters SET value = ? WHERE name = ?", (value, name))
+
+
+def incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """Give the pages of deleted rows back to the filesystem."""
+    conn.execute("PRAGMA incremental_vacuum").fetchall()

@@ -16,6 +16,8 @@ import time
 import weakref
 
 from noisefs.arena import accounting, audit, ledger, owners
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import evict_free
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
@@ -70,13 +72,9 @@ def register_owner(parts: ArenaParts, timeout_s: float) -> None:
                 parts.forget_slots(evict_free(conn, parts.tmpfs, 0, short))
                 short = 0
             if short <= 0:
-                cur = conn.execute(
-                    "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
-                    (os.getpid(), name, time.time()),
-                )
+                owner_id = owner_rows.insert(conn, os.getpid(), name, time.time())
                 ledger.bump(conn, owner_files=1)
                 ledger.raise_peaks(conn, *accounting.charged(ledger.counters(conn), meta))
-                owner_id = cur.lastrowid
                 break
         if time.monotonic() > deadline:
             raise ArenaFull(
@@ -90,17 +88,14 @@ def register_owner(parts: ArenaParts, timeout_s: float) -> None:
     except BaseException:
         with parts.ledger.transaction() as conn:  # give the reserved inode back
             unlink_quiet(name, parts.owners_fd)
-            conn.execute("DELETE FROM owners WHERE id = ?", (owner_id,))
+            owner_rows.delete(conn, owner_id)
             ledger.bump(conn, owner_files=-1)
         raise
     with parts.ledger.transaction() as conn:
-        if conn.execute("SELECT 1 FROM owners WHERE id = ?", (owner_id,)).fetchone() is None:
+        if not owner_rows.exists(conn, owner_id):
             # stalled past the start-up grace between row and lock file, another process's
             # gc took this owner for dead: register again, now that the lock is held
-            owner_id = conn.execute(
-                "INSERT INTO owners(pid, lock_name, started) VALUES (?, ?, ?)",
-                (os.getpid(), name, time.time()),
-            ).lastrowid
+            owner_id = owner_rows.insert(conn, os.getpid(), name, time.time())
             ledger.bump(conn, owner_files=1)
     parts.owner.id = owner_id
     parts.owner.lock_name = name
@@ -122,13 +117,8 @@ def unregister_owner(parts: ArenaParts, timeout_s: float = 0.0, before=None) -> 
                 before()
             with parts.ledger.transaction() as conn:
                 evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62)
-                rows = conn.execute(
-                    "SELECT id, tier, slot, alloc_bytes FROM snapshots "
-                    "WHERE owner = ? AND state = 'writing'",
-                    (parts.owner.id,),
-                ).fetchall()
-                audit.drop_rows(parts, conn, rows)
-                conn.execute("UPDATE snapshots SET owner = NULL WHERE owner = ?", (parts.owner.id,))
+                audit.drop_rows(parts, conn, snapshot_rows.writing_of(conn, parts.owner.id))
+                snapshot_rows.disown(conn, parts.owner.id)
                 audit.drop_owner(
                     parts, conn, parts.owner.id, parts.owner.lock_name, unlink_lock=False
                 )

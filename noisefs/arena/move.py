@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from noisefs.arena import accounting, ledger
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import Admission, Placement
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.rows import SnapshotRow, signed_checksum
@@ -105,12 +106,10 @@ def _swap(
         else:
             gone = False
             source.unlink(row.slot)  # the file first, then its row
-            conn.execute("DELETE FROM snapshots WHERE id = ?", (row.id,))
+            snapshot_rows.delete(conn, row.id)
             ledger.bump(conn, **source.counter_deltas(-row.alloc_bytes, -1))
-            conn.execute(
-                "UPDATE snapshots SET key = ?, state = 'ready', checksum = ?, owner = ?, created = ? "
-                "WHERE id = ?",
-                (key, signed_checksum(check), now.owner, now.created, p.row_id),
+            snapshot_rows.ready_moved(
+                conn, p.row_id, key, signed_checksum(check), now.owner, now.created
             )
     if gone:  # released or reclaimed meanwhile: nothing to move any more
         rollback(p)
@@ -120,8 +119,4 @@ def _swap(
 
 def cold_keys(parts: ArenaParts, limit: int) -> list[str]:
     """Ready tmpfs snapshots, oldest first (by creation: the ones put longest ago)."""
-    rows = parts.ledger.conn().execute(
-        "SELECT key FROM snapshots WHERE state = 'ready' AND tier = ? ORDER BY created, id LIMIT ?",
-        (parts.tmpfs.name, int(limit)),
-    )
-    return [r[0] for r in rows]
+    return snapshot_rows.coldest_keys(parts.ledger.conn(), parts.tmpfs.name, limit)

@@ -9,13 +9,14 @@ import json
 import numpy as np
 
 from noisefs.arena import audit, ledger, owners
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena import move as moving
 from noisefs.arena.access import Reader
 from noisefs.arena.admission import Admission
 from noisefs.arena.lease import Lease
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index
-from noisefs.arena.rows import OWNER_COLUMNS, OwnerRow
 from noisefs.errors import ArenaError
 
 
@@ -35,10 +36,7 @@ class Queries:
         """Owners whose process holds its lock (or is starting); read-only probe.
         ``waiting``: the owner's put is waiting for room (backpressure)."""
         out = []
-        for found in self._parts.ledger.conn().execute(
-            f"SELECT {OWNER_COLUMNS}, waiting FROM owners"
-        ):
-            owner, waiting = OwnerRow._make(found[:-1]), found[-1]
+        for owner, waiting in owner_rows.all_with_waiting(self._parts.ledger.conn()):
             if owner.id == self._parts.owner.id or owners.is_live(
                 self._parts.owners_fd, owner.lock_name, owner.pid, owner.started
             ):
@@ -52,17 +50,7 @@ class Queries:
         """Keys of ready snapshots (of ``run``), oldest first. Other processes' newest
         snapshots show up once published (``lease_publisher.PUBLISH_DELAY_S``)."""
         self._lease.flush()
-        conn = self._parts.ledger.conn()
-        if run is None:
-            rows = conn.execute(
-                "SELECT key FROM snapshots WHERE state = 'ready' ORDER BY created, id"
-            )
-        else:
-            rows = conn.execute(
-                "SELECT key FROM snapshots WHERE state = 'ready' AND run = ? ORDER BY created, id",
-                (run,),
-            )
-        return [r[0] for r in rows]
+        return snapshot_rows.ready_keys(self._parts.ledger.conn(), run)
 
     def info(self, key: str) -> dict:
         row = self._reader.row(key)
@@ -119,17 +107,12 @@ class Queries:
         nbytes = validate_index("nbytes", nbytes)
         nfiles = validate_index("nfiles", nfiles)
         with self._parts.ledger.transaction() as conn:
-            old = conn.execute(
-                "SELECT foreign_bytes, foreign_files FROM owners WHERE id = ?",
-                (self._parts.owner.id,),
-            ).fetchone()
+            old = owner_rows.foreign_usage(conn, self._parts.owner.id)
             if old is None:
                 raise ArenaError(f"arena {self._parts.root}: this handle's owner row is gone")
-            conn.execute(
-                "UPDATE owners SET foreign_bytes = ?, foreign_files = ? WHERE id = ?",
-                (nbytes, nfiles, self._parts.owner.id),
-            )
-            ledger.bump(conn, foreign_bytes=nbytes - old[0], foreign_files=nfiles - old[1])
+            old_bytes, old_files = old
+            owner_rows.set_foreign_usage(conn, self._parts.owner.id, nbytes, nfiles)
+            ledger.bump(conn, foreign_bytes=nbytes - old_bytes, foreign_files=nfiles - old_files)
 
     def stats(self) -> dict:
         self._lease.flush()

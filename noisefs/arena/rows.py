@@ -33,11 +33,16 @@ class SnapshotRow(NamedTuple):
         return (self.nbytes, self.dtype, self.shape, self.checksum)
 
 
-SNAPSHOT_COLUMNS = ", ".join(SnapshotRow._fields)
-# a new row's columns after ``key`` (the id is SQLite's), in SnapshotRow's order, and the
-# placeholders for ``key`` and them
-INSERT_COLUMNS = ", ".join(SnapshotRow._fields[1:])
-INSERT_MARKS = ", ".join("?" * len(SnapshotRow._fields))
+class FileRow(NamedTuple):
+    """A ``snapshots`` row as gc, close, release and the free list see it: its file and
+    what the file costs."""
+
+    id: int
+    tier: str
+    slot: str
+    alloc_bytes: int
+    state: str  # 'writing' | 'ready' | 'free'
+    key: str | None = None
 
 
 def signed_checksum(check: int) -> int:
@@ -54,4 +59,37 @@ class OwnerRow(NamedTuple):
     started: float
 
 
-OWNER_COLUMNS = ", ".join(OwnerRow._fields)
+class OwnerCharges(NamedTuple):
+    """What an owner row counts beside its lock inode: its lease and its foreign usage."""
+
+    lease_bytes: int
+    lease_files: int
+    foreign_bytes: int
+    foreign_files: int
+
+
+class LeaseUsage(NamedTuple):
+    """Every owner's lease use together (last flush): files that exist, and of those the
+    private free lists."""
+
+    used_bytes: int
+    used_files: int
+    free_bytes: int
+    free_files: int
+
+
+class Totals(NamedTuple):
+    """A count of files and their allocated bytes."""
+
+    files: int
+    nbytes: int
+
+
+class Pressure(NamedTuple):
+    """What a lease holder reads to decide whether to give back (one query)."""
+
+    waiters: int  # other owners whose put waits for room
+    charged_bytes: int | None  # tmpfs + leases + foreign (counters; metadata not included)
+    charged_files: int | None  # tmpfs + leases + foreign + owner lock files
+    quota_bytes: int | None  # the stored bounds (None: not stored)
+    max_files: int | None

@@ -17,11 +17,13 @@ import numpy as np
 
 from noisefs import faults
 from noisefs.arena import audit, snapfile, tiers
+from noisefs.arena import ledger_owners as owner_rows
+from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import Admission, Placement
 from noisefs.arena.lease import Lease
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index, validate_run
-from noisefs.arena.rows import signed_checksum
+from noisefs.arena.rows import FileRow, signed_checksum
 from noisefs.errors import ArenaError, ArenaFull, InputError
 from noisefs.units import format_bytes
 
@@ -125,9 +127,7 @@ class Writer:
         if flag:
             self._lease.give_back()  # what this handle holds unused may be what it needs
         with self._parts.ledger.transaction() as conn:
-            conn.execute(
-                "UPDATE owners SET waiting = ? WHERE id = ?", (int(flag), self._parts.owner.id)
-            )
+            owner_rows.set_waiting(conn, self._parts.owner.id, flag)
 
     def _placed(self, placement, arr: np.ndarray, src: np.ndarray) -> str:
         """Write and publish a placement: ``'done'``, or (rolled back) ``'again'`` or
@@ -199,20 +199,15 @@ class Writer:
             return
         p.tier.unlink(p.slot)
         with self._parts.ledger.transaction() as conn:
-            audit.drop_rows(
-                self._parts, conn, [(p.row_id, p.tier.name, p.slot, p.alloc)], unlink=False
-            )
+            row = FileRow(p.row_id, p.tier.name, p.slot, p.alloc, "writing", p.key)
+            audit.drop_rows(self._parts, conn, [row], unlink=False)
 
     def _publish(self, p, check: int) -> None:
         if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
             self._lease.publish(p, p.meta_row, check, time.time())
             return
         with self._parts.ledger.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE snapshots SET state = 'ready', checksum = ? WHERE id = ? AND state = 'writing'",
-                (signed_checksum(check), p.row_id),
-            )
-            if cur.rowcount != 1:
+            if not snapshot_rows.mark_ready(conn, p.row_id, signed_checksum(check)):
                 raise ArenaError(
                     f"arena {self._parts.root}: the reservation of {p.key} vanished (reclaimed by gc?)"
                 )
