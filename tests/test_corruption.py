@@ -5,6 +5,7 @@ daemon sets a bad checkpoint aside and goes on, a bad checkpoint or result is on
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,15 @@ def damaged_copies(good: bytes):
             yield f"byte {at} ^ {mask:#x}", bytes(bad)
     for length in range(0, len(good), stride):
         yield f"cut to {length} bytes", good[:length]
+
+
+def record(test: str, **figures) -> None:
+    """Print a sweep's figures; with NOISEFS_HARDENING_FIGURES=PATH append them there."""
+    line = json.dumps({"test": test, "full": FULL, **figures})
+    print(line)
+    if os.environ.get("NOISEFS_HARDENING_FIGURES"):
+        with open(os.environ["NOISEFS_HARDENING_FIGURES"], "a") as f:
+            f.write(line + "\n")
 
 
 def assert_exact(out: Path, trajectories: int) -> None:
@@ -184,6 +194,7 @@ def test_every_damaged_checkpoint_is_refused_or_harmless(tmp_path, checkpoint_by
         for name, value in good.state.items():
             assert np.array_equal(loaded.state[name], value), what
         harmless += 1
+    record("checkpoint corruption", copies=refused + harmless, refused=refused, harmless=harmless)
     assert refused > harmless
 
 
@@ -267,6 +278,7 @@ def test_every_damaged_result_file_is_refused_by_inspect_or_harmless(tmp_path, r
         for name in ("rho", "probabilities", "steps", "z_mean", "z_stderr"):
             assert np.array_equal(getattr(loaded, name), getattr(good, name)), (what, name)
         harmless += 1
+    record("result corruption", copies=refused + harmless, refused=refused, harmless=harmless)
     assert refused > harmless
 
 
@@ -312,4 +324,10 @@ def test_every_damaged_daemon_checkpoint_is_set_aside_or_harmless(tmp_path):
             assert mine.keys() == theirs.keys(), what
             assert all(np.array_equal(mine[k], theirs[k]) for k in mine), what
         harmless += 1
+    record(
+        "daemon checkpoint corruption",
+        copies=caught + harmless,
+        set_aside=caught,
+        harmless=harmless,
+    )
     assert caught > harmless

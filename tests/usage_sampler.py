@@ -6,7 +6,8 @@ every entry below ROOT) and entries as ``find ROOT | wc -l`` minus one counts th
 ``--du-every``-th sample also runs ``du -s --block-size=1`` and ``find`` themselves. Stops
 when OUT's stop file (``OUT.stop``) appears and writes a JSON summary to OUT: samples,
 highest bytes and entries seen (scandir and du/find), when, and where (entries and
-bytes under each top-level name of ROOT at those samples).
+bytes under each top-level name of ROOT at those samples); the highest without what lies
+inside ``inbox/`` (``max_own_*``: what noisefs itself holds, foreign writers' files apart).
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def main() -> None:
             summary["max_bytes_where"] = where
         if entries > summary["max_entries"]:
             summary["max_entries"], summary["max_entries_where"] = entries, where
+        # what noisefs itself holds: all but the contents of inbox/ (foreign writers' files)
+        inbox_entries, inbox_bytes = where.get("inbox", [0, 0])
+        own_entries = entries - max(0, inbox_entries - 1)
+        summary["max_own_entries"] = max(summary.get("max_own_entries", 0), own_entries)
+        summary["max_own_bytes"] = max(summary.get("max_own_bytes", 0), used - inbox_bytes)
+        summary["max_inbox_entries"] = max(summary.get("max_inbox_entries", 0), inbox_entries)
         if summary["samples"] % args.du_every == 0:
             used, entries = du_find(args.root)
             summary["du_samples"] += 1
