@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from noisefs.arena import audit, lease_keys, ledger, tiers, views
+from noisefs.arena import lease_keys, ledger, reclaim, tiers, views
 from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import FREE_FRACTION
 from noisefs.arena.lease import Lease
@@ -147,7 +147,7 @@ class Reader:
             snapshot_rows.mark_free(conn, row_id)
             ledger.bump(conn, free_bytes=alloc, free_files=1)
             return True
-        audit.drop_rows(self._parts, conn, [row])
+        reclaim.drop_rows(self._parts, conn, [row])
         return True
 
     def adopt(self, keys) -> None:

@@ -19,69 +19,23 @@ import time
 from noisefs.arena import accounting, ledger, owners
 from noisefs.arena import ledger_owners as owner_rows
 from noisefs.arena import ledger_snapshots as snapshot_rows
-from noisefs.arena.admission import evict_free
-from noisefs.arena.lease_keys import lease_prefixes, slot_prefix
+from noisefs.arena.lease_keys import lease_prefixes
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
-from noisefs.arena.rows import FileRow
+from noisefs.arena.reclaim import (
+    GC_CHUNK_ROWS,  # noqa: F401 - re-exported
+    drop_rows,
+    leased_files,
+    listing,
+    reclaim_free_list,
+    reclaim_owner,
+)
 from noisefs.arena.tiers import SpillTier
 from noisefs.errors import CorruptSnapshot
 
 log = logging.getLogger("noisefs.arena")
 
 ORPHAN_AGE_S = 5.0
-GC_CHUNK_ROWS = 100  # rows per gc transaction: writers never wait for a whole reclaim
-
-
-def drop_rows(parts: ArenaParts, conn, rows: list[FileRow], unlink: bool = True) -> None:
-    """Delete ``rows``; each file is unlinked before its row goes."""
-    for row in rows:
-        state = snapshot_rows.state_of(conn, row.id)
-        if state is None:
-            continue
-        where = parts.tier(row.tier)
-        if unlink:
-            where.unlink(row.slot)
-        snapshot_rows.delete(conn, row.id)
-        ledger.bump(conn, **where.counter_deltas(-row.alloc_bytes, -1))
-        if state == "free":
-            ledger.bump(conn, free_bytes=-row.alloc_bytes, free_files=-1)
-
-
-def leased_files(parts: ArenaParts, conn, owner_id: int) -> list[tuple[str, int]]:
-    """(slot, allocated bytes) of the tmpfs files made under ``owner_id``'s lease that have
-    no row: its unpublished snapshots, partial writes and private free list."""
-    prefix = slot_prefix(owner_id)
-    known = snapshot_rows.slots_between(conn, parts.tmpfs.name, prefix, prefix + "~")
-    out = []
-    for name, st in _listing(parts.tmpfs.fd()).items():
-        if name.startswith(prefix) and name not in known:
-            out.append((name, st.st_blocks * 512))
-    return out
-
-
-def drop_owner(
-    parts: ArenaParts, conn, owner_id: int, lock_name: str, unlink_lock: bool = True
-) -> None:
-    """Remove an owner: its lock file, then its row and everything the row counts (its
-    lock inode, its lease, its foreign usage). Its files must be gone already.
-
-    ``unlink_lock=False`` (close): the caller unlinks the lock file after the commit, so a
-    commit that fails (the ledger's filesystem full) leaves a live owner with its lock file."""
-    found = owner_rows.charges(conn, owner_id)
-    if found is None:
-        return
-    if unlink_lock:
-        unlink_quiet(lock_name, parts.owners_fd)
-    owner_rows.delete(conn, owner_id)
-    ledger.bump(
-        conn,
-        owner_files=-1,
-        lease_bytes=-found.lease_bytes,
-        lease_files=-found.lease_files,
-        foreign_bytes=-found.foreign_bytes,
-        foreign_files=-found.foreign_files,
-    )
 
 
 def figures(parts: ArenaParts, conn) -> dict:
@@ -124,62 +78,6 @@ def figures(parts: ArenaParts, conn) -> dict:
     }
 
 
-def _reclaim_owner(
-    parts: ArenaParts, owner_id: int, lock_name: str, report: dict, dry_run: bool
-) -> None:
-    """Reclaim a dead owner in transactions of at most ``GC_CHUNK_ROWS`` rows (diskcache
-    culls the same way), so writers interleave with a large reclaim instead of waiting for
-    all of it; the last one also drops its lease files and the owner row. A crash between
-    two leaves a dead owner with fewer rows: the next gc goes on from there."""
-    report["dead_owners"] += 1
-    report["files"] += 1  # its lock file
-    limit = -1 if dry_run else GC_CHUNK_ROWS  # a dry run deletes nothing: one pass
-    while True:
-        with parts.ledger.transaction() as conn:
-            rows = snapshot_rows.owned_not_free(conn, owner_id, limit)
-            report["partial_files"] += sum(1 for r in rows if r.state == "writing")
-            report["snapshots"] += sum(1 for r in rows if r.state == "ready")
-            report["bytes"] += sum(r.alloc_bytes for r in rows if parts.tier(r.tier).charged)
-            report["files"] += sum(1 for r in rows if parts.tier(r.tier).charged)
-            if not dry_run:
-                drop_rows(parts, conn, rows)
-            if not dry_run and len(rows) == GC_CHUNK_ROWS:
-                continue  # commit this chunk; the next transaction takes the next one
-            unpublished = leased_files(parts, conn, owner_id)
-            report["partial_files"] += len(unpublished)
-            report["bytes"] += sum(n for _, n in unpublished)
-            report["files"] += len(unpublished)
-            if not dry_run:
-                for slot, _ in unpublished:  # files first, then the lease that counts them
-                    parts.tmpfs.unlink(slot)
-                drop_owner(parts, conn, owner_id, lock_name)
-            return
-
-
-def _evict_shared_free_list(parts: ArenaParts, report: dict, dry_run: bool) -> None:
-    """What a departing owner's clean close does (``lifecycle.unregister_owner``), done for
-    the dead ones too: the shared free list goes. It keeps released files for reuse by live
-    writers; after a crash its files (named under the dead owner's lease) would otherwise
-    stay for as long as no handle closes cleanly."""
-    with parts.ledger.transaction() as conn:
-        files, alloc = snapshot_rows.free_totals(conn, parts.tmpfs.name)
-        report["free_files"] += files
-        report["bytes"] += alloc
-        report["files"] += files
-        if not dry_run:
-            parts.forget_slots(evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62))
-
-
-def _listing(fd: int) -> dict[str, os.stat_result]:
-    out = {}
-    for name in os.listdir(fd):
-        try:
-            out[name] = os.stat(name, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-    return out
-
-
 def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
     report = {
         "unowned_snapshots": 0,
@@ -212,10 +110,12 @@ def gc(parts: ArenaParts, dry_run: bool = False, unowned: bool = False) -> dict:
                 if fd is not None:  # held until the end: no other gc takes this owner
                     held.append(fd)
                 dead.append((owner_id, lock_name))
-        for owner_id, lock_name in dead:
-            _reclaim_owner(parts, owner_id, lock_name, report, dry_run)
+        for owner_id, lock_name in dead:  # the one reclaim path, as a close takes it
+            reclaim_owner(
+                parts, owner_id, lock_name, departing=False, report=report, dry_run=dry_run
+            )
         if dead or (not others_live and parts.owner.id is None):  # departed, or nobody to reuse it
-            _evict_shared_free_list(parts, report, dry_run)
+            reclaim_free_list(parts, report, dry_run)
         with parts.ledger.transaction() as conn:
             # writing rows nobody owns any more (owner row gone): leftovers of a crash in gc
             stray = snapshot_rows.stray_writing(conn, now - ORPHAN_AGE_S)
@@ -247,7 +147,7 @@ def _files_vs_rows(parts: ArenaParts, conn, report, dry_run, now) -> None:
     # a tier whose directory cannot be opened is not listed at all: its rows are never
     # taken for rows whose file vanished (an unmounted or renamed spill dir loses nothing)
     fds = {tier.name: tier.fd() for tier in parts.tiers}
-    listings = {name: _listing(fd) for name, fd in fds.items() if fd is not None}
+    listings = {name: listing(fd) for name, fd in fds.items() if fd is not None}
     leased = lease_prefixes(conn)
     for tier in parts.tiers:
         for name, st in listings.get(tier.name, {}).items():
@@ -274,7 +174,7 @@ def _files_vs_rows(parts: ArenaParts, conn, report, dry_run, now) -> None:
     if not dry_run:
         drop_rows(parts, conn, missing, unlink=False)
     lock_names = owner_rows.lock_names(conn)
-    for name, st in _listing(parts.owners_fd).items():
+    for name, st in listing(parts.owners_fd).items():
         if name in lock_names or now - st.st_mtime < ORPHAN_AGE_S:
             continue
         state, fd = owners.try_take(parts.owners_fd, name, 0, 0.0)

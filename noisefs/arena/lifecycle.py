@@ -15,12 +15,12 @@ import os
 import time
 import weakref
 
-from noisefs.arena import accounting, audit, ledger, owners
+from noisefs.arena import accounting, ledger, owners
 from noisefs.arena import ledger_owners as owner_rows
-from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import evict_free
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import unlink_quiet
+from noisefs.arena.reclaim import reclaim_owner
 from noisefs.errors import ArenaFull
 
 log = logging.getLogger("noisefs.arena")
@@ -102,8 +102,9 @@ def register_owner(parts: ArenaParts, timeout_s: float) -> None:
 
 
 def unregister_owner(parts: ArenaParts, timeout_s: float = 0.0, before=None) -> None:
-    """Close's half of the one reclaim path (gc's is ``audit``): the shared free list goes,
-    unfinished reservations go, ready snapshots stay for a consumer, the owner goes.
+    """Close through the one reclaim path (``reclaim.reclaim_owner``, which gc takes for a
+    dead owner): the shared free list goes, unfinished reservations go, ready snapshots
+    stay for a consumer, the owner goes (one transaction).
 
     ``before`` (the lease's close) runs first, inside the same retries. A ledger whose
     filesystem is full (``ArenaFull`` from a commit) is tried again for up to ``timeout_s``
@@ -115,13 +116,7 @@ def unregister_owner(parts: ArenaParts, timeout_s: float = 0.0, before=None) -> 
         try:
             if before is not None:
                 before()
-            with parts.ledger.transaction() as conn:
-                evict_free(conn, parts.tmpfs, 1 << 62, 1 << 62)
-                audit.drop_rows(parts, conn, snapshot_rows.writing_of(conn, parts.owner.id))
-                snapshot_rows.disown(conn, parts.owner.id)
-                audit.drop_owner(
-                    parts, conn, parts.owner.id, parts.owner.lock_name, unlink_lock=False
-                )
+            reclaim_owner(parts, parts.owner.id, parts.owner.lock_name, departing=True)
             break
         except ArenaFull:
             if time.monotonic() >= deadline:

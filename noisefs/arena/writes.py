@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from noisefs import faults
-from noisefs.arena import audit, snapfile, tiers
+from noisefs.arena import audit, reclaim, snapfile, tiers
 from noisefs.arena import ledger_owners as owner_rows
 from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import Admission, Placement
@@ -200,7 +200,7 @@ class Writer:
         p.tier.unlink(p.slot)
         with self._parts.ledger.transaction() as conn:
             row = FileRow(p.row_id, p.tier.name, p.slot, p.alloc, "writing", p.key)
-            audit.drop_rows(self._parts, conn, [row], unlink=False)
+            reclaim.drop_rows(self._parts, conn, [row], unlink=False)
 
     def _publish(self, p, check: int) -> None:
         if p.row_id is None:  # under the lease: a ready snapshot now, a row soon (lease.py)
