@@ -2,12 +2,13 @@
 
 Every Aer backend (``AerSimulator``, ``AerSimulator.from_backend``, and so Aer's
 ``EstimatorV2``/``SamplerV2`` and qiskit's ``BackendSamplerV2``/``BackendEstimatorV2`` over
-it) runs through ``AerBackend.run``. The replacement is ``functools.wraps(original)``, so
-``AerBackend.run.__wrapped__`` is the original: :func:`original_run` (one definition, in
-:mod:`noisefs.sim.aer`, re-exported here) unwraps every ``__wrapped__`` level to bypass
+it) runs through ``AerBackend.run``. The replacement is ``functools.wraps(replaced)``, so
+``AerBackend.run.__wrapped__`` is the run it replaced (Aer's own, or another library's
+wrapper around it). :func:`original_run` (one definition, in :mod:`noisefs.sim.aer`,
+re-exported here) is Aer's own run: it unwraps every ``__wrapped__`` level to bypass
 interception, also under another library's ``functools.wraps`` wrapper on top of this one.
-Outside every managed scope the replacement calls the original at once, with the caller's
-arguments unchanged.
+Outside every managed scope the replacement calls the replaced run at once, with the
+caller's arguments unchanged.
 """
 
 from __future__ import annotations
@@ -36,14 +37,14 @@ def install() -> None:
         current = AerBackend.run
         if getattr(current, _MARK, False):
             return
-        original = current
+        replaced = current
 
-        @functools.wraps(original)
+        @functools.wraps(replaced)
         def run(self, circuits, parameter_binds=None, **run_options):
             scope = active_scope()
             if scope is None:
-                return original(self, circuits, parameter_binds, **run_options)
-            return run_in_scope(scope, self, circuits, parameter_binds, run_options, original)
+                return replaced(self, circuits, parameter_binds, **run_options)
+            return run_in_scope(scope, self, circuits, parameter_binds, run_options, replaced)
 
         setattr(run, _MARK, True)
         AerBackend.run = run
@@ -60,14 +61,14 @@ def run_in_scope(
     circuits: Any,
     parameter_binds: Any,
     run_options: dict,
-    original: Callable,
+    replaced_run: Callable,
 ) -> JobV1:
     """Run one intercepted ``backend.run`` call in ``scope`` (a
-    :class:`~noisefs.aerscope.job.ManagedJob`); once the scope is closed, Aer's own job from
-    ``original``, as outside every scope."""
+    :class:`~noisefs.aerscope.job.ManagedJob`); once the scope is closed, the job of
+    ``replaced_run`` (the run the interception replaced), as outside every scope."""
     if not scope.begin_job():
-        return original(backend, circuits, parameter_binds, **run_options)
+        return replaced_run(backend, circuits, parameter_binds, **run_options)
     try:
-        return run_managed(scope, backend, circuits, parameter_binds, run_options, original)
+        return run_managed(scope, backend, circuits, parameter_binds, run_options, replaced_run)
     finally:
         scope.end_job()

@@ -112,9 +112,11 @@ def run_managed(
     circuits: Any,
     parameter_binds: Any,
     run_options: dict,
-    original_run: Callable,
+    replaced_run: Callable,
 ) -> ManagedJob:
-    """Run one ``backend.run`` call inside ``scope``; return a :class:`ManagedJob`."""
+    """Run one ``backend.run`` call inside ``scope``; return a :class:`ManagedJob`.
+    ``replaced_run``: the ``AerBackend.run`` that the interception replaced (Aer's own, or
+    another library's wrapper around it), which a passed-through call runs."""
     job_id = str(uuid.uuid4())
     try:
         planned = _check(backend, circuits, parameter_binds, run_options)
@@ -125,7 +127,7 @@ def run_managed(
     except Exception as exc:  # noqa: BLE001 - surfaced by result(), as Aer's jobs do
         return ManagedJob(backend, job_id, error=exc)
     scope.record_passthrough(reason)
-    inner = original_run(backend, circuits, parameter_binds=parameter_binds, **run_options)
+    inner = replaced_run(backend, circuits, parameter_binds=parameter_binds, **run_options)
     return ManagedJob(
         backend, inner.job_id(), inner=inner, note={"mode": "passthrough", "reason": reason}
     )
