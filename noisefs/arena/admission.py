@@ -21,6 +21,7 @@ from noisefs.arena import ledger_owners as owner_rows
 from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.accounting import META_SLACK, Metadata  # noqa: F401 - re-exported
 from noisefs.arena.parts import ArenaParts
+from noisefs.arena.rows import SnapshotMeta
 from noisefs.arena.tiers import SPILL_KEEP_FREE, Tier  # noqa: F401 - re-exported
 
 # what one transaction may add to the ledger (a row, its index entries, a split page), charged
@@ -38,8 +39,7 @@ class Placement:
     slot: str
     alloc: int
     recycled: bool
-    # (run, step, batch, nbytes, dtype, shape json) of the snapshot being written
-    meta_row: tuple | None = None
+    meta_row: SnapshotMeta | None = None
     seq: int | None = None  # under a lease: its sequence number (the key's suffix)
     inode: int | None = None  # the file's inode once made or found (the lease checks reuse)
 
@@ -65,7 +65,9 @@ def new_key(prefix: str, row_id: int) -> str:
     return f"{prefix}:{row_id:x}{secrets.token_hex(3)}"
 
 
-def insert_row(conn, key_prefix: str | None, meta: tuple, tier: Tier, alloc: int, owner: int):
+def insert_row(
+    conn, key_prefix: str | None, meta: SnapshotMeta, tier: Tier, alloc: int, owner: int
+):
     """A ``writing`` row on ``tier``; its key (None without ``key_prefix``: a move target
     gets its key when it is published) and slot."""
     row_id = snapshot_rows.insert_writing(conn, meta, tier.name, alloc, owner, time.time())
@@ -134,7 +136,13 @@ class Admission:
         return True
 
     def place(
-        self, conn, alloc: int, meta_row: tuple, key_prefix: str, allow_tmpfs: bool, preferred: set
+        self,
+        conn,
+        alloc: int,
+        meta_row: SnapshotMeta,
+        key_prefix: str,
+        allow_tmpfs: bool,
+        preferred: set,
     ) -> Placement | None:
         a = self._parts
         if allow_tmpfs:
@@ -179,7 +187,13 @@ class Admission:
         return alloc <= room_bytes and room_files >= 1
 
     def new_file(
-        self, conn, tier: Tier, meta: Metadata, alloc: int, meta_row: tuple, key_prefix: str | None
+        self,
+        conn,
+        tier: Tier,
+        meta: Metadata,
+        alloc: int,
+        meta_row: SnapshotMeta,
+        key_prefix: str | None,
     ) -> Placement | None:
         """Reserve a new file on ``tier`` (a ``writing`` row), or None when it does not fit."""
         a = self._parts

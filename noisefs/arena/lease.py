@@ -46,7 +46,7 @@ from noisefs.arena.admission import FREE_FRACTION, LEDGER_GROWTH, Admission, Pla
 from noisefs.arena.lease_keys import slot_prefix
 from noisefs.arena.lease_publisher import LeasePublisher
 from noisefs.arena.parts import ArenaParts
-from noisefs.arena.rows import SnapshotRow, signed_checksum
+from noisefs.arena.rows import SnapshotMeta, SnapshotRow, signed_checksum
 
 CHECK_S = 0.01  # pressure is looked at no more often than this from the hot path
 CHUNK_BYTES = 64 << 20  # a lease grows by at most this (and at most quota / 8) ...
@@ -113,7 +113,7 @@ class Lease:
     def _fits(self, alloc: int) -> bool:
         return self.used_bytes + alloc <= self.bytes and self.used_files + 1 <= self.files
 
-    def publish(self, p: Placement, meta_row: tuple, check: int, created: float) -> None:
+    def publish(self, p: Placement, meta_row: SnapshotMeta, check: int, created: float) -> None:
         """The file of ``p`` is complete: record it as a ready snapshot (no commit)."""
         run, step, batch, nbytes, dtype, shape = meta_row
         row = SnapshotRow(

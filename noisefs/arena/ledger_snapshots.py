@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from noisefs.arena.rows import FileRow, SnapshotRow, Totals
+from noisefs.arena.rows import FileRow, SnapshotMeta, SnapshotRow, Totals
 
 SNAPSHOT_COLUMNS = ", ".join(SnapshotRow._fields)
 FILE_COLUMNS = ", ".join(FileRow._fields)
@@ -189,9 +189,10 @@ def writing_totals(conn: Conn, tier: str) -> Totals:
 # -- changes --------------------------------------------------------------------------------
 
 
-def insert_writing(conn: Conn, meta: tuple, tier: str, alloc: int, owner: int, now: float) -> int:
-    """A ``writing`` row with no key and no slot yet (``name_row`` gives them); its id.
-    ``meta``: (run, step, batch, nbytes, dtype, shape json)."""
+def insert_writing(
+    conn: Conn, meta: SnapshotMeta, tier: str, alloc: int, owner: int, now: float
+) -> int:
+    """A ``writing`` row with no key and no slot yet (``name_row`` gives them); its id."""
     run, step, batch, nbytes, dtype, shape = meta
     return conn.execute(
         "INSERT INTO snapshots(key, run, step, batch, tier, slot, alloc_bytes, nbytes, dtype, shape, "
@@ -204,7 +205,9 @@ def name_row(conn: Conn, row_id: int, key: str | None, slot: str) -> None:
     conn.execute("UPDATE snapshots SET key = ?, slot = ? WHERE id = ?", (key, slot, row_id))
 
 
-def reuse_free(conn: Conn, row_id: int, key: str, meta: tuple, owner: int, now: float) -> None:
+def reuse_free(
+    conn: Conn, row_id: int, key: str, meta: SnapshotMeta, owner: int, now: float
+) -> None:
     """A free-list row and its file reused as they are for a new ``writing`` snapshot."""
     run, step, batch, nbytes, dtype, shape = meta
     conn.execute(

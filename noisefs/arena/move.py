@@ -29,7 +29,7 @@ from noisefs.arena import accounting, ledger
 from noisefs.arena import ledger_snapshots as snapshot_rows
 from noisefs.arena.admission import Admission, Placement
 from noisefs.arena.parts import ArenaParts
-from noisefs.arena.rows import SnapshotRow, signed_checksum
+from noisefs.arena.rows import SnapshotMeta, SnapshotRow, signed_checksum
 from noisefs.arena.tiers import NoRoom, Tier
 from noisefs.errors import CorruptSnapshot
 
@@ -58,7 +58,7 @@ def move(
         if source is target:
             return True
         alloc = row.alloc_bytes
-        meta_row = (row.run, row.step, row.batch, row.nbytes, row.dtype, row.shape)
+        meta_row = SnapshotMeta(row.run, row.step, row.batch, row.nbytes, row.dtype, row.shape)
         meta = accounting.measure(parts.root_fd)
         placement = admission.new_file(conn, target, meta, alloc, meta_row, None)
         if placement is None:

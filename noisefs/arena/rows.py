@@ -33,6 +33,17 @@ class SnapshotRow(NamedTuple):
         return (self.nbytes, self.dtype, self.shape, self.checksum)
 
 
+class SnapshotMeta(NamedTuple):
+    """What a put records of its array in a new row: where it belongs and its shape."""
+
+    run: str | None
+    step: int | None
+    batch: int | None
+    nbytes: int
+    dtype: str
+    shape: str  # JSON list
+
+
 class FileRow(NamedTuple):
     """A ``snapshots`` row as gc, close, release and the free list see it: its file and
     what the file costs."""

@@ -72,7 +72,7 @@ class Tier:
         decoded = {"key": p.key, "dtype": arr.dtype.str, "shape": list(arr.shape)}
         decoded.update(nbytes=nbytes, checksum=check, block=snapfile.BLOCK)
         signed = signed_checksum(check)
-        shape = p.meta_row[5] if p.meta_row is not None else json.dumps(list(arr.shape))
+        shape = p.meta_row.shape if p.meta_row is not None else json.dumps(list(arr.shape))
         self._headers[p.slot] = (
             header[:length],
             decoded,

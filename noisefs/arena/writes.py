@@ -23,7 +23,7 @@ from noisefs.arena.admission import Admission, Placement
 from noisefs.arena.lease import Lease
 from noisefs.arena.parts import ArenaParts
 from noisefs.arena.paths import validate_index, validate_run
-from noisefs.arena.rows import FileRow, signed_checksum
+from noisefs.arena.rows import FileRow, SnapshotMeta, signed_checksum
 from noisefs.errors import ArenaError, ArenaFull, InputError
 from noisefs.units import format_bytes
 
@@ -76,7 +76,7 @@ class Writer:
         src = arr.reshape(-1).view(np.uint8) if arr.nbytes else np.empty(0, np.uint8)
         nbytes = int(arr.nbytes)
         alloc = snapfile.alloc_for(nbytes)
-        meta_row = (run, step, batch, nbytes, arr.dtype.str, _shape_json(arr.shape))
+        meta_row = SnapshotMeta(run, step, batch, nbytes, arr.dtype.str, _shape_json(arr.shape))
         prefix = f"{run}:{step}:{batch}"
         if (
             alloc > self._parts.bounds.quota_bytes
