@@ -34,6 +34,24 @@ def outcomes(paths: list[str]) -> dict[str, tuple[str, str]]:
     return found
 
 
+def aligned(plain: dict, wrapped: dict) -> tuple[dict, dict]:
+    """The two sides keyed alike: pytest names a class after the rootdir it found, which can
+    differ between runs (``aer-main.test.terra...`` against ``test.terra...``); the side whose
+    names have a leading component more loses it until the names meet."""
+
+    def strip(side: dict) -> dict:
+        return {key.split(".", 1)[1] if "." in key else key: value for key, value in side.items()}
+
+    for _ in range(4):
+        if not plain or not wrapped or set(plain) & set(wrapped):
+            break
+        if next(iter(plain)).count(".") > next(iter(wrapped)).count("."):
+            plain = strip(plain)
+        else:
+            wrapped = strip(wrapped)
+    return plain, wrapped
+
+
 def scope_notes(path: str | None) -> dict[str, dict]:
     """The plugin's per-test scope figures, keyed like :func:`outcomes` (class::name)."""
     if not path:
@@ -57,6 +75,7 @@ def main() -> int:
     args = parser.parse_args()
     plain = outcomes(args.plain.split(","))
     wrapped = outcomes(args.wrapped.split(","))
+    plain, wrapped = aligned(plain, wrapped)
     notes = scope_notes(args.scopes)
     for name, side in (("plain", plain), ("wrapped", wrapped)):
         counts = Counter(outcome for outcome, _ in side.values())
@@ -75,7 +94,7 @@ def main() -> int:
     for test in differ:
         (p, pm), (w, wm) = plain[test], wrapped[test]
         print(f"- {test}: plain {p}, wrapped {w}: {wm or pm}")
-        note = notes.get(test)
+        note = notes.get(test) or notes.get(test.split(".", 1)[-1])
         if note:
             print(
                 f"    managed: batched {note.get('batched_jobs')}, passed through {note.get('passthroughs')}"
