@@ -36,20 +36,20 @@ def outcomes(paths: list[str]) -> dict[str, tuple[str, str]]:
 
 def aligned(plain: dict, wrapped: dict) -> tuple[dict, dict]:
     """The two sides keyed alike: pytest names a class after the rootdir it found, which can
-    differ between runs (``aer-main.test.terra...`` against ``test.terra...``); the side whose
-    names have a leading component more loses it until the names meet."""
+    differ between runs (``aer-main.test.terra...`` against ``test.terra...``); a name found
+    on one side only loses leading components while that finds it on the other."""
 
-    def strip(side: dict) -> dict:
-        return {key.split(".", 1)[1] if "." in key else key: value for key, value in side.items()}
+    def matched(side: dict, other: dict) -> dict:
+        out = {}
+        for key, value in side.items():
+            probe = key
+            while probe not in other and "." in probe:
+                probe = probe.split(".", 1)[1]
+            out[probe if probe in other else key] = value
+        return out
 
-    for _ in range(4):
-        if not plain or not wrapped or set(plain) & set(wrapped):
-            break
-        if next(iter(plain)).count(".") > next(iter(wrapped)).count("."):
-            plain = strip(plain)
-        else:
-            wrapped = strip(wrapped)
-    return plain, wrapped
+    wrapped = matched(wrapped, plain)
+    return matched(plain, wrapped), wrapped
 
 
 def scope_notes(path: str | None) -> dict[str, dict]:
