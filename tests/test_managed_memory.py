@@ -103,8 +103,8 @@ def _spec(width: int, keep: tuple[int, ...] | None = None, kind: str = "state") 
 def test_the_sizer_bounds_a_batch_by_a_share_of_the_results_it_folds_into():
     ten = [{f"s{k}": _spec(10) for k in range(5)}]  # 5 x 16 KiB per shot, 5 x 16 MiB of rho
     budget = state_budget(ten, quota=256 << 20)
-    assert budget == 5 * (16 << 20) // 16
-    assert bounded_batch(256, ten, budget) == 64
+    assert budget == 5 * (16 << 20) // 8
+    assert bounded_batch(256, ten, budget) == 128
     # small results: the 4 MiB floor; a quota smaller than that: half of it
     five = [{"s": _spec(5)}]
     assert state_budget(five, quota=256 << 20) == MIN_STATE_BUDGET
