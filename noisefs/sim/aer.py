@@ -1,7 +1,10 @@
 """The one module that runs Aer for noisefs: a batch of trajectories → per-step states.
 
-It calls Aer's original ``AerBackend.run`` (``__wrapped__`` when ``noisefs.managed`` has
-intercepted it), so noisefs's own batches are never re-batched by a managed scope.
+A batch is one Aer job run in the calling thread through Aer's own job function
+(:func:`noisefs.aer_private.execute_circuits_job`), below ``AerBackend.run``: a managed
+scope's interception of ``run`` never re-batches noisefs's own batches, and the per-shot
+states come back as Aer's arrays, not wrapped one by one in ``Statevector``s.
+:func:`original_run` is Aer's ``run`` unwrapped from any interception, for the managed scope.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from noisefs.aer_private import execute_circuits_job
 from noisefs.errors import SimulationError, one_line
 from noisefs.sim.batches import Batch
 
@@ -49,44 +53,36 @@ def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
         max_parallel_threads=job.aer_threads,
     )
     try:
-        aer_job = original_run()(
-            simulator, job.circuit, shots=batch.size, seed_simulator=batch.seed
+        # Aer's raw output: each shot's state as Aer's own array, bit for bit what
+        # ``run().result()`` wraps in a ``Statevector`` per shot (its formatting costs more
+        # than folding the batch), run in this thread, past any interception of ``run``
+        output = execute_circuits_job(
+            simulator,
+            [job.circuit],
+            None,
+            {"shots": batch.size, "seed_simulator": batch.seed},
+            job_id=f"{job.run_name}-{batch.index}",
         )
-        result = aer_job.result()
     except Exception as exc:  # AerError, and RuntimeError or TypeError from Aer's C++ core
         message = one_line(exc) or type(exc).__name__
         raise SimulationError(
             f"Aer could not simulate trajectories {batch.start}-{batch.stop - 1}: {message}"
         ) from None
-    if not result.success:
+    results = output.get("results") or [{}]
+    if not output.get("success") or not results[0].get("success"):
+        status = results[0].get("status") or output.get("status") or "no result"
         raise SimulationError(
-            f"Aer failed on trajectories {batch.start}-{batch.stop - 1}: {result.status}"
+            f"Aer failed on trajectories {batch.start}-{batch.stop - 1}: {one_line(status)}"
         )
-    data = result.data(0)
+    data = results[0]["data"]
     stacks = []
     for label in job.labels:
-        states = _stacked(data[label])
+        states = np.stack(data[label]).astype(np.complex128, copy=False)
         if states.shape[0] == 1 and batch.size > 1:
             # Aer runs a deterministic circuit (no noise, no measurement) once
             states = np.repeat(states, batch.size, axis=0)
         elif states.shape[0] != batch.size:
             raise SimulationError(f"Aer returned {states.shape[0]} states for {batch.size} shots")
+        data[label] = None  # Aer's list of arrays goes as soon as it is stacked
         stacks.append(states)
     return stacks
-
-
-def _stacked(shots: list) -> np.ndarray:
-    """One (shots × 2ⁿ) array of the per-shot states Aer returns (``Statevector``s).
-
-    Copied row by row from each state's own array: ``np.stack`` of ``np.asarray`` builds a
-    list of arrays first and costs ~3x as much per shot."""
-    first = _amplitudes(shots[0])
-    out = np.empty((len(shots), first.size), dtype=np.complex128)
-    for row, state in zip(out, shots, strict=True):
-        row[:] = _amplitudes(state)
-    return out
-
-
-def _amplitudes(state) -> np.ndarray:
-    data = getattr(state, "data", None)  # a qiskit Statevector holds its amplitudes there
-    return data if isinstance(data, np.ndarray) else np.asarray(state)
