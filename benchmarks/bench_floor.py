@@ -18,7 +18,7 @@ sys of all threads: steadier than wall time on a loaded machine) and noisefs's p
 noise model), Aer (the jobs), store (states into the arena), fold, result file.
 
 Time to first trajectory: ``noisefs run GHZ-9 -k 1`` from ``Popen`` to its first Aer
-``run`` call (a ``sitecustomize`` probe), against ``python -c "import qiskit, qiskit_aer"``
+Aer job (a ``sitecustomize`` probe), against ``python -c "import qiskit, qiskit_aer"``
 (target: + 0.3 s at most). ``--python`` picks the interpreter (e.g. a venv that also holds
 qiskit-experiments and qiskit-ibm-runtime); noisefs must be installed in it.
 

@@ -147,7 +147,8 @@ for start in range(0, k, batch):
 np.save(out, total / k)
 """
 
-# Put on a child's PYTHONPATH: records (epoch seconds) when the child first calls Aer's run.
+# Put on a child's PYTHONPATH: records (epoch seconds) when the child first starts an Aer job
+# (AerBackend._execute_circuits_job: what run() submits, and what noisefs calls directly).
 FIRST_RUN_PROBE = r"""
 import importlib.abc, importlib.util, os, sys, time
 
@@ -156,16 +157,16 @@ _NAME = "qiskit_aer.backends.aerbackend"
 
 
 def _wrap(module):
-    original = module.AerBackend.run
+    original = module.AerBackend._execute_circuits_job
 
-    def run(self, *args, **kwargs):  # no __wrapped__: noisefs unwraps only wrappers with one
+    def execute(self, *args, **kwargs):
         if not os.path.exists(_OUT):
             with open(_OUT + ".tmp", "w") as out:
                 out.write(repr(time.time()))
             os.replace(_OUT + ".tmp", _OUT)
         return original(self, *args, **kwargs)
 
-    module.AerBackend.run = run
+    module.AerBackend._execute_circuits_job = execute
 
 
 class _Probe(importlib.abc.MetaPathFinder):
