@@ -5,11 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the processes tests start, even when the suite itself was started in
+    the background (``cmd &`` in a script starts it with SIGINT ignored, and an ignored
+    signal stays ignored across exec: the Ctrl-C tests would then test nothing)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 QASMBENCH = SHARED / "circuits" / "qasmbench"
