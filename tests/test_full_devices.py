@@ -23,7 +23,6 @@ from noisefs.oracle import aer_reference_steps
 from noisefs.result import Result
 from tests import circuits
 from tests.conftest import mounted_tmpfs
-from tests.test_concurrency import WIDE
 
 
 @pytest.fixture
@@ -156,15 +155,35 @@ def spill_tmpfs():
         yield mnt
 
 
+# 4 qubits, a snapshot after every instruction, stored dense (a factored snapshot stores
+# repeated states once and may shrink; each trajectory's ρ does not): 32 trajectories'
+# ρ are 128 KiB a snapshot, eleven snapshots a batch
+WIDE = """OPENQASM 2.0;
+include "qelib1.inc";
+qreg q[4];
+h q[0];
+cx q[0],q[1];
+cx q[1],q[2];
+ry(0.3) q[3];
+cx q[2],q[3];
+rz(0.7) q[3];
+cx q[3],q[0];
+h q[1];
+cx q[1],q[2];
+sx q[0];
+"""
+
+
 def _start_spilling(tmp_path, arena_root, spill_root: Path, put_timeout: float):
-    """A run whose 132 KiB snapshots overflow a 1 MiB arena into ``spill_root``; held
+    """A run whose 128 KiB snapshots overflow a 1 MiB arena into ``spill_root``; held
     after its first checkpoint (``marker``). Its simulating thread goes on putting while
     it is held, until both tiers are full: enough batches are left for after that."""
     qasm = tmp_path / "wide.qasm"
-    qasm.write_text(WIDE)  # 8 qubits, eleven snapshots of 132 KiB a batch
+    qasm.write_text(WIDE)
     out, marker = tmp_path / "r.npz", tmp_path / "hold"
     args = [
-        "run", qasm, "-k", TRAJECTORIES, "--seed", 3, "--batch", 32, "--snapshots", "every:1",
+        "run", qasm, "-k", TRAJECTORIES, "--seed", 3, "--store", "dense", "--batch", 32,
+        "--snapshots", "every:1",
         "--checkpoint-interval", 0, "-o", out, "--put-timeout", put_timeout,
         "--arena", arena_root, "--spill", spill_root / "spill", "--quota", "1MiB",
     ]  # fmt: skip
@@ -221,6 +240,15 @@ def test_spill_made_read_only_mid_run_is_one_error_line_and_resume_is_exact(
     assert not out.exists()
     checkpoint = load_checkpoint(Path(f"{out}.ckpt.npz"))
     assert checkpoint is not None and checkpoint.folded[0][0] == 0
+    # what the run folded but could not release stays, as its warnings say, until gc: the
+    # run closed (it did not die), so its leftovers are unowned ones
+    gc = subprocess.run(
+        [sys.executable, "-m", "noisefs", "gc", "--unowned", "--arena", str(arena_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert gc.returncode == 0, gc.stderr
     resumed = subprocess.run(
         [sys.executable, "-m", "noisefs", *map(str, args), "--resume"],
         capture_output=True,

@@ -62,5 +62,9 @@ def release_all(arena, keys: Sequence[str]) -> None:
         except KeyError:
             pass
         except Exception as exc:  # noqa: BLE001 - folded already; a stranded one is gc's
-            log.warning("could not release folded snapshot %s (%s); gc reclaims it", key, exc)
+            log.warning(
+                "could not release folded snapshot %s (%s); 'noisefs gc --unowned' reclaims it",
+                key,
+                exc,
+            )
             log.debug("releasing %s", key, exc_info=True)
