@@ -351,7 +351,9 @@ class DaskExecutor:
                 f"workers' logs): {exc}",
                 address=self.address,
             )
-        if isinstance(exc, CancelledError):
+        # the scheduler lost: its tasks dropped, or the connection closed under a gather
+        connection_lost = type(exc).__name__ in ("CommClosedError", "StreamClosedError")
+        if isinstance(exc, CancelledError) or connection_lost:
             return SchedulerError(
                 f"the Dask scheduler at {self.address} dropped the tasks of {what} (scheduler "
                 "restarted or connection lost); with an output file, rerun with --resume",
