@@ -145,6 +145,15 @@ def test_cost_sizer_grows_batches_to_make_the_fixed_cost_small():
     assert sizes[-1] <= 100_000
 
 
+def test_cost_sizer_does_not_shrink_when_the_fixed_cost_is_lost_in_the_noise():
+    # job times on a line through the origin (no fixed cost seen): the sizer once answered
+    # a batch of 1 trajectory here
+    sizer = CostSizer(cap=100_000, first=32)
+    for size in (32, 64, 256):
+        sizer.observe(size, size * 1e-4)
+    assert sizer.next_size() >= 256
+
+
 def test_cost_sizer_respects_its_cap():
     sizer = CostSizer(cap=50, first=32)
     for _ in range(5):

@@ -53,12 +53,12 @@ class CostSizer:
         """A job of ``size`` trajectories took ``seconds`` of simulation."""
         self._jobs.append((size, seconds))
         largest = max(s for s, _ in self._jobs)
-        target = self._target()
+        target = self._target(largest)
         if target is None:
             target = GROWTH * largest
         self.size = int(max(1, min(self.cap, GROWTH * largest, target)))
 
-    def _target(self) -> int | None:
+    def _target(self, largest: int) -> int | None:
         jobs = self._jobs[1:] if len(self._jobs) > 2 else self._jobs  # skip warm-up
         if len({s for s, _ in jobs}) < 2:
             return None
@@ -71,6 +71,8 @@ class CostSizer:
         if per_trajectory <= 0:
             return None  # noise dominates: keep growing
         fixed = max(0.0, fixed)
-        wanted = math.ceil(fixed / (FIXED_SHARE * per_trajectory))
+        # a fit whose fixed cost is lost in the noise wants tiny jobs: never smaller than
+        # the largest already run, unless that one ran past max_seconds
+        wanted = max(largest, math.ceil(fixed / (FIXED_SHARE * per_trajectory)))
         by_time = int(self.max_seconds / per_trajectory)
         return max(1, min(wanted, max(by_time, 1)))
