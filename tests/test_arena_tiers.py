@@ -172,15 +172,15 @@ def test_daemon_entries_under_the_root_are_measured(make_arena, shm_root):
     (state / "state.json").write_bytes(b"{}" * 3000)
     (shm_root / "inbox" / "run1" / "0").mkdir(parents=True)
     s = arena.stats()
-    # daemon.lock, daemon/, claims, state, inbox, and the temporary copy through which the
-    # daemon rewrites its status file (counted ahead, so a rewrite never overshoots)
-    assert s["files_used"] == base["files_used"] + 6
+    # daemon.lock, daemon/, claims, state, inbox, the temporary copy through which the
+    # daemon rewrites its status file (counted ahead, so a rewrite never overshoots), and
+    # what is under inbox/ (run1, run1/0: measured, since the daemon has reported nothing)
+    assert s["files_used"] == base["files_used"] + 8
     assert s["bytes_used"] >= base["bytes_used"] + 6000
     assert {"daemon", "daemon.lock", "inbox"} <= set(s["metadata_names"])
     assert du_bytes(shm_root) <= s["bytes_used"]
-    # the inbox's contents are the daemon's to report (set_foreign_usage): 2 more dirs here
-    # (and the status file's temporary copy is counted but not there now: 1 fewer)
-    assert inode_count(shm_root) == s["files_used"] + 2 - 1 - (
+    # the status file's temporary copy is counted but not there now: 1 fewer
+    assert inode_count(shm_root) == s["files_used"] - 1 - (
         0 if (shm_root / "ledger.db-journal").exists() else 1
     )
     assert data_files(shm_root) != []

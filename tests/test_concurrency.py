@@ -39,13 +39,18 @@ MAX_FILES = 48
 TRAJECTORIES = 1600 if FULL else 192
 FOREIGN_FILES = 2000 if FULL else 150
 SAMPLER = Path(__file__).with_name("usage_sampler.py")
+# the sampler reads every ~2 ms for as long as the runs last: the CI-sized runs last a few
+# seconds (~1,000 samples on a quiet machine, fewer when its cores are shared)
+MIN_SAMPLES = 1000 if FULL else 300
 # what the foreign writer may have outstanding: 8 files of one 4 KiB block, DONE, and its
-# run and step directories
+# run and step directories (docs/contract.md: foreign files may exceed the bound only while
+# they are being written)
 OUTSTANDING = 8
-# and the files the daemon claimed from it that await their checkpoint (at most twice
-# max_files / 8 while one is written): foreign files, not admitted by any lease
-CLAIMED = 2 * max(1, MAX_FILES // 8)
-FOREIGN_ENTRIES = OUTSTANDING + 3 + CLAIMED
+# the daemon claims foreign files only into the room the leases leave, as measured at its
+# last police tick; a lease granted since then may take one chunk of that room too
+# (noisefs.arena.lease.CHUNK_FILES: at most max_files / 16)
+CLAIM_RACE = max(1, MAX_FILES // 16)
+FOREIGN_ENTRIES = OUTSTANDING + 3 + CLAIM_RACE
 
 # 8 qubits, a snapshot after every instruction: 32 trajectories' states are 128 KiB a
 # snapshot, eleven snapshots a batch -- two runs need several times the quota
@@ -176,13 +181,14 @@ def test_two_runs_the_daemon_and_a_foreign_writer_stay_within_the_bounds(
     if os.environ.get("NOISEFS_HARDENING_FIGURES"):
         with open(os.environ["NOISEFS_HARDENING_FIGURES"], "a") as f:
             f.write(json.dumps(line) + "\n")
-    assert usage["samples"] >= 1000, usage
+    assert usage["samples"] >= MIN_SAMPLES, usage
     # bytes within the quota at every sample; inodes within max_files plus the foreign
-    # files not yet accounted (docs/contract.md: "the hard bound holds for noisefs's own
+    # files being written (docs/contract.md: "the hard bound holds for noisefs's own
     # writers, and for foreign writers up to the files being written at that moment"):
-    # a fast writer's files, in inbox/ or claimed, are counted from the next measurement
-    # on, while the runs' leases were granted before it. max_own_* (all but inbox/) is
-    # recorded, not bounded: the daemon's claims move files from inbox/ into daemon/.
+    # a lease is granted against the inbox as it is then (measured, not the daemon's last
+    # report), and the daemon claims only into the room the leases leave (CLAIM_RACE).
+    # max_own_* (all but inbox/) is recorded, not bounded: claimed files are foreign ones
+    # moved from inbox/ into daemon/.
     assert usage["max_bytes"] <= QUOTA and usage["du_max_bytes"] <= QUOTA, line
     assert usage["max_entries"] <= MAX_FILES + FOREIGN_ENTRIES, line
     assert usage["du_max_entries"] <= MAX_FILES + FOREIGN_ENTRIES, line

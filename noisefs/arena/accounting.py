@@ -8,7 +8,8 @@ each is counted once, here:
   exist as files);
 - owner lock files under ``owners/`` (``owner_files``);
 - foreign files (``<root>/inbox/...`` written by programs that reserve nothing), reported
-  by the daemon through ``Arena.set_foreign_usage`` (``foreign_*``);
+  by the daemon through ``Arena.set_foreign_usage`` (``foreign_*``) or measured under
+  ``inbox/`` by :func:`measure`, whichever is larger;
 - metadata: every other entry under the root, *measured* by :func:`measure` from a listing
   of what exists (the arena's ``data/``, ``owners/``, ``ledger.db`` and its journal; the
   daemon's ``daemon.lock`` and ``daemon/`` with its contents; the ``inbox/`` directory
@@ -33,6 +34,7 @@ ALWAYS_COUNTED = (LEDGER_JOURNAL,)  # counted even while absent: SQLite creates 
 # directories whose contents are accounted elsewhere (rows, leases, lock files, foreign usage):
 # only the directory inode itself (and its blocks) is metadata
 ACCOUNTED_DIRS = ("data", "owners", "inbox")
+INBOX = "inbox"
 WALK_LIMIT = 10_000  # entries measured under other directories (the daemon's small state)
 
 
@@ -43,6 +45,11 @@ class Metadata:
     bytes: int
     inodes: int
     names: tuple[str, ...]
+    # what is under inbox/ now (foreign files, their run and step directories): charged as
+    # the larger of this and what the daemon last reported, so that a lease granted between
+    # two of the daemon's scans still sees every foreign file that exists
+    inbox_bytes: int = 0
+    inbox_inodes: int = 0
 
 
 def _walk(dir_fd: int, name: str, budget: list[int]) -> tuple[int, int]:
@@ -76,13 +83,17 @@ def measure(root_fd: int) -> Metadata:
     total, inodes = META_SLACK, 0
     budget = [WALK_LIMIT]
     db = journal = 0
+    inbox = (0, 0)
     for name in names:
+        if name == INBOX:
+            b, i = _walk(root_fd, name, budget)
+            st_bytes, st_inodes = _own_inode(root_fd, name)
+            total, inodes = total + st_bytes, inodes + st_inodes
+            inbox = (max(0, b - st_bytes), max(0, i - st_inodes))
+            continue
         if name in ACCOUNTED_DIRS:
-            try:
-                st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            total, inodes = total + st.st_blocks * 512, inodes + 1
+            b, i = _own_inode(root_fd, name)
+            total, inodes = total + b, inodes + i
             continue
         b, i = _walk(root_fd, name, budget)
         if name == ledger.DB_NAME:
@@ -95,14 +106,25 @@ def measure(root_fd: int) -> Metadata:
     inodes += sum(1 for name in ALWAYS_COUNTED if name not in names)
     if "daemon" in names:  # the daemon rewrites its status file through a temporary copy
         inodes += 1
-    return Metadata(total, inodes, names)
+    return Metadata(total, inodes, names, *inbox)
+
+
+def _own_inode(dir_fd: int, name: str) -> tuple[int, int]:
+    """Blocks and inode of the directory ``name`` itself (0, 0 when it is gone)."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0, 0
+    return st.st_blocks * 512, 1
 
 
 def charged(c: dict, meta: Metadata) -> tuple[int, int]:
     """(bytes, inodes) charged for admission: rows, whole leases, foreign files, metadata."""
+    foreign_bytes = max(c["foreign_bytes"], meta.inbox_bytes)
+    foreign_files = max(c["foreign_files"], meta.inbox_inodes)
     return (
-        c["tmpfs_bytes"] + c["lease_bytes"] + c["foreign_bytes"] + meta.bytes,
-        c["tmpfs_files"] + c["lease_files"] + c["foreign_files"] + c["owner_files"] + meta.inodes,
+        c["tmpfs_bytes"] + c["lease_bytes"] + foreign_bytes + meta.bytes,
+        c["tmpfs_files"] + c["lease_files"] + foreign_files + c["owner_files"] + meta.inodes,
     )
 
 

@@ -112,6 +112,9 @@ class CheckpointStore:
         self.finished: dict[str, dict] = {}  # the last runs whose result DONE wrote
         self.pending_limit_bytes = 128 << 20  # set from the arena's bounds by the daemon
         self.pending_limit_files = 2048
+        # claimed files hold inodes and bytes no lease reserved: at most this many while
+        # the arena has no room for more (None: no cap; set by the daemon's police)
+        self._claim_cap: tuple[int, int] | None = None
         self._last_ckpt = time.monotonic()
         self._ckpt_cost = 0.0
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -206,6 +209,7 @@ class CheckpointStore:
         many = (
             sum(len(r.pending) for r in waiting) >= self.pending_limit_files
             or sum(r.pending_bytes for r in waiting) >= self.pending_limit_bytes
+            or (self._at_claim_cap() and any(r.pending for r in waiting))
         )
         # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
         interval_s = max(interval_s, 20 * self._ckpt_cost)
@@ -223,11 +227,31 @@ class CheckpointStore:
         being written included) reach twice the pending limits: then no file is claimed
         until the checkpoint frees them (they wait in the inbox, where a writer that
         waits for its files to be taken sees them)."""
-        runs = self.runs.values()
+        files, nbytes = self.held()
         return (
-            sum(len(r.pending) for r in runs) >= 2 * self.pending_limit_files
-            or sum(r.pending_bytes for r in runs) >= 2 * self.pending_limit_bytes
+            files >= 2 * self.pending_limit_files
+            or nbytes >= 2 * self.pending_limit_bytes
+            or self._at_claim_cap()
         )
+
+    def held(self) -> tuple[int, int]:
+        """Claimed files (and their bytes) not yet freed by a durable checkpoint."""
+        runs = self.runs.values()
+        return sum(len(r.pending) for r in runs), sum(r.pending_bytes for r in runs)
+
+    def set_claim_room(self, room_files: int, room_bytes: int) -> None:
+        """The arena has room for ``room_files`` more inodes and ``room_bytes`` more bytes
+        (after every lease, however much of it is used): claim no more than that beyond
+        what is held now, and at least one file at a time, so that the foreign files
+        already taken stay within the bounds that the runs' leases leave free."""
+        files, nbytes = self.held()
+        self._claim_cap = (max(1, files + room_files), max(1, nbytes + room_bytes))
+
+    def _at_claim_cap(self) -> bool:
+        if self._claim_cap is None:
+            return False
+        files, nbytes = self.held()
+        return files >= self._claim_cap[0] or (files > 0 and nbytes >= self._claim_cap[1])
 
     def _save_now(self, average: RunAverage) -> None:
         names = average.save()

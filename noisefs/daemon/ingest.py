@@ -127,6 +127,10 @@ class Inbox:
         self._store.pending_limit_bytes = nbytes
         self._store.pending_limit_files = nfiles
 
+    def set_claim_room(self, room_files: int, room_bytes: int) -> None:
+        """The arena's room beyond every lease (see :meth:`CheckpointStore.set_claim_room`)."""
+        self._store.set_claim_room(room_files, room_bytes)
+
     def reconfigure(self, cfg: ArenaConfig, daemon_cfg: DaemonConfig) -> None:
         """Apply a reloaded configuration: results directory (runs in progress included),
         settle and grace times."""

@@ -91,6 +91,8 @@ class Police:
             "files_used": used_f,
             "quota_bytes": stats["quota_bytes"],
             "max_files": stats["max_files"],
+            "leased_bytes": stats["leased_bytes"],  # reserved by leases, not yet used
+            "leased_files": stats["leased_files"],
             "spilled_bytes": stats["spilled_bytes"],
             "spilled_files": stats["spilled_files"],
             "foreign_bytes": foreign[0],
