@@ -69,6 +69,18 @@ def _start(tmp_path, arena_root, out: Path, marker: Path, put_timeout: float, ex
     return args, proc
 
 
+def _resume_exactly(args: list, out: Path, trajectories: int) -> None:
+    """``noisefs run ARGS --resume`` ends with 0 and the exact result."""
+    resumed = subprocess.run(
+        [sys.executable, "-m", "noisefs", *map(str, args), "--resume"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_exact(out, trajectories)
+
+
 def _assert_exact(out: Path, trajectories: int) -> None:
     result = Result.load(out)
     assert result.trajectories == trajectories
@@ -133,14 +145,7 @@ def test_output_disk_full_to_the_end_is_one_error_line_exit_3_and_resume_is_exac
     checkpoint = load_checkpoint(output_tmpfs / "r.npz.ckpt.npz")
     assert checkpoint is not None and checkpoint.folded[0][0] == 0
     tenant.unlink()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "noisefs", *map(str, args), "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    _assert_exact(out, 256)
+    _resume_exactly(args, out, 256)
 
 
 # -- the spill tier full or unwritable mid-run --------------------------------------------
@@ -249,11 +254,4 @@ def test_spill_made_read_only_mid_run_is_one_error_line_and_resume_is_exact(
         timeout=120,
     )
     assert gc.returncode == 0, gc.stderr
-    resumed = subprocess.run(
-        [sys.executable, "-m", "noisefs", *map(str, args), "--resume"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    _assert_exact(out, TRAJECTORIES)
+    _resume_exactly(args, out, TRAJECTORIES)
