@@ -231,7 +231,12 @@ def test_spill_made_read_only_mid_run_is_one_error_line_and_resume_is_exact(
     the checkpoint holds what was folded; writable again, --resume is exact."""
     args, out, marker, proc = _start_spilling(tmp_path, arena_root, spill_tmpfs, 1)
     try:
-        subprocess.run(["mount", "-o", "remount,ro", str(spill_tmpfs)], check=True)
+        # the kernel refuses (EBUSY) while a file on it is open for writing: the held run's
+        # simulating thread may be writing a spilled snapshot right now, so try until none is
+        remount = ["mount", "-o", "remount,ro", str(spill_tmpfs)]
+        assert _wait_for(lambda: subprocess.run(remount, capture_output=True).returncode == 0), (
+            "the spill could not be remounted read-only"
+        )
         marker.unlink()
         _, stderr = proc.communicate(timeout=300)
     finally:
