@@ -53,6 +53,7 @@ from qiskit_aer import AerSimulator
 from qiskit_aer.noise import NoiseModel, depolarizing_error, thermal_relaxation_error
 
 qasm, noise, shots, seed, check = sys.argv[1:6]
+jobs = int(sys.argv[6]) if len(sys.argv) > 6 else 1  # equal jobs (bench_aer_batches.py)
 qc = qasm2.load(qasm, custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
 qc.save_statevector(pershot=True)
 p = json.loads(open(noise).read())
@@ -62,12 +63,18 @@ model.add_all_qubit_quantum_error(depolarizing_error(p["p1"], 1).compose(relax_1
 relax = thermal_relaxation_error(p["t1_s"], p["t2_s"], p["time_2q_s"])
 model.add_all_qubit_quantum_error(depolarizing_error(p["p2"], 2).compose(relax.expand(relax)), ["cx"])
 prepared = time.perf_counter()
-result = AerSimulator(method="statevector", noise_model=model).run(
-    qc, shots=int(shots), seed_simulator=int(seed)).result()
+simulator = AerSimulator(method="statevector", noise_model=model)
+states, shots, start = [], int(shots), 0
+for j in range(jobs):  # shot i has seed `seed + i` whatever the jobs (noisefs's seed rule)
+    size = shots // jobs + (j < shots % jobs)
+    result = simulator.run(qc, shots=size, seed_simulator=int(seed) + start).result()
+    start += size
+    if check != "-":
+        states += result.data(0)["statevector"]
 print(json.dumps({"prepare_s": prepared - started, "aer_s": time.perf_counter() - prepared}))
 if check != "-":
     import numpy as np
-    psi = np.stack([np.asarray(s) for s in result.data(0)["statevector"]])
+    psi = np.stack([np.asarray(s) for s in states])
     np.save(check, psi.T @ psi.conj() / len(psi))
 """
 
@@ -146,9 +153,13 @@ class Runner:
         wall, stdout, first_s = self.timed(cmd, probe)
         return wall, json.loads(stdout.strip().splitlines()[-1]), first_s
 
-    def floor_run(self, qasm: Path, noise: Path, k: int, check: str = "-") -> tuple[float, dict]:
-        """Wall seconds and the floor's own split: imports + circuit + noise model, Aer."""
-        cmd = [self.python, str(self.floor), str(qasm), str(noise), str(k), str(SEED), check]
+    def floor_run(
+        self, qasm: Path, noise: Path, k: int, check: str = "-", jobs: int = 1
+    ) -> tuple[float, dict]:
+        """Wall seconds and the floor's own split: imports + circuit + noise model, Aer.
+        With ``jobs``, the K shots run as that many equal Aer jobs, one after another."""
+        cmd = [self.python, str(self.floor), str(qasm), str(noise), str(k), str(SEED), check,
+               str(jobs)]  # fmt: skip
         wall, stdout, _ = self.timed(cmd)
         return wall, json.loads(stdout.strip().splitlines()[-1])
 
@@ -165,25 +176,35 @@ def phases(summary: dict, wall: float) -> dict:
     }
 
 
-def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
+def prepare_floor(
+    runner: Runner, name: str, k: int, jobs: tuple[int, ...] = (1,)
+) -> tuple[Path, Path, Path, Path]:
+    """Run noisefs once on ``name`` (a warm-up that records its executed circuit and noise)
+    and check that the floor script, split into each of ``jobs``, gives its ρ to 1e-8;
+    return noisefs's circuit and output, the floor's circuit and noise files."""
     import numpy as np
 
     circuit = runner.work / f"{name}.qasm"
     circuit.write_text(circuit_text(name))
     out = runner.work / f"{name}.npz"
-    runner.noisefs(circuit, k, out)  # warm-up; records the executed circuit
+    runner.noisefs(circuit, k, out)
     with np.load(out) as data:
         meta = json.loads(str(data["meta"]))
         rho = data["rho"][-1] if "rho" in data.files else None
     qasm, noise = runner.work / f"{name}.executed.qasm", runner.work / f"{name}.noise.json"
     qasm.write_text(meta["executed_qasm"])
     noise.write_text(json.dumps(meta["noise"]))
-    if rho is not None:
+    for count in jobs if rho is not None else ():
         check = runner.work / f"{name}.floor.npy"
-        runner.floor_run(qasm, noise, k, str(check))
+        runner.floor_run(qasm, noise, k, str(check), count)
         error = float(np.abs(np.load(check) - rho).max())
         if error > 1e-8:
             sys.exit(f"{name}: the floor's states are not noisefs's (max |Δρ| {error:.2e})")
+    return circuit, out, qasm, noise
+
+
+def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
+    circuit, out, qasm, noise = prepare_floor(runner, name, k)
     walls, floors, breakdowns, cpus, floor_cpus, floor_aer = [], [], [], [], [], []
     for _ in range(reps):
         wall, summary, _ = runner.noisefs(circuit, k, out)
