@@ -55,16 +55,22 @@ def fold_batch(
 
 
 def release_all(arena, keys: Sequence[str]) -> None:
-    """Release ``keys``; a key that will not go is logged and left to gc."""
+    """Release ``keys``; what will not go is left to gc, with one warning for the lot."""
+    stranded: list[tuple[str, Exception]] = []
     for key in keys:
         try:
             arena.release(key)
         except KeyError:
             pass
         except Exception as exc:  # noqa: BLE001 - folded already; a stranded one is gc's
-            log.warning(
-                "could not release folded snapshot %s (%s); 'noisefs gc --unowned' reclaims it",
-                key,
-                exc,
-            )
+            stranded.append((key, exc))
             log.debug("releasing %s", key, exc_info=True)
+    if stranded:
+        key, exc = stranded[0]
+        log.warning(
+            "could not release %d folded snapshot(s) (%s: %s); 'noisefs gc --unowned' "
+            "reclaims them",
+            len(stranded),
+            key,
+            exc,
+        )
