@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
-from pathlib import Path
 
-from bench_floor import CIRCUITS, Runner, prepare_floor
+from bench_floor import CIRCUITS, prepare_floor, temporary_runner
 
 DEFAULT = ("ghz9", "qft7", "random6")
 
@@ -37,12 +34,8 @@ def main() -> int:
     names = [n for n in args.only.split(",") if n]
     if unknown := sorted(set(names) - set(CIRCUITS)):
         parser.error(f"--only: unknown circuits {', '.join(unknown)}")
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    arena_dir = Path(tempfile.mkdtemp(prefix="noisefs-bench-aer-", dir=shm))
-    work = Path(tempfile.mkdtemp(prefix="noisefs-bench-aer-"))
-    runner = Runner(sys.executable, work, arena_dir / "arena")
     figures: dict = {"reps": args.reps, "cpus": os.cpu_count()}
-    try:
+    with temporary_runner(sys.executable, "noisefs-bench-aer-") as runner:
         for name in names:
             k = CIRCUITS[name]
             _, _, qasm, noise = prepare_floor(runner, name, k, splits)
@@ -57,9 +50,6 @@ def main() -> int:
                               for j, t in medians.items()))  # fmt: skip
             figures[name] = {"k": k, "aer_s": medians, "ratio_to_one_job": {
                 j: t / one for j, t in medians.items()}}  # fmt: skip
-    finally:
-        shutil.rmtree(arena_dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures, sort_keys=True))
     return 0
 

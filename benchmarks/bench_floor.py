@@ -28,6 +28,7 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench_run import FIRST_RUN_PROBE  # the sitecustomize probe of Aer's first run
@@ -164,6 +166,20 @@ class Runner:
         return wall, json.loads(stdout.strip().splitlines()[-1])
 
 
+@contextlib.contextmanager
+def temporary_runner(python: str, prefix: str) -> Iterator[Runner]:
+    """A :class:`Runner` whose arena (on /dev/shm where there is one) and work directory
+    are removed when the block ends."""
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    arena_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=shm))
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield Runner(python, work, arena_dir / "arena")
+    finally:
+        shutil.rmtree(arena_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def phases(summary: dict, wall: float) -> dict:
     t = summary["timing"]
     return {
@@ -255,19 +271,12 @@ def main() -> int:
         names = []
     if unknown := sorted(set(names) - set(CIRCUITS)):
         parser.error(f"--only: unknown circuits {', '.join(unknown)}")
-    shm = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    arena_dir = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-", dir=shm))
-    work = Path(tempfile.mkdtemp(prefix="noisefs-bench-floor-"))
-    runner = Runner(args.python, work, arena_dir / "arena")
     figures: dict = {"python": args.python, "reps": args.reps, "cpus": os.cpu_count()}
-    try:
+    with temporary_runner(args.python, "noisefs-bench-floor-") as runner:
         print(f"bench_floor: {args.python}, {args.reps} reps, {os.cpu_count()} CPUs")
         figures["first"] = first_trajectory(runner, args.reps)
         for name in names:
             figures[name] = compare(runner, name, CIRCUITS[name], args.reps)
-    finally:
-        shutil.rmtree(arena_dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures, sort_keys=True))
     return 0
 
