@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from noisefs.daemon.durable import CheckpointStore
-from noisefs.daemon.process import claim_room
+from noisefs.daemon.police import claim_room
 
 
 @pytest.fixture

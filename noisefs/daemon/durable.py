@@ -209,7 +209,7 @@ class CheckpointStore:
         many = (
             sum(len(r.pending) for r in waiting) >= self.pending_limit_files
             or sum(r.pending_bytes for r in waiting) >= self.pending_limit_bytes
-            or (self._at_claim_cap() and any(r.pending for r in waiting))
+            or (self._at_room_cap(*self.held()) and any(r.pending for r in waiting))
         )
         # a checkpoint of large sums (16 MiB per step at 10 qubits) costs: at most ~5 %
         interval_s = max(interval_s, 20 * self._ckpt_cost)
@@ -231,7 +231,7 @@ class CheckpointStore:
         return (
             files >= 2 * self.pending_limit_files
             or nbytes >= 2 * self.pending_limit_bytes
-            or self._at_claim_cap()
+            or self._at_room_cap(files, nbytes)
         )
 
     def held(self) -> tuple[int, int]:
@@ -247,11 +247,11 @@ class CheckpointStore:
         files, nbytes = self.held()
         self._claim_cap = (max(1, files + room_files), max(1, nbytes + room_bytes))
 
-    def _at_claim_cap(self) -> bool:
-        if self._claim_cap is None:
-            return False
-        files, nbytes = self.held()
-        return files >= self._claim_cap[0] or (files > 0 and nbytes >= self._claim_cap[1])
+    def _at_room_cap(self, files: int, nbytes: int) -> bool:
+        """Whether ``files`` claimed files of ``nbytes`` reach the room cap
+        (:meth:`set_claim_room`; its byte cap binds once one file is held)."""
+        cap = self._claim_cap
+        return cap is not None and (files >= cap[0] or (files > 0 and nbytes >= cap[1]))
 
     def _save_now(self, average: RunAverage) -> None:
         names = average.save()

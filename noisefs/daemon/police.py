@@ -23,6 +23,18 @@ FULL_GC_S = 30.0  # a full gc (orphans, stray rows) this often; a dead owner at 
 MOVE_BUDGET_S = 0.5  # per police tick, so signals and ingest stay responsive
 
 
+def claim_room(figures: dict) -> tuple[int, int] | None:
+    """Inodes and bytes the arena has free after every lease (``None`` before the police
+    has measured it): what the daemon may still claim of the foreign files (a claimed file
+    waits on the tmpfs for its checkpoint; the contract lets foreign files exceed the
+    bounds only while they are being written)."""
+    if not figures.get("max_files") or "leased_files" not in figures:
+        return None
+    files = figures["max_files"] - figures["files_used"] - figures["leased_files"]
+    nbytes = figures["quota_bytes"] - figures["bytes_used"] - figures["leased_bytes"]
+    return files, nbytes
+
+
 class Police:
     """gc and watermark enforcement for one arena handle."""
 
@@ -35,6 +47,10 @@ class Police:
         self._last_full_gc = -FULL_GC_S
         self._foreign_set: tuple[int, int] | None = None
         self.figures: dict = {}
+
+    def claim_room(self) -> tuple[int, int] | None:
+        """:func:`claim_room` of the last measured figures."""
+        return claim_room(self.figures)
 
     def reset(self) -> None:
         """Forget what was reported through an arena handle that was replaced."""

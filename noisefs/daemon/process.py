@@ -42,18 +42,6 @@ PAUSE_AT = 2000  # queued files that pause inotify (see Daemon._backlog)
 RESUME_AT = 100
 
 
-def claim_room(figures: dict) -> tuple[int, int] | None:
-    """Inodes and bytes the arena has free after every lease (``None`` before the police
-    has measured it): what the daemon may still claim of the foreign files (a claimed file
-    waits on the tmpfs for its checkpoint; the contract lets foreign files exceed the
-    bounds only while they are being written)."""
-    if not figures.get("max_files") or "leased_files" not in figures:
-        return None
-    files = figures["max_files"] - figures["files_used"] - figures["leased_files"]
-    nbytes = figures["quota_bytes"] - figures["bytes_used"] - figures["leased_bytes"]
-    return files, nbytes
-
-
 class Daemon:
     """``noisefs daemon``; :meth:`run` returns the exit code.
 
@@ -243,7 +231,7 @@ class Daemon:
                 held, "police", held.police.enforce,
                 held.arena, held.root_fd, held.inbox.usage, held.cfg,
             )  # fmt: skip
-            room = claim_room(held.police.figures)
+            room = held.police.claim_room()
             if room is not None:
                 held.inbox.set_claim_room(*room)
         if self._watcher.check():  # observer first, then the rescan it promised
