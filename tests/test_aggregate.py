@@ -206,3 +206,58 @@ def test_a_batch_of_distinct_states_is_stored_as_it_is():
     rng = np.random.default_rng(4)
     batch = random_states(rng, 30, 3)
     assert encode_snapshot(batch, "factored") is batch
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_aers_list_of_rows_gives_the_same_snapshot_as_their_stack(seed):
+    from noisefs.aggregate.distinct import distinct_states
+    from noisefs.aggregate.snapshots import encode_snapshot
+
+    batch = _batch_with_repeats(seed)
+    rows = [row.copy() for row in batch]  # Aer's form: one array per shot
+    from_rows, from_stack = distinct_states(rows), distinct_states(batch)
+    assert np.array_equal(from_rows.states, from_stack.states)
+    assert np.array_equal(from_rows.counts, from_stack.counts)
+    assert np.array_equal(encode_snapshot(rows, "factored"), encode_snapshot(batch, "factored"))
+    assert np.array_equal(encode_snapshot(rows, "dense"), encode_snapshot(batch, "dense"))
+    distinct = random_states(np.random.default_rng(seed), 30, 3)
+    assert np.array_equal(encode_snapshot(list(distinct), "factored"), distinct)
+
+
+@pytest.mark.parametrize(("rows", "dim"), [(0, 4), (7, 8), (300, 64)])
+def test_the_rank_k_update_adds_the_upper_triangle_of_the_outer_products(rows, dim):
+    from noisefs.aggregate.blas import add_outer_products
+
+    rng = np.random.default_rng(rows)
+    states = rng.standard_normal((rows, dim)) + 1j * rng.standard_normal((rows, dim))
+    start = np.asfortranarray(np.triu(rng.standard_normal((dim, dim)) + 0j))
+    upper = add_outer_products(start.copy(order="F"), states)
+    expected = start + np.triu(states.T @ states.conj())
+    assert np.max(np.abs(upper - expected)) < 1e-13 * np.abs(expected).max()
+    assert not np.tril(upper, -1).any()  # the strict lower triangle stays zero
+
+
+def test_one_blas_thread_inside_the_block_and_the_counts_restored_after():
+    code = """
+import sys
+from threadpoolctl import threadpool_info
+from noisefs.aggregate.blas import one_thread
+
+def counts():
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+assert "scipy.linalg" not in sys.modules
+with one_thread():
+    inside = counts()
+after = counts()
+assert "scipy.linalg" in sys.modules  # SciPy's BLAS (its own OpenBLAS) loaded by the block
+assert set(inside.values()) == {1}, inside
+assert after.keys() == inside.keys() and set(after.values()) == {2}, after  # restored
+"""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisefs.aggregate.distinct import distinct_states
+from noisefs.aggregate.distinct import Rows, distinct_states, stacked
 from noisefs.aggregate.sums import Aggregator
 
 __all__ = ["STORES", "encode_snapshot", "fold_snapshot"]
@@ -23,14 +23,16 @@ __all__ = ["STORES", "encode_snapshot", "fold_snapshot"]
 STORES = ("factored", "dense")
 
 
-def encode_snapshot(states: np.ndarray, store: str) -> np.ndarray:
-    """The array stored for one step of a batch of pure states Ψ (B × 2ⁿ)."""
+def encode_snapshot(states: Rows, store: str) -> np.ndarray:
+    """The array stored for one step of a batch of pure states Ψ: a (B × 2ⁿ) stack, or
+    the B rows as a list (Aer's per-shot arrays)."""
     if store == "dense":
+        states = stacked(states)
         return states[:, :, None] * states.conj()[:, None, :]
     distinct = distinct_states(states)
     if distinct is None:
-        return states
-    counted = np.empty((len(distinct.counts), 1 + states.shape[1]), dtype=np.complex128)
+        return stacked(states)
+    counted = np.empty((len(distinct.counts), 1 + distinct.states.shape[1]), dtype=np.complex128)
     counted[:, 0] = distinct.counts
     counted[:, 1:] = distinct.states
     return counted

@@ -1,18 +1,18 @@
 """Streaming aggregation: fold batches of trajectory snapshots into averaged states.
 
 A batch of pure states Ψ (B × d, one trajectory per row) is folded into the running
-sum Σ ψψ† with one ZHERK call (half the work of a GEMM; only the upper triangle is kept
-until :meth:`Aggregator.finish`). ⟨Z_q⟩ sums and sums of squares give Monte Carlo
+sum Σ ψψ† with one rank-k update (:mod:`noisefs.aggregate.blas`; only the upper triangle
+is kept until :meth:`Aggregator.finish`). ⟨Z_q⟩ sums and sums of squares give Monte Carlo
 standard errors. The whole state is plain arrays, so it checkpoints exactly.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
 
+from noisefs.aggregate.blas import add_outer_products
 from noisefs.aggregate.distinct import distinct_states
 from noisefs.aggregate.linalg import (
     hermitian_from_upper,
@@ -22,15 +22,6 @@ from noisefs.aggregate.linalg import (
     z_expectations,
 )
 from noisefs.observables import ObservableSet
-
-
-@functools.cache
-def _zherk():
-    """SciPy's BLAS ZHERK, imported on the first fold (~0.2 s of imports that then overlap
-    the first Aer job instead of delaying it)."""
-    from scipy.linalg.blas import zherk  # lazy: SciPy's imports overlap the first Aer job
-
-    return zherk
 
 
 def _weighted_sum(rows: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
@@ -128,15 +119,11 @@ class Aggregator:
         if order is not None:
             states = reorder_qubits(states, order, self.num_qubits, axes=1)
         if self.density != "none":
-            # Σ_u c_u ψ_u ψ_u† is the ZHERK of the rows scaled by √c_u
+            # Σ_u c_u ψ_u ψ_u† is the rank-k update of the rows scaled by √c_u
             scaled = states if weights is None else states * np.sqrt(weights)[:, None]
-            if self.density == "full":
-                factor = scaled.T  # ρ-sum += factor · factor†
-            else:
-                factor = to_kept_matrix(scaled, self.num_qubits, self.keep)
-            self.rho_sum[step] = _zherk()(
-                1.0, factor, beta=1.0, c=self.rho_sum[step], overwrite_c=1
-            )
+            if self.density == "reduced":  # rows whose outer products sum to Tr_rest
+                scaled = to_kept_matrix(scaled, self.num_qubits, self.keep).T
+            self.rho_sum[step] = add_outer_products(self.rho_sum[step], scaled)
         probabilities = states.real**2 + states.imag**2
         if self.observables is not None:
             values = self.observables.from_states(states, probabilities)

@@ -24,6 +24,7 @@ import numpy as np
 
 from noisefs import faults
 from noisefs.aggregate import Aggregator, fold_batch, release_all
+from noisefs.aggregate.blas import one_thread
 from noisefs.errors import ArenaError, CorruptSnapshot
 from noisefs.execute.protocol import BatchDone, Executor, Sizer
 from noisefs.pipeline.ranges import TrajectoryRanges
@@ -232,28 +233,28 @@ class RunLoop:
         Exceptions propagate with in-flight futures cancelled; the caller shuts the
         executor down and releases what the run left in the arena."""
         try:
-            while True:
-                if self.on_tick is not None:
-                    self.on_tick(
-                        self.folded
-                    )  # a safe point: every batch folded whole or not at all
-                self._fill()
-                if not self.in_flight:
-                    return
-                finished, _ = wait(
-                    list(self.in_flight), timeout=POLL_S, return_when=FIRST_COMPLETED
-                )
-                # in submission order: a set's order is its members' addresses, and the
-                # sums must not depend on it (floating-point addition is not associative)
-                for future in sorted(finished, key=lambda f: self.in_flight[f].index):
-                    self.in_flight.pop(future)
-                    self._fold(future.result())
-                if not self.stopped_early and may_stop(self.aggregator, self.target_tol):
-                    self.stopped_early = True
-                    # all below anything in flight was submitted: the set stays contiguous
-                    highest_in_flight = max((b.stop for b in self.in_flight.values()), default=0)
-                    self._limit = max(self.folded.highest, highest_in_flight)
+            with one_thread():  # BLAS in the folds: the cores are Aer's (aggregate.blas)
+                self._loop()
         except BaseException:
             for future in self.in_flight:
                 future.cancel()
             raise
+
+    def _loop(self) -> None:
+        while True:
+            if self.on_tick is not None:
+                self.on_tick(self.folded)  # a safe point: every batch folded whole or not at all
+            self._fill()
+            if not self.in_flight:
+                return
+            finished, _ = wait(list(self.in_flight), timeout=POLL_S, return_when=FIRST_COMPLETED)
+            # in submission order: a set's order is its members' addresses, and the
+            # sums must not depend on it (floating-point addition is not associative)
+            for future in sorted(finished, key=lambda f: self.in_flight[f].index):
+                self.in_flight.pop(future)
+                self._fold(future.result())
+            if not self.stopped_early and may_stop(self.aggregator, self.target_tol):
+                self.stopped_early = True
+                # all below anything in flight was submitted: the set stays contiguous
+                highest_in_flight = max((b.stop for b in self.in_flight.values()), default=0)
+                self._limit = max(self.folded.highest, highest_in_flight)

@@ -9,6 +9,7 @@ states come back as Aer's arrays, not wrapped one by one in ``Statevector``s.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,10 @@ def original_run():
     return run
 
 
-def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
-    """Run one batch in Aer; return one (size × 2ⁿ) stack of pure states per snapshot step."""
+def simulate(job: SimulationJob, batch: Batch) -> list[Sequence[np.ndarray]]:
+    """Run one batch in Aer; per snapshot step, the batch's pure states as Aer returned
+    them: ``size`` arrays of length 2ⁿ, not stacked (the arena stores only the distinct
+    ones: :func:`noisefs.aggregate.encode_snapshot`)."""
     from qiskit_aer import AerSimulator  # lazy: Aer, not at import
 
     simulator = AerSimulator(
@@ -75,14 +78,13 @@ def simulate(job: SimulationJob, batch: Batch) -> list[np.ndarray]:
             f"Aer failed on trajectories {batch.start}-{batch.stop - 1}: {one_line(status)}"
         )
     data = results[0]["data"]
-    stacks = []
+    per_step = []
     for label in job.labels:
-        states = np.stack(data[label]).astype(np.complex128, copy=False)
-        if states.shape[0] == 1 and batch.size > 1:
-            # Aer runs a deterministic circuit (no noise, no measurement) once
-            states = np.repeat(states, batch.size, axis=0)
-        elif states.shape[0] != batch.size:
-            raise SimulationError(f"Aer returned {states.shape[0]} states for {batch.size} shots")
-        data[label] = None  # Aer's list of arrays goes as soon as it is stacked
-        stacks.append(states)
-    return stacks
+        rows = data[label]
+        data[label] = None  # the rows are the caller's now, and go when it drops them
+        if len(rows) == 1 and batch.size > 1:
+            rows = list(rows) * batch.size  # Aer ran a deterministic circuit once
+        elif len(rows) != batch.size:
+            raise SimulationError(f"Aer returned {len(rows)} states for {batch.size} shots")
+        per_step.append(rows)
+    return per_step
