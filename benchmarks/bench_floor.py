@@ -15,7 +15,8 @@ Each pair runs interleaved (A F A F ...) as fresh processes; medians of ``--reps
 Printed per circuit: both walls, the ratio (target <= 1.10), the ratio of CPU seconds (user +
 sys of all threads: steadier than wall time on a loaded machine) and noisefs's phases from its
 ``--json`` timing: start-up (wall minus the run's own clock), prepare (parse, translate,
-noise model), Aer (the jobs), store (states into the arena), fold, result file.
+noise model), Aer (the jobs), store (states into the arena), fold (CPU seconds of the loop's
+thread: its wall time mostly waits for Aer, which holds the GIL), result file.
 
 Time to first trajectory: ``noisefs run GHZ-9 -k 1`` from ``Popen`` to its first Aer
 Aer job (a ``sitecustomize`` probe), against ``python -c "import qiskit, qiskit_aer"``
@@ -187,7 +188,7 @@ def phases(summary: dict, wall: float) -> dict:
         "prepare": t["prepare_s"],
         "aer": t["simulate_s"],
         "store": t["store_s"],
-        "fold": t["fold_s"],
+        "fold": t["fold_cpu_s"],  # CPU: its wall time includes waits for Aer's GIL
         "write": t.get("write_s", 0.0),
     }
 

@@ -5,7 +5,9 @@ OpenBLAS then only contends with Aer's OpenMP threads (its workers spin between 
 on a 9-qubit GHZ run of 20,000 trajectories on 2 cores the process spent 5.70 CPU
 seconds with two BLAS threads and 5.09 with one (``benchmarks/bench_floor.py``).
 :func:`one_thread` holds every BLAS library of the process at one thread for a block
-(threadpoolctl): numpy's OpenBLAS and SciPy's own, a second library.
+(threadpoolctl): numpy's OpenBLAS and SciPy's own, a second library. ZHERK's last bits
+depend on its thread count (from ~1,024² up), so whoever limits it decides per batch, by
+the batch alone (:meth:`noisefs.pipeline.loop.RunLoop._blas_threads`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,7 @@ class LoopStats:
     simulate_s: float = 0.0
     store_s: float = 0.0
     fold_s: float = 0.0
+    fold_cpu_s: float = 0.0  # the loop thread's CPU in folds: wall minus waits for the GIL
     batches: int = 0
     largest_batch: int = 0
     sizes: list[int] = field(default_factory=list)
@@ -135,7 +137,7 @@ class RunLoop:
     # -- folding -------------------------------------------------------------------------
 
     def _fold(self, done: BatchDone) -> None:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         if done.sums is not None:
             self._merge_in_order(done)
         else:
@@ -143,20 +145,27 @@ class RunLoop:
                 return
             faults.damage_at("run.snapshot-damaged", self.arena, done.keys[0])
             try:
-                fold_batch(
-                    self.arena,
-                    done.keys,
-                    self.aggregator,
-                    self.store,
-                    on_first_fold=self._folding_starts,
-                    on_folded=self._folded(done),
-                )
+                with self._blas_threads(done.batch):
+                    fold_batch(
+                        self.arena,
+                        done.keys,
+                        self.aggregator,
+                        self.store,
+                        on_first_fold=self._folding_starts,
+                        on_folded=self._folded(done),
+                    )
             except CorruptSnapshot as exc:
                 if self.folding:  # (never: every snapshot is verified before any fold)
                     raise
                 self._lost(done, f"one of them does not verify ({exc})")
                 return
-        self._account(done, time.perf_counter() - started)
+        self._account(done, time.perf_counter() - started, time.thread_time() - cpu_started)
+
+    def _blas_threads(self, batch: Batch) -> AbstractContextManager:
+        """One BLAS thread for a batch folded beside a running Aer job (all but the top
+        one: batches are simulated in order, so the top batch's fold has the cores to
+        itself). Decided by the batch alone: ZHERK's last bits depend on its threads."""
+        return nullcontext() if batch.stop >= self._limit else one_thread()
 
     def _adopt(self, done: BatchDone) -> bool:
         """Take over a batch another process put; False when its snapshots are gone (their
@@ -214,11 +223,12 @@ class RunLoop:
             self._folded(ready)()
             self._next_sums_index += 1
 
-    def _account(self, done: BatchDone, fold_s: float) -> None:
+    def _account(self, done: BatchDone, fold_s: float, fold_cpu_s: float) -> None:
         stats = self.stats
         stats.simulate_s += done.simulate_s
         stats.store_s += done.store_s
         stats.fold_s += fold_s
+        stats.fold_cpu_s += fold_cpu_s
         stats.batches += 1
         stats.largest_batch = max(stats.largest_batch, done.size)
         self.sizer.observe(done.size, done.simulate_s)
@@ -233,8 +243,7 @@ class RunLoop:
         Exceptions propagate with in-flight futures cancelled; the caller shuts the
         executor down and releases what the run left in the arena."""
         try:
-            with one_thread():  # BLAS in the folds: the cores are Aer's (aggregate.blas)
-                self._loop()
+            self._loop()
         except BaseException:
             for future in self.in_flight:
                 future.cancel()

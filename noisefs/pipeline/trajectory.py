@@ -148,7 +148,7 @@ class TrajectoryRun:
                         loop.run()
                     faults.signal_at("run.last-window")
                 self.timing["run_s"] = time.perf_counter() - loop_started
-                for name in ("simulate_s", "store_s", "fold_s"):
+                for name in ("simulate_s", "store_s", "fold_s", "fold_cpu_s"):
                     self.timing[name] = getattr(loop.stats, name)
                 result = self._result(run, aggregator, start.seed, loop, parts, versions)
                 if opts.output is not None:
