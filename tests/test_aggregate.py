@@ -237,22 +237,25 @@ def test_the_rank_k_update_adds_the_upper_triangle_of_the_outer_products(rows, d
     assert not np.tril(upper, -1).any()  # the strict lower triangle stays zero
 
 
-def test_one_blas_thread_inside_the_block_and_the_counts_restored_after():
+def test_a_small_fold_runs_one_blas_thread_a_large_one_the_process_threads():
     code = """
 import sys
 from threadpoolctl import threadpool_info
-from noisefs.aggregate.blas import one_thread
+from noisefs.aggregate.blas import SMALL_FOLD, threads_for
 
 def counts():
     return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
 assert "scipy.linalg" not in sys.modules
-with one_thread():
-    inside = counts()
+with threads_for(2000, 512):  # 2000 x 512^2 < SMALL_FOLD
+    small = counts()
+with threads_for(SMALL_FOLD // 4096**2, 4096):
+    large = counts()
 after = counts()
-assert "scipy.linalg" in sys.modules  # SciPy's BLAS (its own OpenBLAS) loaded by the block
-assert set(inside.values()) == {1}, inside
-assert after.keys() == inside.keys() and set(after.values()) == {2}, after  # restored
+assert "scipy.linalg" in sys.modules  # SciPy's BLAS (its own OpenBLAS), loaded first
+assert set(small.values()) == {1}, small
+assert large.keys() == small.keys() and set(large.values()) == {2}, large
+assert after == large, after  # restored
 """
     import os
     import subprocess

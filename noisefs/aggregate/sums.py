@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from noisefs.aggregate.blas import add_outer_products
+from noisefs.aggregate.blas import add_outer_products, threads_for
 from noisefs.aggregate.distinct import distinct_states
 from noisefs.aggregate.linalg import (
     hermitian_from_upper,
@@ -115,6 +115,11 @@ class Aggregator:
             if weights.shape != states.shape[:1] or not np.all(weights == np.round(weights)):
                 raise ValueError(f"counts must be {states.shape[0]} whole numbers")
             trajectories = int(weights.sum())
+        with threads_for(states.shape[0], states.shape[1]):
+            self._fold_rows(step, states, weights)
+        self.count[step] += trajectories
+
+    def _fold_rows(self, step: int, states: np.ndarray, weights: np.ndarray | None) -> None:
         order = self.orders[step] if self.orders else None
         if order is not None:
             states = reorder_qubits(states, order, self.num_qubits, axes=1)
@@ -129,7 +134,6 @@ class Aggregator:
             values = self.observables.from_states(states, probabilities)
             self._fold_observables(step, values, weights)
         self._fold_diagonals(step, probabilities, weights)
-        self.count[step] += trajectories
 
     def fold_densities(self, step: int, rhos: np.ndarray) -> None:
         """Fold a batch of density matrices (B × 2ⁿ × 2ⁿ)."""

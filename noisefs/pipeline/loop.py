@@ -18,14 +18,12 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from noisefs import faults
 from noisefs.aggregate import Aggregator, fold_batch, release_all
-from noisefs.aggregate.blas import one_thread
 from noisefs.errors import ArenaError, CorruptSnapshot
 from noisefs.execute.protocol import BatchDone, Executor, Sizer
 from noisefs.pipeline.ranges import TrajectoryRanges
@@ -145,27 +143,20 @@ class RunLoop:
                 return
             faults.damage_at("run.snapshot-damaged", self.arena, done.keys[0])
             try:
-                with self._blas_threads(done.batch):
-                    fold_batch(
-                        self.arena,
-                        done.keys,
-                        self.aggregator,
-                        self.store,
-                        on_first_fold=self._folding_starts,
-                        on_folded=self._folded(done),
-                    )
+                fold_batch(
+                    self.arena,
+                    done.keys,
+                    self.aggregator,
+                    self.store,
+                    on_first_fold=self._folding_starts,
+                    on_folded=self._folded(done),
+                )
             except CorruptSnapshot as exc:
                 if self.folding:  # (never: every snapshot is verified before any fold)
                     raise
                 self._lost(done, f"one of them does not verify ({exc})")
                 return
         self._account(done, time.perf_counter() - started, time.thread_time() - cpu_started)
-
-    def _blas_threads(self, batch: Batch) -> AbstractContextManager:
-        """One BLAS thread for a batch folded beside a running Aer job (all but the top
-        one: batches are simulated in order, so the top batch's fold has the cores to
-        itself). Decided by the batch alone: ZHERK's last bits depend on its threads."""
-        return nullcontext() if batch.stop >= self._limit else one_thread()
 
     def _adopt(self, done: BatchDone) -> bool:
         """Take over a batch another process put; False when its snapshots are gone (their
