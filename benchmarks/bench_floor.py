@@ -12,8 +12,10 @@ check run of the floor script averages its states and must equal noisefs's ρ to
 Circuits (``--snapshots final``, seed 7): GHZ-9, QFT-7 and a 6-qubit random circuit of
 depth 10 at K = 20,000; QFT-10 at K = 2,000; QFT-12 (K = 400) and QFT-14 (K = 40) reported.
 Each pair runs interleaved (A F A F ...) as fresh processes; medians of ``--reps`` (3).
-Printed per circuit: both walls, the ratio (target <= 1.10), the ratio of CPU seconds (user +
-sys of all threads: steadier than wall time on a loaded machine) and noisefs's phases from its
+Printed per circuit: both walls, the ratio (target <= 1.10) of their medians, the median
+and range of each run's ratio to the floor run right after it, the ratio of CPU seconds
+(user + sys of all threads: steadier than wall time on a loaded machine) and noisefs's
+phases from its
 ``--json`` timing: start-up (wall minus the run's own clock), prepare (parse, translate,
 noise model), Aer (the jobs), store (states into the arena), fold (CPU seconds of the loop's
 thread: its wall time mostly waits for Aer, which holds the GIL), result file.
@@ -236,13 +238,16 @@ def compare(runner: Runner, name: str, k: int, reps: int) -> dict:
     ac, fc = statistics.median(cpus), statistics.median(floor_cpus)
     aer = statistics.median(floor_aer)
     median_phases = {p: statistics.median(b[p] for b in breakdowns) for p in breakdowns[0]}
+    # each noisefs run against the floor run right after it: steadier under drifting load
+    pairs = sorted(w / fw for w, fw in zip(walls, floors, strict=True))
     print(f"{name:8s} K={k:6d}  noisefs {a:6.2f} s  floor {f:6.2f} s  ratio {a / f:5.2f}  "
+          f"(pairs: median {statistics.median(pairs):.2f}, {pairs[0]:.2f}-{pairs[-1]:.2f})  "
           f"(CPU {ac:.2f} / {fc:.2f} s = {ac / fc:.2f})  | "
           + "  ".join(f"{p} {v:.2f}" for p, v in median_phases.items())
           + f"  | floor: start-up {f - aer:.2f} Aer {aer:.2f}")  # fmt: skip
     return {"k": k, "noisefs_s": a, "floor_s": f, "ratio": a / f, "noisefs_cpu_s": ac,
             "floor_cpu_s": fc, "cpu_ratio": ac / fc, "phases": median_phases,
-            "floor_aer_s": aer}  # fmt: skip
+            "floor_aer_s": aer, "pair_ratios": pairs}  # fmt: skip
 
 
 def first_trajectory(runner: Runner, reps: int) -> dict:
