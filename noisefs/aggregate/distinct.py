@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DistinctStates", "distinct_states", "stacked"]
+__all__ = ["DistinctStates", "distinct_rows", "distinct_states", "gather", "stacked"]
 
 # Above this share of distinct rows the batch is folded as it is: the copy of the distinct
 # rows then saves little (a 10-qubit QFT has ~73 % distinct, a 12-qubit one ~86 %).
@@ -60,9 +60,11 @@ def _fingerprints(rows: Rows) -> np.ndarray:
     return np.fromiter((row.dot(probe) for row in rows), np.complex128, count=len(rows))
 
 
-def distinct_states(rows: Rows) -> DistinctStates | None:
-    """The distinct rows of ``rows`` and their counts, or ``None`` when nearly all rows
-    are distinct (``WORTH_IT``): folding them as they are is then the cheaper way."""
+def distinct_rows(rows: Rows) -> tuple[np.ndarray, np.ndarray] | None:
+    """The indices of the distinct rows of ``rows`` (first occurrences, in order; then
+    the rows whose fingerprint matched a different state) and their counts (float64), or
+    ``None`` when nearly all rows are distinct (``WORTH_IT``): folding them as they are
+    is then the cheaper way."""
     count = len(rows)
     if count < 2:
         return None
@@ -82,7 +84,20 @@ def distinct_states(rows: Rows) -> DistinctStates | None:
     # first occurrences in the batch's order, so the fold's order is the rows' own
     by_position = np.argsort(first, kind="stable")
     keep = np.concatenate([first[by_position], np.asarray(alone, dtype=first.dtype)])
-    weights = np.concatenate([counts[by_position], np.ones(len(alone))])
+    return keep, np.concatenate([counts[by_position], np.ones(len(alone))])
+
+
+def gather(rows: Rows, keep: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``keep`` of ``rows`` as one (len(keep) × d) array, written into ``out`` if given."""
     if isinstance(rows, np.ndarray):
-        return DistinctStates(stacked(rows[keep]), weights)
-    return DistinctStates(stacked([rows[row] for row in keep]), weights)
+        return np.take(rows, keep, axis=0, out=out)
+    return np.stack([rows[row] for row in keep], out=out)
+
+
+def distinct_states(rows: Rows) -> DistinctStates | None:
+    """The distinct rows of ``rows`` and their counts (:func:`distinct_rows`), or ``None``."""
+    found = distinct_rows(rows)
+    if found is None:
+        return None
+    keep, counts = found
+    return DistinctStates(stacked(gather(rows, keep)), counts)

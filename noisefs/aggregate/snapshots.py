@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisefs.aggregate.distinct import Rows, distinct_states, stacked
+from noisefs.aggregate.distinct import Rows, distinct_rows, gather, stacked
 from noisefs.aggregate.sums import Aggregator
 
 __all__ = ["STORES", "encode_snapshot", "fold_snapshot"]
@@ -29,12 +29,13 @@ def encode_snapshot(states: Rows, store: str) -> np.ndarray:
     if store == "dense":
         states = stacked(states)
         return states[:, :, None] * states.conj()[:, None, :]
-    distinct = distinct_states(states)
-    if distinct is None:
+    found = distinct_rows(states)
+    if found is None:
         return stacked(states)
-    counted = np.empty((len(distinct.counts), 1 + distinct.states.shape[1]), dtype=np.complex128)
-    counted[:, 0] = distinct.counts
-    counted[:, 1:] = distinct.states
+    keep, counts = found
+    counted = np.empty((len(keep), 1 + len(states[0])), dtype=np.complex128)
+    counted[:, 0] = counts
+    gather(states, keep, out=counted[:, 1:])  # straight from Aer's rows: no stack between
     return counted
 
 
