@@ -1,5 +1,3 @@
-import sys
+from noisefs.console import main
 
-from noisefs.cli import main
-
-sys.exit(main())
+main()
