@@ -170,7 +170,8 @@ def check_runs(params: NoiseParams) -> None:
         event("model refused for 3 qubits")
         return
     job = SimulationJob(PROBE, ("s0",), model, "factored", "fuzz", aer_threads=1)
-    (states,), _ = outcome(simulate, job, Batch(index=0, start=0, size=4, seed=7), expect=())
+    (rows,), _ = outcome(simulate, job, Batch(index=0, start=0, size=4, seed=7), expect=())
+    states = np.stack(rows)  # Aer's per-shot rows, one per trajectory
     assert states.shape == (4, 8) and np.all(np.isfinite(states))
     np.testing.assert_allclose(np.linalg.norm(states, axis=1), 1.0, atol=1e-6)
     event("simulated")
