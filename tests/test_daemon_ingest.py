@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -418,7 +417,9 @@ def test_dead_observer_is_restarted_and_a_rescan_follows(daemons, tmp_path, aren
     step.mkdir(parents=True)
     save_renamed(step / "a.npy", random_psi(rng, 4))
     wait_ingested(arena_root, "one", 1, proc)
-    time.sleep(0.6)  # the scan that events call for (police tick) is over: none is pending
+    # the rescan the directory's events call for (police tick) is done: none is pending, so
+    # only the observer's restart can find the files written below
+    wait_for(lambda: read_status(arena_root)["scan_pending"] is False, 10, "no scan pending", proc)
     marker.write_text("kill")
     wait_for(lambda: marker.read_text() == "dead", 10, "the observer stopped", proc)
     for i in range(3):

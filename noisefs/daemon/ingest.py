@@ -117,6 +117,11 @@ class Inbox:
         return self._scanner.scan_cost
 
     @property
+    def scan_pending(self) -> bool:
+        """Whether events came since the last full scan (the police tick then rescans)."""
+        return self._scanner.activity
+
+    @property
     def daemon_fd(self) -> int:
         """The descriptor of ``<root>/daemon`` (the status file's directory)."""
         return self._dirs.daemon_fd

@@ -80,6 +80,7 @@ class Reporter:
             "figures": held.police.figures,
             "pressure": held.police.pressure,
             "waiting_files": len(held.inbox.waiting),
+            "scan_pending": held.inbox.scan_pending,
             "results_dir": str(held.cfg.results_dir),
             "reloads": {
                 "ok": self.daemon_figures["reloads_ok"],
