@@ -72,10 +72,9 @@ class Inbox:
             for key in store.recover():
                 self._candidates.queue(key)
         except BaseException:  # nothing opened so far is left behind
-            if trace is not None:
-                trace.close()
-            if store is not None:
-                store.close()
+            for part in (trace, store):
+                if part is not None:
+                    part.close()
             self._dirs.close()
             raise
         self._store = store
@@ -127,10 +126,8 @@ class Inbox:
         return self._dirs.daemon_fd
 
     def set_pending_limit(self, nbytes: int, nfiles: int) -> None:
-        """Bound the claimed files that wait for their checkpoint to ``nbytes`` and
-        ``nfiles`` (all runs together)."""
-        self._store.pending_limit_bytes = nbytes
-        self._store.pending_limit_files = nfiles
+        """Bound the claimed files awaiting their checkpoint (all runs): bytes, files."""
+        self._store.pending_limit_bytes, self._store.pending_limit_files = nbytes, nfiles
 
     def set_claim_room(self, room_files: int, room_bytes: int) -> None:
         """The arena's room beyond every lease (see :meth:`CheckpointStore.set_claim_room`)."""
