@@ -75,9 +75,11 @@ def distinct_rows(rows: Rows) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     group = group.ravel()
     counts = counts.astype(np.float64)
-    reference = [rows[row].tobytes() for row in first]  # each group's first row
+    duplicates = np.flatnonzero(first[group] != np.arange(count))
+    # the first row's bytes of each group with duplicates (a group of one needs no copy)
+    reference = {g: rows[first[g]].tobytes() for g in np.unique(group[duplicates]).tolist()}
     alone: list[int] = []  # rows whose fingerprint matched a different state
-    for row in np.flatnonzero(first[group] != np.arange(count)):
+    for row in duplicates:
         if rows[row].tobytes() != reference[group[row]]:
             alone.append(int(row))
             counts[group[row]] -= 1

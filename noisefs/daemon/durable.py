@@ -234,6 +234,10 @@ class CheckpointStore:
             or self._at_room_cap(files, nbytes)
         )
 
+    def set_pending_limit(self, nbytes: int, nfiles: int) -> None:
+        """Bound the claimed files awaiting their checkpoint (all runs together)."""
+        self.pending_limit_bytes, self.pending_limit_files = nbytes, nfiles
+
     def held(self) -> tuple[int, int]:
         """Claimed files (and their bytes) not yet freed by a durable checkpoint."""
         runs = self.runs.values()

@@ -127,7 +127,7 @@ class Inbox:
 
     def set_pending_limit(self, nbytes: int, nfiles: int) -> None:
         """Bound the claimed files awaiting their checkpoint (all runs): bytes, files."""
-        self._store.pending_limit_bytes, self._store.pending_limit_files = nbytes, nfiles
+        self._store.set_pending_limit(nbytes, nfiles)
 
     def set_claim_room(self, room_files: int, room_bytes: int) -> None:
         """The arena's room beyond every lease (see :meth:`CheckpointStore.set_claim_room`)."""
