@@ -194,4 +194,7 @@ def test_two_runs_the_daemon_and_a_foreign_writer_stay_within_the_bounds(
     assert usage["du_max_entries"] <= MAX_FILES + FOREIGN_ENTRIES, line
     with Arena.open_existing(arena_root) as arena:
         stats = arena.stats()
-        assert stats["spilled_total_files"] > 0  # the runs did press on the quota
+        # the runs did press on the bounds: something spilled, or the inodes reached the
+        # bound (with most trajectories alike, a batch's snapshots are small; whether a put
+        # spills or finds a slot freed a moment before depends on timing)
+        assert stats["spilled_total_files"] > 0 or usage["max_entries"] >= MAX_FILES - 2, line
